@@ -1,0 +1,1 @@
+"""Inference runtimes behind one interface, found by probing the hardware."""

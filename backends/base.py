@@ -1,0 +1,84 @@
+"""The one interface every inference runtime implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from edgewatch.models.manifest import ModelManifest
+
+
+class BackendError(RuntimeError):
+    """A backend could not start or run; the message says what to do about it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    available: bool
+    reason: str  # what was found, or exactly why the backend cannot run here and what to install
+
+
+class BackendConfig(BaseModel):
+    """Settings shared by all backends; each backend may subclass it with its own keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Backend(ABC):
+    """One runtime with one model loaded. ``infer`` must be safe to call from several threads."""
+
+    type_key: ClassVar[str]
+    title: ClassVar[str]
+    config_model: ClassVar[type[BackendConfig]] = BackendConfig
+    can_use_gpu: ClassVar[bool] = False
+
+    def __init__(self, config: BackendConfig | None = None) -> None:
+        self.config = config or self.config_model()
+        self.manifest: ModelManifest | None = None
+
+    @classmethod
+    @abstractmethod
+    def probe(cls) -> ProbeResult:
+        """Say whether this runtime can run on this machine, without loading any model."""
+
+    @property
+    @abstractmethod
+    def execution_provider(self) -> str:
+        """What actually runs inference, as reported to clients (e.g. ``CPU``, ``NPU``)."""
+
+    @abstractmethod
+    def load(self, model_path: Path, manifest: ModelManifest) -> None:
+        """Load the model file; raise BackendError with a next step if it cannot be used."""
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run the preprocessed ``batch`` and return the raw outputs in the model's order."""
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+        self.manifest = None
+
+
+class DetectOnlyBackend(Backend):
+    """A runtime whose hardware is detected but whose inference is not built yet.
+
+    Its probe always reports unavailable (with what it found), so selection falls through
+    to the next backend; ``load`` refuses honestly instead of pretending.
+    """
+
+    not_built = "inference on this runtime is not built into this edgewatch version yet"
+
+    @property
+    def execution_provider(self) -> str:
+        return self.type_key.upper()
+
+    def load(self, model_path: Path, manifest: ModelManifest) -> None:
+        raise BackendError(f"{self.title}: {self.not_built}; the next available backend is used instead")
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        raise BackendError(f"{self.title}: {self.not_built}")

@@ -1,0 +1,67 @@
+"""Signals that tell which accelerator a board has, read from /dev, /sys and /proc."""
+
+from __future__ import annotations
+
+import ctypes.util
+import glob
+import importlib.util
+from pathlib import Path
+
+CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # unprogrammed / programmed Coral USB
+
+
+def importable(module: str) -> bool:
+    """True if ``module`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def device_tree_compatible(root: Path = Path("/")) -> list[str]:
+    try:
+        raw = (root / "proc/device-tree/compatible").read_bytes()
+    except OSError:
+        return []
+    return [c.decode(errors="replace") for c in raw.split(b"\0") if c]
+
+
+def rockchip_soc(root: Path = Path("/")) -> str | None:
+    """The Rockchip SoC name (e.g. ``rk3588``) from the device tree, if this is a Rockchip board."""
+    for comp in device_tree_compatible(root):
+        if comp.startswith("rockchip,rk"):
+            return comp.split(",", 1)[1]
+    return None
+
+
+def rknpu_nodes(root: Path = Path("/")) -> list[str]:
+    found = glob.glob(str(root / "dev/rknpu*"))
+    found += [p for p in ("sys/kernel/debug/rknpu", "sys/module/rknpu") if (root / p).exists()]
+    return found
+
+
+def coral_devices(root: Path = Path("/")) -> list[str]:
+    found = glob.glob(str(root / "dev/apex_*"))
+    for dev in glob.glob(str(root / "sys/bus/usb/devices/*")):
+        try:
+            ids = ((Path(dev) / "idVendor").read_text().strip(), (Path(dev) / "idProduct").read_text().strip())
+        except OSError:
+            continue
+        if ids in CORAL_USB_IDS:
+            found.append(f"usb {ids[0]}:{ids[1]}")
+    return found
+
+
+def libedgetpu_present() -> bool:
+    return ctypes.util.find_library("edgetpu") is not None or any(
+        Path(d, "libedgetpu.so.1").exists() for d in ("/usr/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
+    )
+
+
+def jetson_release(root: Path = Path("/")) -> str | None:
+    rel = root / "etc/nv_tegra_release"
+    if rel.exists():
+        return rel.read_text(errors="replace").split(",")[0].strip() or "Jetson"
+    if any("tegra" in c for c in device_tree_compatible(root)):
+        return "Jetson (tegra device tree)"
+    return None

@@ -1,0 +1,70 @@
+"""Every backend by type key, the probe order, and choosing one that actually loads."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
+from edgewatch.backends.edgetpu import EdgeTpuBackend
+from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+from edgewatch.backends.rknn import RknnBackend
+from edgewatch.backends.tensorrt import TensorRtBackend
+from edgewatch.models.manifest import ModelManifest
+
+log = logging.getLogger(__name__)
+
+# Accelerators first, the CPU last: the first one that probes available and loads wins.
+PROBE_ORDER: tuple[type[Backend], ...] = (RknnBackend, EdgeTpuBackend, TensorRtBackend, OnnxRuntimeCpuBackend)
+BACKENDS: dict[str, type[Backend]] = {cls.type_key: cls for cls in PROBE_ORDER}
+BACKEND_CHOICES = ("auto", *BACKENDS)
+BackendChoice = Literal["auto", "rknn", "edgetpu", "tensorrt", "onnxruntime"]
+
+
+def probe_all() -> dict[str, ProbeResult]:
+    """Probe every backend; a probe that crashes is reported, never raised."""
+    results = {}
+    for cls in PROBE_ORDER:
+        try:
+            results[cls.type_key] = cls.probe()
+        except Exception as exc:  # a broken vendor install must not stop the daemon
+            results[cls.type_key] = ProbeResult(False, f"probe failed: {exc!r}")
+    return results
+
+
+@dataclass
+class Selection:
+    backend: Backend
+    notes: list[str] = field(default_factory=list)  # why earlier candidates were skipped
+
+
+def load_backend(preferred: str, model_path: Path, manifest: ModelManifest,
+                 configs: dict[str, BackendConfig] | None = None) -> Selection:
+    """Load ``model_path`` on ``preferred`` (or the probe order for ``auto``), falling back in order."""
+    configs = configs or {}
+    if preferred != "auto" and preferred not in BACKENDS:
+        raise BackendError(f"unknown backend {preferred!r}; expected one of {', '.join(BACKEND_CHOICES)}")
+    order = list(PROBE_ORDER)
+    if preferred != "auto":
+        order.remove(BACKENDS[preferred])
+        order.insert(0, BACKENDS[preferred])
+    notes: list[str] = []
+    for cls in order:
+        probe = cls.probe()
+        if not probe.available:
+            if cls.type_key == preferred:
+                notes.append(f"{cls.type_key} was asked for but is unavailable: {probe.reason}")
+            continue
+        backend = cls(configs.get(cls.type_key))
+        try:
+            backend.load(model_path, manifest)
+        except BackendError as exc:
+            notes.append(f"{cls.type_key} failed to load {manifest.name}: {exc}")
+            backend.close()
+            continue
+        for note in notes:
+            log.warning("%s; using %s", note, cls.type_key)
+        return Selection(backend, notes)
+    raise BackendError("no backend could load " + manifest.name + ": " + "; ".join(notes or ["none available"]))

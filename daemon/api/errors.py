@@ -1,0 +1,64 @@
+"""Every failure answers JSON with ``success: false`` and an ``error`` saying what to do."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from edgewatch.daemon.api.schemas import vision_envelope
+
+log = logging.getLogger("edgewatch.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _command(path: str) -> str | None:
+    """The vision command a path names (detect, custom, list), or None outside /v1/vision."""
+    if not path.startswith("/v1/vision/"):
+        return None
+    if path.rstrip("/").endswith("/custom/list"):
+        return "list"
+    return "custom" if "/custom" in path else "detect"
+
+
+def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    command = _command(request.url.path)
+    if command is not None:
+        body = vision_envelope(request, command, success=False, code=status, error=message)
+    else:
+        body = {"success": False, "error": message, "code": status}
+    return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def handle_api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(request, exc.status, exc.message, exc.headers)
+
+
+def handle_http_exception(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    if status == 404:
+        message = f"no such endpoint {request.method} {request.url.path}; see /schema for the API"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}; see /schema for the API"
+    elif status == 413:
+        message = "request body too large: send a smaller image or raise server.max_body_bytes"
+    elif isinstance(exc, ValidationException):
+        extra = exc.extra if isinstance(exc.extra, list) else []
+        parts = [f"{e.get('key')}: {e.get('message')}" for e in extra if isinstance(e, dict)]
+        message = "invalid request: " + ("; ".join(parts) or exc.detail)
+    else:
+        message = exc.detail
+    return error_response(request, status, message, exc.headers)
+
+
+def handle_internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return error_response(request, 500, f"internal error ({type(exc).__name__}); the daemon log has details")

@@ -1,0 +1,98 @@
+"""Request bodies as real NVR clients send them: multipart (a file part with or without a
+filename or content type, fields in any order, extra fields), urlencoded, JSON, or the query."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from litestar import Request
+from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser, parse_options_header
+
+from edgewatch.daemon.api.errors import ApiError
+
+
+@dataclass
+class Form:
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    first_file: bytes | None = None
+
+    def image(self) -> bytes:
+        """The ``image`` part, or as CodeProject.AI does, the first file part whatever its name."""
+        if "image" in self.files:
+            return self.files["image"]
+        if "image" in self.fields:  # sent as a plain field
+            return self.fields["image"].encode("utf-8", "surrogateescape")
+        if self.first_file is not None:
+            return self.first_file
+        raise ApiError(400, "no 'image' file in the request: send multipart/form-data with the snapshot "
+                            "in a part named 'image'")
+
+
+async def read_form(request: Request) -> Form:
+    """Parse the body (size-limited by the app: over the limit is 413) plus query parameters."""
+    body = await request.body()
+    form = Form(fields={k: v for k, v in request.query_params.items()})
+    mime, options = parse_options_header(request.headers.get("content-type", ""))
+    if mime == "multipart/form-data":
+        _parse_multipart(body, options.get("boundary", ""), form)
+    elif mime == "application/x-www-form-urlencoded":
+        form.fields.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif mime == "application/json" and body:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ApiError(400, "the JSON body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "the JSON body must be an object of names to values")
+        form.fields.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()})
+    return form
+
+
+def _parse_multipart(body: bytes, boundary: str, form: Form) -> None:
+    if not boundary:
+        raise ApiError(400, "multipart/form-data without a boundary: let your HTTP client build the form")
+    segment: MultipartSegment | None = None
+    chunks: list[bytes] = []
+    try:
+        with PushMultipartParser(boundary, max_segment_count=64) as parser:
+            for event in parser.parse(body):
+                if isinstance(event, MultipartSegment):
+                    segment, chunks = event, []
+                elif event:
+                    chunks.append(bytes(event))
+                elif segment is not None:
+                    _store_part(segment, b"".join(chunks), form)
+                    segment = None
+            parser.parse(b"")
+    except ParserLimitReached:
+        raise ApiError(400, "too many parts in the multipart form (at most 64)") from None
+    except ParserError as exc:
+        raise ApiError(400, f"malformed multipart/form-data ({exc}): let your HTTP client build the form") from None
+
+
+def _store_part(segment: MultipartSegment, data: bytes, form: Form) -> None:
+    is_file = segment.filename is not None or segment.name == "image" or (
+        segment.content_type is not None and not segment.content_type.startswith("text/"))
+    if is_file:
+        form.files.setdefault(segment.name, data)
+        if form.first_file is None:
+            form.first_file = data
+    else:
+        form.fields[segment.name] = data.decode(segment.charset or "utf-8", "replace")
+
+
+def parse_confidence(form: Form, default: float) -> float:
+    raw = form.fields.get("min_confidence", "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"min_confidence must be a number between 0 and 1, got {raw!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ApiError(400, f"min_confidence must be between 0 and 1, got {raw!r}")
+    return value

@@ -1,0 +1,148 @@
+"""Typed response bodies (the OpenAPI schema is generated from these) and the vision envelope."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from edgewatch.daemon.detection import MODULE_ID, MODULE_NAME
+
+
+class PredictionBody(msgspec.Struct):
+    label: str
+    confidence: float
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+
+
+class VisionResponse(msgspec.Struct, omit_defaults=True):
+    """The CodeProject.AI envelope every /v1/vision answer carries, success or not."""
+
+    success: bool
+    message: str
+    predictions: list[PredictionBody]
+    count: int
+    inferenceMs: int
+    processMs: int
+    moduleId: str
+    moduleName: str
+    command: str
+    executionProvider: str
+    canUseGPU: bool
+    analysisRoundTripMs: int
+    code: int
+    timestampUTC: str
+    error: str | None = None
+
+
+class CustomListResponse(msgspec.Struct):
+    success: bool
+    models: list[str]
+    message: str
+    moduleId: str
+    moduleName: str
+    command: str
+    code: int
+
+
+class VersionInfo(msgspec.Struct):
+    major: int
+    minor: int
+    patch: int
+    preRelease: str | None
+    securityUpdate: bool
+    build: int
+    file: str
+    releaseNotes: str
+
+
+class VersionResponse(msgspec.Struct):
+    success: bool
+    message: str
+    version: VersionInfo
+    code: int = 200
+
+
+class UpdateResponse(msgspec.Struct):
+    success: bool
+    message: str
+    version: VersionInfo | None
+    current: VersionInfo
+    latest: VersionInfo | None
+    updateAvailable: bool
+    code: int = 200
+
+
+class LogEntry(msgspec.Struct):
+    id: int
+    timestamp: str
+    entry: str
+    level: str
+    category: str
+    label: str
+
+
+class LogResponse(msgspec.Struct):
+    success: bool
+    entries: list[LogEntry]
+    code: int = 200
+
+
+class BackendStatus(msgspec.Struct):
+    type: str
+    available: bool
+    reason: str
+
+
+class BackendsResponse(msgspec.Struct):
+    success: bool
+    active: str | None
+    executionProvider: str | None
+    backends: list[BackendStatus]
+    notes: list[str]
+    code: int = 200
+
+
+class SettingsResponse(msgspec.Struct):
+    success: bool
+    moduleId: str
+    settings: dict[str, Any]
+    environmentVariables: dict[str, str]
+    message: str = ""
+    code: int = 200
+
+
+def received_at(request: Request) -> float:
+    """perf_counter when the request reached the app (set by middleware)."""
+    return request.scope.get("state", {}).get("received_at", time.perf_counter())
+
+
+def vision_envelope(request: Request, command: str, *, success: bool, code: int = 200, message: str = "",
+                    predictions: list[PredictionBody] | None = None, inference_ms: float = 0.0,
+                    process_ms: float = 0.0, error: str | None = None) -> VisionResponse:
+    module = request.app.state.get("detection")
+    backend = module.backend if module is not None else None
+    predictions = predictions or []
+    return VisionResponse(
+        success=success,
+        message=message or (error or ""),
+        predictions=predictions,
+        count=len(predictions),
+        inferenceMs=round(inference_ms),
+        processMs=round(process_ms),
+        moduleId=MODULE_ID,
+        moduleName=MODULE_NAME,
+        command=command,
+        executionProvider=backend.execution_provider if backend else "CPU",
+        canUseGPU=bool(backend and backend.can_use_gpu),
+        analysisRoundTripMs=round((time.perf_counter() - received_at(request)) * 1000),
+        code=code,
+        timestampUTC=datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        error=error,
+    )

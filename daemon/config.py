@@ -1,0 +1,127 @@
+"""Configuration: embedded defaults, one YAML file, then ``EDGEWATCH_*`` environment overrides.
+
+Nested keys map to one underscore after the section: ``server.port`` is ``EDGEWATCH_SERVER_PORT``,
+``backend`` is ``EDGEWATCH_BACKEND``, ``data_dir`` is ``EDGEWATCH_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeConfig
+from edgewatch.backends.registry import BackendChoice
+from edgewatch.daemon.paths import default_cache_dir, default_data_dir
+from edgewatch.models.labels import LABEL_STYLES
+
+DEFAULT_PORT = 32168
+
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names each bad key and what it expects."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="larger requests get 413")
+    max_image_pixels: int = Field(40_000_000, ge=10_000, description="larger images are refused (decompression bombs)")
+
+
+class InferenceConfig(_Section):
+    workers: int = Field(2, ge=1, le=16, description="requests processed at once")
+    queue_size: int = Field(16, ge=1, le=4096, description="requests waiting or running before 503")
+
+
+class DetectionConfig(_Section):
+    """The detection module's settings; also changeable at run time through /v1/settings."""
+
+    model: str | None = Field(None, description="installed detector to use; default: the catalogue's default")
+    min_confidence: float = Field(0.4, ge=0.0, le=1.0, description="used when a request does not send one")
+    nms_iou: float = Field(0.45, gt=0.0, le=1.0)
+    label_style: Literal[LABEL_STYLES] = "coco"  # type: ignore[valid-type]
+    # Frigate's deepstack detector stores at most 20 and fails on a 21st prediction.
+    max_predictions: int = Field(20, ge=1, le=1000, description="most predictions returned, highest confidence first")
+
+
+class BackendsConfig(_Section):
+    onnxruntime: OnnxRuntimeConfig = OnnxRuntimeConfig()
+
+
+_yaml_path: ContextVar[Path | None] = ContextVar("edgewatch_config_path", default=None)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _yaml_path.get()
+        if path is None:
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must be a mapping of keys to values, not {type(data).__name__}")
+        return data
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEWATCH_", env_nested_delimiter="_",
+                                      env_nested_max_split=1, extra="forbid")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    backend: BackendChoice = "auto"
+    server: ServerConfig = ServerConfig()
+    inference: InferenceConfig = InferenceConfig()
+    detection: DetectionConfig = DetectionConfig()
+    backends: BackendsConfig = BackendsConfig()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Defaults < YAML file < EDGEWATCH_* env < ``overrides``; raises ConfigError naming bad keys."""
+    token = _yaml_path.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, config_file)) from None
+    finally:
+        _yaml_path.reset(token)
+
+
+def describe_errors(exc: ValidationError, config_file: Path | None = None) -> str:
+    where = f" in {config_file} or EDGEWATCH_* environment" if config_file else " (EDGEWATCH_* environment)"
+    lines = [f"invalid configuration{where}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key; see README 'Configuration' for the keys edgewatch accepts")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)

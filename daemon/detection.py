@@ -1,0 +1,176 @@
+"""The object-detection module: installed detectors on the chosen backend, and the run path
+upload bytes → decode → preprocess → backend → postprocess → predictions."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import ValidationError
+
+from edgewatch.backends.base import Backend
+from edgewatch.backends.registry import BackendChoice, load_backend
+from edgewatch.daemon.config import DetectionConfig, Settings
+from edgewatch.daemon.imaging import decode_image
+from edgewatch.models.catalogue import default_names
+from edgewatch.models.labels import PRESETS, display_label
+from edgewatch.models.manifest import ModelManifest
+from edgewatch.models.postprocess import decode
+from edgewatch.models.preprocess import letterbox
+from edgewatch.models.store import ModelNotFound, ModelStore
+
+log = logging.getLogger(__name__)
+
+MODULE_ID = "ObjectDetectionEdgewatch"
+MODULE_NAME = "Object Detection (edgewatch)"
+
+
+class NoModelInstalled(RuntimeError):
+    def __str__(self) -> str:
+        return "no detection model is installed: run `edgewatch models install --default` on the box"
+
+
+class DetectionSettings(DetectionConfig):
+    """What /v1/settings/ObjectDetectionEdgewatch can change; applied by reloading the module."""
+
+    backend: BackendChoice = "auto"
+
+    @classmethod
+    def from_config(cls, settings: Settings, overrides: dict[str, object]) -> "DetectionSettings":
+        base = settings.detection.model_dump() | {"backend": settings.backend}
+        try:
+            return cls.model_validate(base | overrides)
+        except ValidationError as exc:
+            log.error("ignoring saved detection settings %s: %s", overrides, exc)
+            return cls.model_validate(base)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: str
+    confidence: float
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    predictions: list[Prediction]
+    inference_ms: float
+    process_ms: float
+
+
+class Detector:
+    """One installed detector loaded on one backend."""
+
+    def __init__(self, manifest: ModelManifest, backend: Backend) -> None:
+        self.manifest = manifest
+        self.backend = backend
+        self._label_ids = {name: i for i, name in enumerate(manifest.labels)}
+
+    def class_ids(self, labels: frozenset[str] | None) -> np.ndarray | None:
+        if labels is None:
+            return None
+        return np.asarray(sorted(self._label_ids[n] for n in labels if n in self._label_ids), dtype=np.int64)
+
+    def detect(self, data: bytes, min_conf: float, settings: DetectionSettings, max_pixels: int,
+               allowed: np.ndarray | None = None) -> Outcome:
+        start = time.perf_counter()
+        spec = self.manifest.input
+        image, scale = decode_image(data, max_pixels, target=spec.size)
+        tensor, geometry = letterbox(image, spec, self.manifest.preprocessing)
+        t0 = time.perf_counter()
+        outputs = self.backend.infer(tensor)
+        inference_ms = (time.perf_counter() - t0) * 1000
+        boxes, scores, classes = decode(self.manifest.postprocessing, outputs, spec.size, min_conf,
+                                        settings.nms_iou, settings.max_predictions, allowed)
+        boxes = geometry.to_original(boxes) / scale
+        predictions = [
+            Prediction(display_label(self.manifest.labels[c], settings.label_style), round(float(s), 4),
+                       int(round(b[0])), int(round(b[1])), int(round(b[2])), int(round(b[3])))
+            for b, s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist())
+        ]
+        return Outcome(predictions, inference_ms, (time.perf_counter() - start) * 1000)
+
+
+class DetectionModule:
+    """Holds the loaded detectors; ``reload`` swaps in new settings without a daemon restart."""
+
+    def __init__(self, config: Settings, store: ModelStore, saved: dict[str, object]) -> None:
+        self.config = config
+        self.store = store
+        self.settings = DetectionSettings.from_config(config, saved)
+        self._detectors: dict[str, Detector] = {}
+        self._lock = threading.Lock()
+        self.backend_notes: list[str] = []
+
+    # -- model resolution -------------------------------------------------------------------
+    def default_model_name(self) -> str:
+        if self.settings.model:
+            return self.settings.model
+        installed = [m.name for m in self.store.list() if m.task == "detection"]
+        for name in default_names():
+            if name in installed:
+                return name
+        if installed:
+            return installed[0]
+        raise NoModelInstalled()
+
+    def custom_models(self) -> list[str]:
+        """Names accepted by /v1/vision/custom/{model}: installed detectors plus the ipcam presets."""
+        installed = [m.name for m in self.store.list() if m.task == "detection"]
+        return sorted(installed) + (sorted(PRESETS) if installed else [])
+
+    def resolve(self, name: str | None) -> tuple[Detector, np.ndarray | None]:
+        """The detector and allowed class ids for a model or preset name (None = default model)."""
+        if name in PRESETS:
+            detector = self.detector(self.default_model_name())
+            return detector, detector.class_ids(PRESETS[name])
+        return self.detector(name or self.default_model_name()), None
+
+    def detector(self, name: str) -> Detector:
+        with self._lock:
+            if name in self._detectors:
+                return self._detectors[name]
+            manifest = self.store.get(name)
+            if manifest.task != "detection":
+                raise ModelNotFound(name)
+            selection = load_backend(self.settings.backend, self.store.path(manifest), manifest,
+                                     {"onnxruntime": self.config.backends.onnxruntime})
+            self.backend_notes = selection.notes
+            log.info("loaded %s (%s, %s) on %s", name, manifest.default_variant, manifest.precision,
+                     selection.backend.type_key)
+            self._detectors[name] = Detector(manifest, selection.backend)
+            return self._detectors[name]
+
+    @property
+    def backend(self) -> Backend | None:
+        with self._lock:
+            return next(iter(self._detectors.values())).backend if self._detectors else None
+
+    def warm_up(self) -> None:
+        """Load the default detector now, so the first request does not pay for it."""
+        try:
+            self.detector(self.default_model_name())
+        except NoModelInstalled as exc:
+            log.warning("%s", exc)
+
+    def reload(self, settings: DetectionSettings) -> None:
+        """Apply new settings: drop loaded detectors (they reload on the new backend/model)."""
+        with self._lock:
+            old, self._detectors = self._detectors, {}
+            self.settings = settings
+        for det in old.values():
+            det.backend.close()
+        self.warm_up()
+
+    def close(self) -> None:
+        with self._lock:
+            for det in self._detectors.values():
+                det.backend.close()
+            self._detectors = {}

@@ -1,0 +1,1 @@
+"""Model catalogue, on-disk store, pre/post-processing and conversion."""

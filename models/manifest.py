@@ -1,0 +1,92 @@
+"""The manifest stored beside every installed model: what it is, where it came from, how to feed it."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+Postprocessing = Literal["nanodet_gfl", "centernet", "yolov5", "yolov8"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+def check_model_name(name: str) -> str:
+    """Return ``name`` if it is a safe store name, else raise ValueError saying what is allowed."""
+    if not NAME_RE.match(name) or ".." in name:
+        raise ValueError(
+            f"invalid model name {name!r}: use 1-64 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no path separators, no '..')"
+        )
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    name: str | None = None
+    shape: tuple[int, int, int, int]
+    layout: Literal["nchw", "nhwc"]
+    dtype: Literal["float32", "uint8"] = "float32"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) the network expects."""
+        if self.layout == "nchw":
+            return self.shape[3], self.shape[2]
+        return self.shape[2], self.shape[1]
+
+
+class Preprocessing(_Strict):
+    kind: Literal["letterbox"] = "letterbox"
+    color: Literal["rgb", "bgr"] = "rgb"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pad_value: float = 114.0
+
+
+class Source(_Strict):
+    registry: Literal["npm", "pypi", "local"]
+    package: str
+    version: str
+    files: dict[str, str] = Field(default_factory=dict, description="path inside the package -> sha256")
+    license: str = "unknown"
+
+
+class Variant(_Strict):
+    file: str
+    sha256: str
+    precision: Precision
+    size_bytes: int
+    inference_ms_p50: float | None = None
+
+
+class ModelManifest(_Strict):
+    name: str
+    title: str = ""
+    task: Literal["detection"] = "detection"
+    labels: tuple[str, ...]
+    input: InputSpec
+    preprocessing: Preprocessing
+    postprocessing: Postprocessing
+    source: Source
+    license: str
+    variants: dict[str, Variant]
+    default_variant: str
+    # int8 vs fp32 agreement on the calibration photos, and why the default was chosen.
+    quantization_report: dict[str, float | int | str] = Field(default_factory=dict)
+    installed_at: str = ""
+
+    _check_name = field_validator("name")(classmethod(lambda cls, v: check_model_name(v)))
+
+    @property
+    def default(self) -> Variant:
+        return self.variants[self.default_variant]
+
+    @property
+    def precision(self) -> str:
+        return self.default.precision

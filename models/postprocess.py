@@ -1,0 +1,133 @@
+"""Raw network outputs → class-wise NMS'd detections in network-input pixels.
+
+One decoder per ``postprocessing`` kind of the manifest. Every decoder returns
+(boxes N×4 x1,y1,x2,y2, scores N, class_ids N) before NMS; :func:`decode` adds the
+confidence filter and class-wise NMS that all kinds share.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+NANODET_STRIDES = (8, 16, 32)
+NANODET_REG_MAX = 10  # 11 bins per side (GFL distribution)
+
+
+def _empty() -> Decoded:
+    return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+
+
+def _best_class(scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of an N×C score matrix: indices of rows above ``min_conf``, their best score and class."""
+    class_ids = scores.argmax(axis=1)
+    best = scores[np.arange(scores.shape[0]), class_ids]
+    keep = np.nonzero(best >= min_conf)[0]
+    return keep, best[keep], class_ids[keep]
+
+
+def decode_nanodet_gfl(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
+    """NanoDet-m: per stride a scores tensor (1×HW×C, sigmoid applied) and a
+    distribution tensor (1×HW×4·(reg_max+1), sides left, top, right, bottom)."""
+    in_w, in_h = input_size
+    by_len: dict[int, dict[str, np.ndarray]] = {}
+    for out in outputs:
+        arr = out.reshape(out.shape[-2], out.shape[-1])
+        slot = by_len.setdefault(arr.shape[0], {})
+        slot["dist" if arr.shape[1] == 4 * (NANODET_REG_MAX + 1) else "scores"] = arr
+    boxes_all, scores_all, classes_all = [], [], []
+    bins = np.arange(NANODET_REG_MAX + 1, dtype=np.float32)
+    for stride in NANODET_STRIDES:
+        fw, fh = -(-in_w // stride), -(-in_h // stride)
+        level = by_len.get(fw * fh)
+        if level is None or "scores" not in level or "dist" not in level:
+            raise ValueError(f"NanoDet output for stride {stride} ({fw}x{fh} anchors) not found")
+        keep, best, cls = _best_class(level["scores"], min_conf)
+        if keep.size == 0:
+            continue
+        dist = level["dist"][keep].reshape(-1, 4, NANODET_REG_MAX + 1)
+        dist = np.exp(dist - dist.max(axis=2, keepdims=True))
+        dist /= dist.sum(axis=2, keepdims=True)
+        ltrb = (dist @ bins) * stride  # expected distance of each side, in pixels
+        cx = (keep % fw + 0.5) * stride
+        cy = (keep // fw + 0.5) * stride
+        boxes_all.append(np.stack([cx - ltrb[:, 0], cy - ltrb[:, 1], cx + ltrb[:, 2], cy + ltrb[:, 3]], axis=1))
+        scores_all.append(best)
+        classes_all.append(cls)
+    if not boxes_all:
+        return _empty()
+    return np.concatenate(boxes_all), np.concatenate(scores_all), np.concatenate(classes_all)
+
+
+def decode_centernet(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
+    """MobileNetV3-CenterNet: ``detections`` 1×K×6 rows of x1, y1, x2, y2 (input pixels), score, class."""
+    det = next((o for o in outputs if o.ndim == 3 and o.shape[-1] == 6), None)
+    if det is None:
+        raise ValueError("CenterNet detections output (1×K×6) not found")
+    det = det[0]
+    keep = det[:, 4] >= min_conf
+    det = det[keep]
+    return det[:, :4].astype(np.float32), det[:, 4].astype(np.float32), det[:, 5].astype(np.int64)
+
+
+def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    half = b[:, 2:4] / 2
+    return np.concatenate([b[:, :2] - half, b[:, :2] + half], axis=1)
+
+
+def decode_yolov5(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
+    """YOLOv5 export: 1×N×(5+C) rows of cx, cy, w, h, objectness, class scores."""
+    pred = outputs[0].reshape(-1, outputs[0].shape[-1])
+    scores = pred[:, 5:] * pred[:, 4:5]
+    keep, best, cls = _best_class(scores, min_conf)
+    return _cxcywh_to_xyxy(pred[keep, :4]), best, cls
+
+
+def decode_yolov8(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
+    """YOLOv8/11 export: 1×(4+C)×N columns of cx, cy, w, h, class scores (no objectness)."""
+    pred = outputs[0].reshape(outputs[0].shape[-2], outputs[0].shape[-1]).T
+    keep, best, cls = _best_class(pred[:, 4:], min_conf)
+    return _cxcywh_to_xyxy(pred[keep, :4]), best, cls
+
+
+DECODERS: dict[str, Callable[[list[np.ndarray], tuple[int, int], float], Decoded]] = {
+    "nanodet_gfl": decode_nanodet_gfl,
+    "centernet": decode_centernet,
+    "yolov5": decode_yolov5,
+    "yolov8": decode_yolov8,
+}
+
+
+def decode(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float,
+           iou: float = 0.45, max_det: int = 300, allowed: np.ndarray | None = None) -> Decoded:
+    """Decode ``outputs`` with the ``kind`` decoder, keep only ``allowed`` class ids (if given),
+    then class-wise NMS; sorted by score, highest first."""
+    boxes, scores, classes = DECODERS[kind](outputs, input_size, min_conf)
+    if allowed is not None:
+        keep = np.isin(classes, allowed)
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    if scores.size == 0:
+        return _empty()
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    idx = np.asarray(cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), classes.tolist(),
+                                             float(min_conf), float(iou)), dtype=np.int64).reshape(-1)
+    idx = idx[np.argsort(-scores[idx], kind="stable")][:max_det]
+    return boxes[idx], scores[idx], classes[idx]
+
+
+def detect_yolo_kind(output_shape: tuple[int | str | None, ...], num_classes: int) -> str:
+    """Tell a YOLOv5-style (…×N×(5+C)) from a YOLOv8-style (…×(4+C)×N) export by its output shape."""
+    dims = [d for d in output_shape if isinstance(d, int)]
+    if dims and dims[-1] == 5 + num_classes:
+        return "yolov5"
+    if len(dims) >= 2 and dims[-2] == 4 + num_classes:
+        return "yolov8"
+    raise ValueError(
+        f"output shape {tuple(output_shape)} fits neither a YOLOv5 export (1×N×{5 + num_classes}) "
+        f"nor a YOLOv8 export (1×{4 + num_classes}×N) for {num_classes} labels: check the labels file "
+        "has one class name per line, in training order"
+    )

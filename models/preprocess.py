@@ -1,0 +1,58 @@
+"""Image → network input tensor (letterbox), and the geometry needed to map boxes back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgewatch.models.manifest import InputSpec, Preprocessing
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How an original image was placed in the network input: scale, then offset by the padding."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    width: int   # original image size
+    height: int
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """Map N×4 x1,y1,x2,y2 boxes in input pixels to original pixels, clipped to the image."""
+        out = np.empty_like(boxes, dtype=np.float32)
+        out[:, [0, 2]] = (boxes[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (boxes[:, [1, 3]] - self.pad_y) / self.scale
+        np.clip(out[:, [0, 2]], 0, self.width - 1, out=out[:, [0, 2]])
+        np.clip(out[:, [1, 3]], 0, self.height - 1, out=out[:, [1, 3]])
+        return out
+
+
+def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio, pad to the input size, convert colour/layout/dtype.
+
+    ``image_bgr`` is H×W×3 uint8 as OpenCV decodes it. Returns a 1×… tensor ready for the backend.
+    """
+    in_w, in_h = spec.size
+    h, w = image_bgr.shape[:2]
+    scale = min(in_w / w, in_h / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    pad_x, pad_y = (in_w - new_w) // 2, (in_h - new_h) // 2
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    canvas = np.full((in_h, in_w, 3), pre.pad_value, dtype=np.uint8)
+    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
+    if pre.color == "rgb":
+        canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+    if spec.dtype == "uint8":
+        tensor = canvas
+    else:
+        tensor = canvas.astype(np.float32)
+        if any(pre.mean):
+            tensor -= np.asarray(pre.mean, dtype=np.float32)
+        if any(s != 1 for s in pre.std):
+            tensor *= 1.0 / np.asarray(pre.std, dtype=np.float32)
+    if spec.layout == "nchw":
+        tensor = tensor.transpose(2, 0, 1)
+    return np.ascontiguousarray(tensor[None]), Letterbox(scale, pad_x, pad_y, w, h)

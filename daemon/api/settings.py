@@ -6,6 +6,7 @@ import asyncio
 import os
 
 from litestar import Controller, Request, get, post
+from litestar.params import FromPath
 from pydantic import ValidationError
 
 from edgewatch.daemon.api.errors import ApiError
@@ -31,12 +32,12 @@ class SettingsController(Controller):
     tags = ["settings"]
 
     @get("/{module_id:str}", summary="A module's current settings")
-    async def read(self, request: Request, module_id: str) -> SettingsResponse:
+    async def read(self, request: Request, module_id: FromPath[str]) -> SettingsResponse:
         return _response(_module(request, module_id))
 
     @post("/{module_id:str}", status_code=200,
           summary="Change one setting (fields name, value) or several (JSON object); persisted, module reloaded")
-    async def change(self, request: Request, module_id: str) -> SettingsResponse:
+    async def change(self, request: Request, module_id: FromPath[str]) -> SettingsResponse:
         module = _module(request, module_id)
         form = await read_form(request)
         fields = dict(form.fields)

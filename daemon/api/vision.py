@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from litestar import Controller, Request, post
+from litestar.params import FromPath
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from edgewatch.daemon.api.errors import ApiError
@@ -91,7 +92,7 @@ class VisionController(Controller):
 
     @post("/custom/{model_name:str}", status_code=200, operation_class=ImageFormOperation,
           summary="Detect with an installed detector or an ipcam preset (" + ", ".join(sorted(PRESETS)) + ")")
-    async def custom(self, request: Request, model_name: str) -> VisionResponse:
+    async def custom(self, request: Request, model_name: FromPath[str]) -> VisionResponse:
         try:
             check_model_name(model_name)
         except ValueError as exc:

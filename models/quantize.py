@@ -70,16 +70,23 @@ def _session(path: Path, threads: int = 0):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def latency_p50_ms(path: Path, tensor: np.ndarray, runs: int = 20) -> float:
-    sess = _session(path)
-    name = sess.get_inputs()[0].name
-    sess.run(None, {name: tensor})  # warm-up
-    times = []
+def latency_p50_ms(models: dict[str, Path], tensor: np.ndarray, runs: int = 30,
+                   warm_up_s: float = 1.0) -> dict[str, float]:
+    """Median latency of each model on ``tensor``, after a warm-up, timed in alternation so
+    CPU frequency drift affects all alike."""
+    sessions = {key: _session(path) for key, path in models.items()}
+    feeds = {key: {s.get_inputs()[0].name: tensor} for key, s in sessions.items()}
+    for key, sess in sessions.items():
+        until = time.perf_counter() + warm_up_s
+        while time.perf_counter() < until:
+            sess.run(None, feeds[key])
+    times: dict[str, list[float]] = {key: [] for key in sessions}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, {name: tensor})
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for key, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, feeds[key])
+            times[key].append((time.perf_counter() - t0) * 1000)
+    return {key: statistics.median(v) for key, v in times.items()}
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

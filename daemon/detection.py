@@ -143,8 +143,7 @@ class DetectionModule:
             selection = load_backend(self.settings.backend, self.store.path(manifest), manifest,
                                      {"onnxruntime": self.config.backends.onnxruntime})
             self.backend_notes = selection.notes
-            log.info("loaded %s (%s, %s) on %s", name, manifest.default_variant, manifest.precision,
-                     selection.backend.type_key)
+            log.info("loaded %s (%s variant) on %s", name, manifest.default_variant, selection.backend.type_key)
             self._detectors[name] = Detector(manifest, selection.backend)
             return self._detectors[name]
 

@@ -19,10 +19,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
+def _mkstemp_beside(path: Path) -> tuple[int, str]:
+    """A temp file next to ``path``, with ordinary umask permissions (mkstemp alone gives 0600,
+    which a service running as another user could not read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
+    fd, tmp = _mkstemp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -41,8 +51,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_copy(src: Path, dst: Path) -> str:
     """Copy ``src`` to ``dst`` atomically; return the sha256 of what was written."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    fd, tmp = _mkstemp_beside(dst)
     digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:

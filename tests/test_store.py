@@ -66,3 +66,18 @@ def test_damaged_manifest_says_how_to_fix(tmp_path: Path) -> None:
 def test_unsafe_names_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="invalid model name"):
         ModelStore(tmp_path).get(bad)
+
+
+def test_stored_files_are_readable_by_other_users(tmp_path: Path) -> None:
+    """A model installed by root must be readable by the service user (umask 022 → 0644)."""
+    import os
+
+    src = tmp_path / "m.onnx"
+    src.write_bytes(b"x")
+    old = os.umask(0o022)
+    try:
+        m = ModelStore(tmp_path / "models").commit(_manifest("perm", src), {"fp32": src})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "models" / "perm" / "manifest.json").stat().st_mode & 0o777 == 0o644
+    assert ModelStore(tmp_path / "models").path(m).stat().st_mode & 0o777 == 0o644

@@ -121,6 +121,8 @@ def install_tfjs_fixes() -> None:
 
 
 def write_atomically(path: str, data: bytes) -> None:
+    """Same contract as edgewatch.models.files.atomic_write_bytes, which this script cannot
+    import: it runs in the converter venv, where edgewatch is not installed."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)

@@ -1,0 +1,45 @@
+"""Model install: crash-safe under kill -9, and the int8 model agrees with fp32 on real photos."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgewatch.models.catalogue import catalogue
+from edgewatch.models.quantize import agreement, calibration_tensors
+from edgewatch.models.store import ModelStore
+
+
+def test_kill_9_during_install_never_leaves_a_broken_model(tmp_path: Path, cache_dir: Path, installed_data_dir: Path) -> None:
+    env = {**os.environ, "EDGEWATCH_DATA_DIR": str(tmp_path / "data"), "EDGEWATCH_CACHE_DIR": str(cache_dir)}
+    store = ModelStore(tmp_path / "data" / "models")
+    cmd = [sys.executable, "-m", "edgewatch.daemon.cli", "models", "install", "nanodet"]
+    for delay in (0.2, 0.5, 0.8, 1.1, 1.4, 1.7, 2.0):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for manifest in store.list():  # whatever is listed must be whole and verified
+            assert store.verify(manifest) == [], f"broken model after kill at {delay}s"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    manifest = store.get("nanodet")
+    assert store.verify(manifest) == []
+    assert sorted(p.name for p in store.path(manifest).parent.iterdir()) == sorted(
+        ["manifest.json", *(v.file for v in manifest.variants.values())])  # no debris left
+
+
+def test_int8_agrees_with_fp32_on_real_photos(installed_data_dir: Path, photos: dict[str, Path]) -> None:
+    store = ModelStore(installed_data_dir / "models")
+    manifest = store.get("nanodet")
+    entry = catalogue()["nanodet"]
+    tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
+    result = agreement(store.path(manifest, "fp32"), store.path(manifest, "int8"), tensors,
+                       manifest.postprocessing, manifest.input.size)
+    assert result["reference_detections"] >= 10  # the photos give fp32 plenty to find
+    assert result["agreement"] >= 0.95, result
+    assert manifest.default_variant == "int8"  # faster and agreeing, so it is what the daemon runs

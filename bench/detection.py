@@ -1,10 +1,13 @@
 """Detection benchmark: raw inference vs the daemon end to end, measured in one run.
 
-    python bench/detection.py [--model nanodet] [--photo bus] [--requests 60] [--clients 8]
+    python bench/detection.py [--model nanodet] [--photo bus] [--requests 60] [--clients 8] [--rounds 3]
 
-Installs the model into a temporary data dir (reusing the conversion cache), then prints:
-raw ONNX Runtime p50 of the variant the daemon uses, end-to-end HTTP p50 of
-/v1/vision/detection, their ratio, 8-client vs sequential throughput (and errors), the
+Installs the model into a temporary data dir (reusing the conversion cache) and starts the
+daemon as a real process. This CPU's speed drifts by tens of percent over seconds, so every
+comparison is paired: one raw ONNX Runtime inference (same variant, same threads, same
+letterboxed photo) alternates with one HTTP request, and sequential and concurrent phases
+alternate over several rounds. Prints raw p50, end-to-end HTTP p50 of /v1/vision/detection and
+their ratio, concurrent vs sequential throughput (and errors), CPU used per request, the
 daemon's peak RSS, and seconds from process start to the first answered ping.
 """
 
@@ -37,21 +40,38 @@ def p50(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def raw_inference_ms(store: ModelStore, name: str, image_path: Path, runs: int) -> tuple[float, str]:
-    manifest = store.get(name)
-    backend = OnnxRuntimeCpuBackend()
-    backend.load(store.path(manifest), manifest)
-    tensor, _ = letterbox(cv2.imread(str(image_path)), manifest.input, manifest.preprocessing)
-    warm_until = time.perf_counter() + 3  # this CPU needs seconds of work to reach steady speed
-    while time.perf_counter() < warm_until:
-        backend.infer(tensor)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        backend.infer(tensor)
-        times.append((time.perf_counter() - t0) * 1000)
-    backend.close()
-    return p50(times), manifest.default_variant
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + vals[4]
+    return sum(vals) - idle, sum(vals)
+
+
+class Phase:
+    """Accumulates wall time, request count, daemon CPU and machine busy share over several runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.wall, self.requests, self.cpu, self.busy, self.total = pid, 0.0, 0, 0.0, 0, 0
+
+    def run(self, fn) -> list[int]:
+        cpu0, (b0, t0), w0 = cpu_seconds(self.pid), machine_jiffies(), time.perf_counter()
+        codes = fn()
+        b1, t1 = machine_jiffies()
+        self.wall += time.perf_counter() - w0
+        self.cpu += cpu_seconds(self.pid) - cpu0
+        self.busy, self.total = self.busy + b1 - b0, self.total + t1 - t0
+        self.requests += len(codes)
+        return codes
+
+    def line(self) -> str:
+        return (f"{self.requests / self.wall:7.2f} req/s   daemon CPU {self.cpu / self.requests * 1000:5.1f} "
+                f"core-ms/request, machine {self.busy / max(1, self.total):.0%} busy")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -61,41 +81,13 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores, from /proc/stat."""
-    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = vals[3] + vals[4]
-    return sum(vals) - idle, sum(vals)
-
-
-class Meter:
-    """Daemon CPU per request and whole-machine utilisation over a phase."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-
-    def __enter__(self) -> "Meter":
-        self.cpu0, self.m0 = cpu_seconds(self.pid), machine_busy()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        m1 = machine_busy()
-        self.daemon_cpu = cpu_seconds(self.pid) - self.cpu0
-        self.busy = (m1[0] - self.m0[0]) / max(1, m1[1] - self.m0[1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="nanodet")
     ap.add_argument("--photo", default="bus")
-    ap.add_argument("--requests", type=int, default=60)
+    ap.add_argument("--requests", type=int, default=60, help="paired raw/HTTP samples")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3, help="sequential/concurrent phase pairs")
     args = ap.parse_args()
 
     cache = Path(os.environ.get("EDGEWATCH_CACHE_DIR") or default_cache_dir())
@@ -105,52 +97,67 @@ def main() -> None:
         data = Path(tmp)
         store = ModelStore(data / "models")
         install(args.model, store, cache)
-        raw_ms, variant = raw_inference_ms(store, args.model, photo, args.requests)
+        manifest = store.get(args.model)
+        backend = OnnxRuntimeCpuBackend()
+        backend.load(store.path(manifest), manifest)
+        tensor, _ = letterbox(cv2.imread(str(photo)), manifest.input, manifest.preprocessing)
 
         daemon = DaemonProcess(data, cache, env={"EDGEWATCH_DETECTION_MODEL": args.model})
         start_s = daemon.start()
         url = daemon.url + "/v1/vision/detection"
         try:
             with httpx.Client(timeout=60) as client:
-                warm_until = time.perf_counter() + 3
+                post = lambda: client.post(url, files={"image": image})  # noqa: E731
+                warm_until = time.perf_counter() + 3  # this CPU needs seconds of work to reach steady speed
                 while time.perf_counter() < warm_until:
-                    client.post(url, files={"image": image})
-                seq, server_ms = [], []
-                t_seq = time.perf_counter()
-                with Meter(daemon.proc.pid) as seq_meter:
-                    for _ in range(args.requests):
-                        t0 = time.perf_counter()
-                        r = client.post(url, files={"image": image})
-                        seq.append((time.perf_counter() - t0) * 1000)
-                        server_ms.append(r.json()["inferenceMs"])
-                seq_rps = args.requests / (time.perf_counter() - t_seq)
+                    backend.infer(tensor)
+                    post()
+                raw, e2e, inf, proc, app = [], [], [], [], []
+                for _ in range(args.requests):
+                    t0 = time.perf_counter()
+                    backend.infer(tensor)
+                    raw.append((time.perf_counter() - t0) * 1000)
+                    t0 = time.perf_counter()
+                    body = post().json()
+                    e2e.append((time.perf_counter() - t0) * 1000)
+                    inf.append(body["inferenceMs"])
+                    proc.append(body["processMs"])
+                    app.append(body["analysisRoundTripMs"])
+            backend.close()
 
-            def worker(n: int) -> list[int]:
+            def sequential() -> list[int]:
                 with httpx.Client(timeout=60) as c:
-                    return [c.post(url, files={"image": image}).status_code for _ in range(n)]
+                    return [c.post(url, files={"image": image}).status_code for _ in range(args.requests // 2)]
 
-            per_client = max(1, args.requests // args.clients) * 2
-            t_con = time.perf_counter()
-            with Meter(daemon.proc.pid) as con_meter, concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-                codes = [c for chunk in pool.map(worker, [per_client] * args.clients) for c in chunk]
-            con_rps = len(codes) / (time.perf_counter() - t_con)
+            def concurrent_clients() -> list[int]:
+                def worker(n: int) -> list[int]:
+                    with httpx.Client(timeout=60) as c:
+                        return [c.post(url, files={"image": image}).status_code for _ in range(n)]
+                n = max(2, args.requests // args.clients)
+                with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+                    return [code for chunk in pool.map(worker, [n] * args.clients) for code in chunk]
+
+            seq, con = Phase(daemon.proc.pid), Phase(daemon.proc.pid)
+            codes: list[int] = []
+            for _ in range(args.rounds):
+                codes += seq.run(sequential)
+                codes += con.run(concurrent_clients)
             errors = sum(c != 200 for c in codes)
             rss = peak_rss_mb(daemon.proc.pid)
         finally:
             daemon.stop()
 
-    e2e = p50(seq)
     h, w = cv2.imread(str(photo)).shape[:2]
-    print(f"model {args.model} ({variant}), photo {args.photo} {w}x{h}, {os.cpu_count()} cores, "
-          f"{args.requests} requests")
-    print(f"raw inference p50            {raw_ms:8.2f} ms")
-    print(f"end-to-end HTTP p50          {e2e:8.2f} ms   (daemon-reported inferenceMs p50 {p50(server_ms):.0f})")
-    print(f"end-to-end / raw             {e2e / raw_ms:8.2f} x   (target <= 1.10)")
-    print(f"sequential throughput        {seq_rps:8.2f} req/s   daemon CPU {seq_meter.daemon_cpu / args.requests * 1000:.1f} "
-          f"core-ms/request, machine {seq_meter.busy:.0%} busy")
-    print(f"{args.clients} clients throughput       {con_rps:8.2f} req/s   daemon CPU {con_meter.daemon_cpu / len(codes) * 1000:.1f} "
-          f"core-ms/request, machine {con_meter.busy:.0%} busy; {errors} errors of {len(codes)}")
-    print(f"concurrent / sequential      {con_rps / seq_rps:8.2f} x   (target >= 1.30)")
+    print(f"model {args.model} ({manifest.default_variant}), photo {args.photo} {w}x{h}, {os.cpu_count()} cores, "
+          f"{args.requests} paired samples, {args.rounds} rounds")
+    print(f"raw inference p50            {p50(raw):8.2f} ms")
+    print(f"end-to-end HTTP p50          {p50(e2e):8.2f} ms   (daemon-reported p50: inference {p50(inf):.0f}, "
+          f"decode+pre+inference+post {p50(proc):.0f}, in the app {p50(app):.0f})")
+    print(f"end-to-end / raw             {p50(e2e) / p50(raw):8.2f} x   (target <= 1.10)")
+    print(f"sequential                   {seq.line()}")
+    print(f"{args.clients} clients                    {con.line()}")
+    print(f"concurrent / sequential      {(con.requests / con.wall) / (seq.requests / seq.wall):8.2f} x   "
+          f"(target >= 1.30); {errors} errors of {len(codes)}")
     print(f"daemon peak RSS              {rss:8.1f} MB   (target <= 300)")
     print(f"start to first ping          {start_s:8.2f} s    (target <= 3)")
 

@@ -57,12 +57,23 @@ class Source(_Strict):
     license: str = "unknown"
 
 
+Runtime = Literal["onnx", "tflite", "edgetpu", "rknn"]
+
+
 class Variant(_Strict):
+    """One file of a model: the fp32 ONNX, its int8 ONNX, or a conversion for another runtime."""
+
     file: str
     sha256: str
     precision: Precision
     size_bytes: int
     inference_ms_p50: float | None = None
+    runtime: Runtime = "onnx"
+    platform: str | None = None          # e.g. rk3588 for an .rknn file
+    source_sha256: str | None = None     # the ONNX it was converted from
+    toolkit: str | None = None           # converter and version
+    calibration: str | None = None       # the photos int8 ranges were calibrated on
+    agreement: float | None = None       # share of fp32 detections this variant reproduces
 
 
 class ModelManifest(_Strict):

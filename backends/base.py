@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from edgewatch.models.manifest import ModelManifest
+from edgewatch.models.manifest import InputSpec, ModelManifest, Preprocessing, Runtime, Variant
 
 
 class BackendError(RuntimeError):
@@ -34,26 +34,52 @@ class Backend(ABC):
 
     type_key: ClassVar[str]
     title: ClassVar[str]
+    runtime: ClassVar[Runtime] = "onnx"  # which model files (variants) this backend runs
     config_model: ClassVar[type[BackendConfig]] = BackendConfig
     can_use_gpu: ClassVar[bool] = False
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         self.config = config or self.config_model()
         self.manifest: ModelManifest | None = None
+        self.variant: Variant | None = None
 
     @classmethod
     @abstractmethod
     def probe(cls) -> ProbeResult:
         """Say whether this runtime can run on this machine, without loading any model."""
 
+    def pick_variant(self, manifest: ModelManifest) -> str | None:
+        """The variant of ``manifest`` this backend would run, or None if it has none."""
+        if manifest.variants[manifest.default_variant].runtime == self.runtime:
+            return manifest.default_variant
+        usable = [k for k, v in manifest.variants.items() if v.runtime == self.runtime]
+        return min(usable, key=lambda k: manifest.variants[k].precision != "int8") if usable else None
+
     @property
     @abstractmethod
     def execution_provider(self) -> str:
         """What actually runs inference, as reported to clients (e.g. ``CPU``, ``NPU``)."""
 
-    @abstractmethod
-    def load(self, model_path: Path, manifest: ModelManifest) -> None:
+    def load(self, model_path: Path, manifest: ModelManifest, variant: str | None = None) -> None:
         """Load the model file; raise BackendError with a next step if it cannot be used."""
+        self._open(model_path, manifest)
+        self.manifest = manifest
+        self.variant = manifest.variants[variant or manifest.default_variant]
+
+    @abstractmethod
+    def _open(self, model_path: Path, manifest: ModelManifest) -> None:
+        """Runtime-specific loading of ``model_path``."""
+
+    def input_format(self) -> tuple[InputSpec, Preprocessing]:
+        """The tensor the loaded variant wants: its own input spec, normalised on the host unless
+        the device does it. Preprocessing asks this before building the tensor."""
+        if self.manifest is None or self.variant is None:
+            raise BackendError("no model loaded")
+        spec = self.variant.input or self.manifest.input
+        pre = self.manifest.preprocessing
+        if self.variant.device_normalises:
+            pre = pre.model_copy(update={"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)})
+        return spec, pre
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -62,6 +88,7 @@ class Backend(ABC):
     def close(self) -> None:
         """Release the runtime's resources."""
         self.manifest = None
+        self.variant = None
 
 
 class DetectOnlyBackend(Backend):
@@ -77,7 +104,7 @@ class DetectOnlyBackend(Backend):
     def execution_provider(self) -> str:
         return self.type_key.upper()
 
-    def load(self, model_path: Path, manifest: ModelManifest) -> None:
+    def _open(self, model_path: Path, manifest: ModelManifest) -> None:
         raise BackendError(f"{self.title}: {self.not_built}; the next available backend is used instead")
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:

@@ -39,7 +39,7 @@ class OnnxRuntimeCpuBackend(Backend):
     def execution_provider(self) -> str:
         return "CPU"
 
-    def load(self, model_path: Path, manifest: ModelManifest) -> None:
+    def _open(self, model_path: Path, manifest: ModelManifest) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -54,7 +54,6 @@ class OnnxRuntimeCpuBackend(Backend):
                 f"edgewatch models install {manifest.name}"
             ) from exc
         self._input_name = self._session.get_inputs()[0].name
-        self.manifest = manifest
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._session is None:

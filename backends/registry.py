@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
@@ -13,6 +12,7 @@ from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.rknn import RknnBackend
 from edgewatch.backends.tensorrt import TensorRtBackend
 from edgewatch.models.manifest import ModelManifest
+from edgewatch.models.store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,13 @@ class Selection:
     notes: list[str] = field(default_factory=list)  # why earlier candidates were skipped
 
 
-def load_backend(preferred: str, model_path: Path, manifest: ModelManifest,
+def load_backend(preferred: str, store: ModelStore, manifest: ModelManifest,
                  configs: dict[str, BackendConfig] | None = None) -> Selection:
-    """Load ``model_path`` on ``preferred`` (or the probe order for ``auto``), falling back in order."""
+    """Load ``manifest``'s model on ``preferred`` (or the probe order for ``auto``), falling back in order.
+
+    Each backend runs its own variant of the model (ONNX, TFLite, EdgeTPU TFLite, RKNN); a
+    model without a variant for a backend skips it with a note saying how to convert.
+    """
     configs = configs or {}
     if preferred != "auto" and preferred not in BACKENDS:
         raise BackendError(f"unknown backend {preferred!r}; expected one of {', '.join(BACKEND_CHOICES)}")
@@ -58,8 +62,13 @@ def load_backend(preferred: str, model_path: Path, manifest: ModelManifest,
                 notes.append(f"{cls.type_key} was asked for but is unavailable: {probe.reason}")
             continue
         backend = cls(configs.get(cls.type_key))
+        variant = backend.pick_variant(manifest)
+        if variant is None:
+            notes.append(f"{cls.type_key} is available but {manifest.name} has no {cls.runtime} variant: "
+                         f"run `edgewatch models convert {manifest.name} --target {cls.type_key}`")
+            continue
         try:
-            backend.load(model_path, manifest)
+            backend.load(store.path(manifest, variant), manifest, variant)
         except BackendError as exc:
             notes.append(f"{cls.type_key} failed to load {manifest.name}: {exc}")
             backend.close()

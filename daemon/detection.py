@@ -81,9 +81,9 @@ class Detector:
     def detect(self, data: bytes, min_conf: float, settings: DetectionSettings, max_pixels: int,
                allowed: np.ndarray | None = None) -> Outcome:
         start = time.perf_counter()
-        spec = self.manifest.input
+        spec, pre = self.backend.input_format()
         image, scale = decode_image(data, max_pixels, target=spec.size)
-        tensor, geometry = letterbox(image, spec, self.manifest.preprocessing)
+        tensor, geometry = letterbox(image, spec, pre)
         t0 = time.perf_counter()
         outputs = self.backend.infer(tensor)
         inference_ms = (time.perf_counter() - t0) * 1000
@@ -140,7 +140,7 @@ class DetectionModule:
             manifest = self.store.get(name)
             if manifest.task != "detection":
                 raise ModelNotFound(name)
-            selection = load_backend(self.settings.backend, self.store.path(manifest), manifest,
+            selection = load_backend(self.settings.backend, self.store, manifest,
                                      {"onnxruntime": self.config.backends.onnxruntime})
             self.backend_notes = selection.notes
             log.info("loaded %s (%s variant) on %s", name, manifest.default_variant, selection.backend.type_key)

@@ -74,6 +74,8 @@ class Variant(_Strict):
     toolkit: str | None = None           # converter and version
     calibration: str | None = None       # the photos int8 ranges were calibrated on
     agreement: float | None = None       # share of fp32 detections this variant reproduces
+    input: InputSpec | None = None       # when this file wants another layout/dtype than the ONNX
+    device_normalises: bool = False      # mean/std are applied by the accelerator, not the host
 
 
 class ModelManifest(_Strict):

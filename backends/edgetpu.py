@@ -1,18 +1,33 @@
 """Coral EdgeTPU through the TFLite interpreter's ``load_delegate('libedgetpu.so.1')``.
 
 Uses ai-edge-litert or tflite-runtime; the PyPI package named ``pycoral`` is unrelated to
-Google's Coral library and is never used.
+Google's Coral library and is never used. Only ``*_edgetpu.tflite`` variants (compiled by
+``edgetpu_compiler``) run on the TPU.
 """
 
 from __future__ import annotations
 
-from edgewatch.backends.base import DetectOnlyBackend, ProbeResult
-from edgewatch.backends.devices import coral_devices, importable, libedgetpu_present
+from pathlib import Path
+from types import ModuleType
+
+from pydantic import Field
+
+from edgewatch.backends.base import BackendConfig, BackendError, ProbeResult
+from edgewatch.backends.devices import coral_devices, libedgetpu_present
+from edgewatch.backends.tflite import TfliteCpuBackend, interpreter_module
+
+EDGETPU_LIB = "libedgetpu.so.1"
 
 
-class EdgeTpuBackend(DetectOnlyBackend):
+class EdgeTpuConfig(BackendConfig):
+    device: str | None = Field(None, description="which TPU: 'usb', 'usb:0', 'pci:0'; default the first found")
+
+
+class EdgeTpuBackend(TfliteCpuBackend):
     type_key = "edgetpu"
     title = "Coral EdgeTPU (TFLite delegate)"
+    runtime = "edgetpu"
+    config_model = EdgeTpuConfig
 
     @classmethod
     def probe(cls) -> ProbeResult:
@@ -20,8 +35,25 @@ class EdgeTpuBackend(DetectOnlyBackend):
         if not devices:
             return ProbeResult(False, "no EdgeTPU device found (no USB 1a6e:089a / 18d1:9302, no /dev/apex_*)")
         found = f"EdgeTPU found ({', '.join(devices)})"
-        if not (importable("ai_edge_litert") or importable("tflite_runtime")):
+        module = interpreter_module()
+        if module is None:
             return ProbeResult(False, f"{found} but no TFLite interpreter importable: pip install ai-edge-litert")
         if not libedgetpu_present():
-            return ProbeResult(False, f"{found} but libedgetpu.so.1 missing: apt-get install libedgetpu1-std")
-        return ProbeResult(False, f"{found}, interpreter and libedgetpu present, but {cls.not_built}")
+            return ProbeResult(False, f"{found} but {EDGETPU_LIB} missing: install libedgetpu1-std from "
+                                      "Coral's apt repository")
+        return ProbeResult(True, f"{found}, {module.__name__.split('.')[0]} interpreter, {EDGETPU_LIB} present")
+
+    @property
+    def execution_provider(self) -> str:
+        return "TPU"
+
+    def _make_interpreter(self, module: ModuleType, model_path: Path):
+        options = {"device": self.config.device} if self.config.device else {}
+        try:
+            delegate = module.load_delegate(EDGETPU_LIB, options)
+        except OSError as exc:  # the library is missing or cannot be loaded
+            raise BackendError(f"{EDGETPU_LIB} could not be loaded ({exc}): install libedgetpu1-std") from exc
+        except ValueError as exc:  # the library loaded but the TPU did not initialise
+            raise BackendError(f"the EdgeTPU failed to initialise ({exc}): check it is plugged in "
+                               "(lsusb shows 18d1:9302 or 1a6e:089a) and that this user may access it") from exc
+        return module.Interpreter(model_path=str(model_path), experimental_delegates=[delegate])

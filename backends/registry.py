@@ -11,16 +11,18 @@ from edgewatch.backends.edgetpu import EdgeTpuBackend
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.rknn import RknnBackend
 from edgewatch.backends.tensorrt import TensorRtBackend
+from edgewatch.backends.tflite import TfliteCpuBackend
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.store import ModelStore
 
 log = logging.getLogger(__name__)
 
 # Accelerators first, the CPU last: the first one that probes available and loads wins.
-PROBE_ORDER: tuple[type[Backend], ...] = (RknnBackend, EdgeTpuBackend, TensorRtBackend, OnnxRuntimeCpuBackend)
+PROBE_ORDER: tuple[type[Backend], ...] = (RknnBackend, EdgeTpuBackend, TensorRtBackend, TfliteCpuBackend,
+                                         OnnxRuntimeCpuBackend)
 BACKENDS: dict[str, type[Backend]] = {cls.type_key: cls for cls in PROBE_ORDER}
 BACKEND_CHOICES = ("auto", *BACKENDS)
-BackendChoice = Literal["auto", "rknn", "edgetpu", "tensorrt", "onnxruntime"]
+BackendChoice = Literal["auto", "rknn", "edgetpu", "tensorrt", "tflite", "onnxruntime"]
 
 
 def probe_all() -> dict[str, ProbeResult]:

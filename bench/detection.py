@@ -26,7 +26,7 @@ import cv2
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import DaemonProcess  # noqa: E402  (the same real-process harness the tests use)
+from daemon_process import DaemonProcess  # noqa: E402  (the same real-process harness the tests use)
 
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend  # noqa: E402
 from edgewatch.daemon.paths import default_cache_dir  # noqa: E402

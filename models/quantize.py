@@ -89,7 +89,7 @@ def latency_p50_ms(models: dict[str, Path], tensor: np.ndarray, runs: int = 30,
     return {key: statistics.median(v) for key, v in times.items()}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of one box ``a`` against N boxes ``b`` (x1, y1, x2, y2)."""
     x1, y1 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
     x2, y2 = np.minimum(a[2], b[:, 2]), np.minimum(a[3], b[:, 3])
@@ -112,7 +112,7 @@ def agreement(reference: Path, candidate: Path, tensors: list[np.ndarray], kind:
         for box, cls in zip(rb, rc):
             ok = (cc == cls) & ~used
             if ok.any():
-                ious = np.where(ok, _iou(box, cb) if len(cb) else 0, 0)
+                ious = np.where(ok, iou(box, cb) if len(cb) else 0, 0)
                 best = int(np.argmax(ious))
                 if ious[best] >= MATCH_IOU:
                     used[best] = True

@@ -7,14 +7,11 @@ The first run fetches packages and converts (minutes); later runs reuse the conv
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from daemon_process import DaemonProcess
 
 from edgewatch.daemon.paths import default_cache_dir
 from edgewatch.models.installer import install
@@ -55,58 +52,6 @@ def data_dir(installed_data_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "data"
     shutil.copytree(installed_data_dir, dst)
     return dst
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class DaemonProcess:
-    """`edgewatch serve` as a real process on a free loopback port."""
-
-    def __init__(self, data_dir: Path, cache_dir: Path, env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "EDGEWATCH_DATA_DIR": str(data_dir), "EDGEWATCH_CACHE_DIR": str(cache_dir),
-                    **(env or {})}
-        self.args = args or []
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-
-    def start(self, timeout: float = 30.0) -> float:
-        """Start and wait for ping; returns seconds from spawn to the first answered ping."""
-        self.started_at = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgewatch.daemon.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             *self.args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.proc.stdout.read().decode()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/v1/status/ping", timeout=0.5).status_code == 200:
-                    return time.perf_counter() - self.started_at
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("daemon did not answer ping in time")
-
-    def stop(self) -> str:
-        if self.proc is None:
-            return ""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-        self.proc = None
-        return out
 
 
 @pytest.fixture()

@@ -218,7 +218,7 @@ def test_status_log_and_schema(client: TestClient) -> None:
     u = client.get("/v1/status/updateavailable").json()
     assert u["success"] is True and u["updateAvailable"] is False and "cannot check" in u["message"]
     b = client.get("/v1/status/backends").json()
-    assert b["active"] == "onnxruntime" and {x["type"] for x in b["backends"]} == {"rknn", "edgetpu", "tensorrt", "onnxruntime"}
+    assert b["active"] == "onnxruntime" and {x["type"] for x in b["backends"]} == {"rknn", "edgetpu", "tensorrt", "tflite", "onnxruntime"}
     entries = client.get("/v1/log/list?count=5").json()["entries"]
     assert entries and len(entries) <= 5 and any("backend" in e["entry"] or "loaded" in e["entry"] for e in entries)
     later = client.get(f"/v1/log/list?last_id={entries[0]['id']}&count=1000").json()["entries"]

@@ -28,7 +28,7 @@ def cli(*args: str, data_dir: Path | None = None, cache_dir: Path | None = None,
 
 def test_probe_names_each_backend_with_a_reason() -> None:
     out = json.loads(cli("probe", "--json").stdout)
-    assert list(out) == ["rknn", "edgetpu", "tensorrt", "onnxruntime"]
+    assert list(out) == ["rknn", "edgetpu", "tensorrt", "tflite", "onnxruntime"]
     assert out["onnxruntime"]["available"] is True
     assert "no Rockchip NPU found" in out["rknn"]["reason"]
     assert "no EdgeTPU device found" in out["edgetpu"]["reason"]

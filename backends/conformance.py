@@ -1,0 +1,167 @@
+"""Checks every backend must pass with the same model and photos: shared by the test suite
+(tests/backends) and by `edgewatch selftest` on a user's box."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from edgewatch.backends.base import Backend, BackendError
+from edgewatch.models.manifest import ModelManifest
+from edgewatch.models.postprocess import decode
+from edgewatch.models.preprocess import letterbox
+from edgewatch.models.quantize import iou
+
+MAIN_CONF = 0.5      # fp32 detections this confident are the "main objects" a backend must find
+MATCH_IOU = 0.8
+CANDIDATE_CONF = 0.3
+
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+
+
+def detect(backend: Backend, manifest: ModelManifest, image_bgr: np.ndarray, min_conf: float) -> Detections:
+    """Run one photo through the backend with the pipeline's own pre/post-processing."""
+    spec, pre = backend.input_format()
+    tensor, geometry = letterbox(image_bgr, spec, pre)
+    boxes, scores, classes = decode(manifest.postprocessing, backend.infer(tensor), spec.size, min_conf)
+    return geometry.to_original(boxes), scores, classes
+
+
+class Conformance:
+    """Runs the checks for one backend class and one model variant against an fp32 reference backend."""
+
+    def __init__(self, factory: Callable[[], Backend], model_path: Path, manifest: ModelManifest, variant: str,
+                 reference: Backend, photos: dict[str, Path]) -> None:
+        self.factory, self.model_path, self.manifest, self.variant = factory, model_path, manifest, variant
+        self.reference = reference
+        self.images = {name: cv2.imread(str(p), cv2.IMREAD_COLOR) for name, p in photos.items()}
+
+    def _loaded(self) -> Backend:
+        backend = self.factory()
+        backend.load(self.model_path, self.manifest, self.variant)
+        return backend
+
+    def check_outputs(self) -> str:
+        backend = self._loaded()
+        try:
+            spec, pre = backend.input_format()
+            tensor, _ = letterbox(next(iter(self.images.values())), spec, pre)
+            outputs, ref = backend.infer(tensor), self.reference.infer(letterbox(
+                next(iter(self.images.values())), *self.reference.input_format())[0])
+            got = sorted((tuple(o.shape), str(o.dtype)) for o in outputs)
+            want = sorted((tuple(o.shape), str(o.dtype)) for o in ref)
+            assert got == want, f"outputs {got} differ from the reference's {want}"
+            assert all(np.isfinite(o).all() for o in outputs), "non-finite values in the outputs"
+            return f"{len(outputs)} outputs, shapes and dtypes as the reference"
+        finally:
+            backend.close()
+
+    def check_agreement(self) -> str:
+        backend = self._loaded()
+        try:
+            total = matched = 0
+            missing = []
+            for name, img in self.images.items():
+                rb, _, rc = detect(self.reference, self.manifest, img, MAIN_CONF)
+                cb, _, cc = detect(backend, self.manifest, img, CANDIDATE_CONF)
+                for box, cls in zip(rb, rc):
+                    total += 1
+                    same = cc == cls
+                    if same.any() and iou(box, cb[same]).max() >= MATCH_IOU:
+                        matched += 1
+                    else:
+                        missing.append(f"{name}:{self.manifest.labels[cls]}")
+            assert total > 0, "the reference found nothing on the photos"
+            assert not missing, f"{matched}/{total} main objects found; missing {missing}"
+            return f"{matched}/{total} main objects (fp32 conf ≥ {MAIN_CONF}) found with IoU ≥ {MATCH_IOU}"
+        finally:
+            backend.close()
+
+    def check_concurrency(self, threads: int = 4, rounds: int = 5) -> str:
+        backend = self._loaded()
+        try:
+            names = list(self.images)
+            expected = {n: detect(backend, self.manifest, self.images[n], CANDIDATE_CONF) for n in names}
+            errors: list[str] = []
+
+            def worker(i: int) -> None:
+                try:
+                    for r in range(rounds):
+                        n = names[(i + r) % len(names)]
+                        got = detect(backend, self.manifest, self.images[n], CANDIDATE_CONF)
+                        if not (np.array_equal(got[2], expected[n][2]) and np.allclose(got[0], expected[n][0], atol=1.0)):
+                            errors.append(f"thread {i} got another result for {n}")
+                except Exception as exc:  # reported, not raised, so every thread finishes
+                    errors.append(f"thread {i}: {exc!r}")
+
+            pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+            [t.start() for t in pool]
+            [t.join() for t in pool]
+            assert not errors, "; ".join(errors[:3])
+            return f"{threads} threads x {rounds} photos, every result equal to the sequential one"
+        finally:
+            backend.close()
+
+    def check_reload(self, cycles: int = 8) -> str:
+        def rss_mb() -> float:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+            return 0.0
+
+        img = next(iter(self.images.values()))
+        first = None
+        for i in range(cycles):
+            backend = self._loaded()
+            detect(backend, self.manifest, img, CANDIDATE_CONF)
+            backend.close()
+            gc.collect()
+            if i == 1:  # after one full cycle, caches and allocators have settled
+                first = (rss_mb(), threading.active_count())
+        rss, threads = rss_mb(), threading.active_count()
+        assert first is not None
+        assert threads <= first[1], f"threads grew from {first[1]} to {threads} over {cycles} load/close cycles"
+        assert rss - first[0] < 64, f"RSS grew {rss - first[0]:.0f} MB over {cycles} load/close cycles"
+        return f"{cycles} load/infer/close cycles: RSS {first[0]:.0f} → {rss:.0f} MB, threads stable"
+
+    def check_corrupt(self, scratch: Path) -> str:
+        bad = scratch / f"corrupt{self.model_path.suffix}"
+        data = self.model_path.read_bytes()
+        bad.write_bytes(data[: len(data) // 3] + os.urandom(256))
+        backend = self.factory()
+        try:
+            backend.load(bad, self.manifest, self.variant)
+        except BackendError as exc:
+            return f"refused with BackendError: {str(exc)[:80]}"
+        finally:
+            backend.close()
+            bad.unlink(missing_ok=True)
+        raise AssertionError("a corrupt model file loaded without a BackendError")
+
+    def run_all(self, scratch: Path) -> list[CheckResult]:
+        results = []
+        for name, fn in (("outputs", self.check_outputs), ("agreement", self.check_agreement),
+                         ("concurrency", self.check_concurrency), ("reload", self.check_reload),
+                         ("corrupt model", lambda: self.check_corrupt(scratch))):
+            try:
+                results.append(CheckResult(name, True, fn()))
+            except AssertionError as exc:
+                results.append(CheckResult(name, False, str(exc)))
+            except Exception as exc:  # a crash is a failed check with its reason, not a crashed selftest
+                results.append(CheckResult(name, False, f"{exc!r}\n{traceback.format_exc(limit=3)}"))
+        return results

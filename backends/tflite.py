@@ -1,0 +1,113 @@
+"""TFLite on the CPU (XNNPACK), for a Raspberry Pi with no accelerator; runs `.tflite` variants.
+
+The interpreter comes from ai-edge-litert (numpy 2, aarch64 wheels) or, when that is what the
+box has, tflite-runtime (numpy < 2). Quantised inputs/outputs are (de)quantised here with the
+model's own scale and zero point, so the pipeline always hands over and gets back float tensors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from pydantic import Field
+
+from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
+from edgewatch.backends.devices import importable
+from edgewatch.models.manifest import ModelManifest
+
+INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+
+
+def interpreter_module() -> ModuleType | None:
+    """The first importable TFLite interpreter module, or None."""
+    for name in INTERPRETER_MODULES:
+        if importable(name.split(".")[0]):
+            try:
+                return importlib.import_module(name)
+            except ImportError:
+                continue
+    return None
+
+
+class TfliteConfig(BackendConfig):
+    threads: int = Field(0, ge=0, le=64, description="XNNPACK threads; 0 = one per core")
+
+
+class TfliteCpuBackend(Backend):
+    type_key = "tflite"
+    title = "TFLite (CPU, XNNPACK)"
+    runtime = "tflite"
+    config_model = TfliteConfig
+
+    def __init__(self, config: BackendConfig | None = None) -> None:
+        super().__init__(config)
+        self._interpreter = None
+        self._lock = threading.Lock()  # one interpreter is not safe to invoke from two threads
+
+    @classmethod
+    def probe(cls) -> ProbeResult:
+        module = interpreter_module()
+        if module is None:
+            return ProbeResult(False, "no TFLite interpreter importable: pip install ai-edge-litert "
+                                      "(or tflite-runtime on a numpy<2 environment)")
+        return ProbeResult(True, f"{module.__name__.split('.')[0]} interpreter, XNNPACK, {os.cpu_count()} cores")
+
+    @property
+    def execution_provider(self) -> str:
+        return "CPU"
+
+    def _make_interpreter(self, module: ModuleType, model_path: Path):
+        return module.Interpreter(model_path=str(model_path), num_threads=self.config.threads or os.cpu_count() or 1)
+
+    def _open(self, model_path: Path, manifest: ModelManifest) -> None:
+        module = interpreter_module()
+        if module is None:
+            raise BackendError("no TFLite interpreter importable: pip install ai-edge-litert")
+        try:
+            interpreter = self._make_interpreter(module, model_path)
+            interpreter.allocate_tensors()
+        except BackendError:
+            raise
+        except (ValueError, RuntimeError, OSError) as exc:  # what the interpreter raises for bad files
+            raise BackendError(f"the TFLite interpreter cannot load {model_path.name} ({exc}); convert it again: "
+                               f"edgewatch models convert {manifest.name} --target {self.type_key}") from exc
+        self._input = interpreter.get_input_details()[0]
+        self._outputs = interpreter.get_output_details()
+        self._interpreter = interpreter
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self._interpreter is None:
+            raise BackendError("no model loaded")
+        x = _quantise(batch, self._input)
+        with self._lock:
+            self._interpreter.set_tensor(self._input["index"], x)
+            self._interpreter.invoke()
+            raw = [self._interpreter.get_tensor(o["index"]) for o in self._outputs]
+        return [_dequantise(r, o) for r, o in zip(raw, self._outputs)]
+
+    def close(self) -> None:
+        self._interpreter = None
+        super().close()
+
+
+def _quantise(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype, copy=False)
+    scale, zero = detail["quantization"]
+    if scale == 0:  # not quantised: raw integer input (e.g. uint8 pixels)
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantise(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(detail["dtype"]).kind == "f":
+        return y
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale) if scale else y.astype(np.float32)

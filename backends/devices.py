@@ -9,6 +9,9 @@ from pathlib import Path
 
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # unprogrammed / programmed Coral USB
 
+# Where /dev, /sys, /proc and /etc are read from: "/" on a box; tests point it at a fake tree.
+SYSROOT = Path("/")
+
 
 def importable(module: str) -> bool:
     """True if ``module`` can be imported, without importing it."""
@@ -18,7 +21,8 @@ def importable(module: str) -> bool:
         return False
 
 
-def device_tree_compatible(root: Path = Path("/")) -> list[str]:
+def device_tree_compatible(root: Path | None = None) -> list[str]:
+    root = root or SYSROOT
     try:
         raw = (root / "proc/device-tree/compatible").read_bytes()
     except OSError:
@@ -26,21 +30,24 @@ def device_tree_compatible(root: Path = Path("/")) -> list[str]:
     return [c.decode(errors="replace") for c in raw.split(b"\0") if c]
 
 
-def rockchip_soc(root: Path = Path("/")) -> str | None:
+def rockchip_soc(root: Path | None = None) -> str | None:
     """The Rockchip SoC name (e.g. ``rk3588``) from the device tree, if this is a Rockchip board."""
+    root = root or SYSROOT
     for comp in device_tree_compatible(root):
         if comp.startswith("rockchip,rk"):
             return comp.split(",", 1)[1]
     return None
 
 
-def rknpu_nodes(root: Path = Path("/")) -> list[str]:
+def rknpu_nodes(root: Path | None = None) -> list[str]:
+    root = root or SYSROOT
     found = glob.glob(str(root / "dev/rknpu*"))
     found += [p for p in ("sys/kernel/debug/rknpu", "sys/module/rknpu") if (root / p).exists()]
     return found
 
 
-def coral_devices(root: Path = Path("/")) -> list[str]:
+def coral_devices(root: Path | None = None) -> list[str]:
+    root = root or SYSROOT
     found = glob.glob(str(root / "dev/apex_*"))
     for dev in glob.glob(str(root / "sys/bus/usb/devices/*")):
         try:
@@ -58,7 +65,8 @@ def libedgetpu_present() -> bool:
     )
 
 
-def jetson_release(root: Path = Path("/")) -> str | None:
+def jetson_release(root: Path | None = None) -> str | None:
+    root = root or SYSROOT
     rel = root / "etc/nv_tegra_release"
     if rel.exists():
         return rel.read_text(errors="replace").split(",")[0].strip() or "Jetson"

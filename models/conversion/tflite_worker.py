@@ -1,0 +1,284 @@
+"""Convert one ONNX model to a full-integer (int8) TensorFlow Lite model.
+
+Standalone script, run with the python of the TFLite converter virtual environment (the one
+that ``tflite.ensure_tflite_env`` builds, with tensorflow-cpu, tf-keras and onnx2tf)::
+
+    python tflite_worker.py MODEL_ONNX CALIBRATION_NPZ OUT_TFLITE [--io-dtype int8|uint8]
+
+It imports nothing from edgewatch. The path is ONNX -> (onnx2tf) Keras model in NHWC ->
+(TFLiteConverter) TFLite with full integer quantisation:
+
+* onnx2tf simplifies the ONNX (onnxsim) and rebuilds the graph in TensorFlow with NHWC
+  activations, so a 4-D NCHW image input becomes NHWC [N, H, W, C];
+* the calibration tensors (float32, in the ONNX model's own layout, i.e. exactly what the
+  daemon's preprocessing feeds the ONNX model) are transposed to the Keras input's layout and
+  given to the converter as its representative dataset;
+* only TFLITE_BUILTINS_INT8 ops are allowed (no float fallback, no TF select ops): the result
+  runs on the TFLite CPU interpreter (XNNPACK) and is a valid input for ``edgetpu_compiler``;
+  input and output tensors are int8 (or uint8 with ``--io-dtype uint8``).
+
+CALIBRATION_NPZ holds one array per sample (any key names, in key order) or a single array
+stacked along a leading sample axis; each sample has the model input's shape (batch 1).
+
+OUT_TFLITE is written atomically (temporary file in the same folder, fsync, rename). After the
+write the worker prints one JSON line on stdout, prefixed ``RESULT ``, describing the model's
+input and outputs (shapes, dtypes, quantisation) and the versions used. Progress goes to
+stderr, one short line at a time; exit status 0 on success, 1 on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+# Quiet TensorFlow's C++ logging and keep it on the CPU; must be set before it is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# onnx2tf runs the ``onnxsim`` command of this environment as a subprocess: make it findable
+# even when this python is started by its full path without the venv being activated.
+os.environ["PATH"] = os.path.dirname(os.path.abspath(sys.executable)) + os.pathsep + os.environ.get("PATH", "")
+
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[tflite-worker {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def load_calibration(path: str):
+    """The calibration samples as a list of float32 arrays, each with a leading batch axis of 1."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        keys = list(data.keys())
+        if not keys:
+            raise ValueError(f"{path} holds no arrays")
+        if len(keys) == 1 and data[keys[0]].ndim >= 5:  # one stacked array [S, 1, ...]
+            samples = [np.asarray(a, dtype=np.float32) for a in data[keys[0]]]
+        else:
+            samples = [np.asarray(data[k], dtype=np.float32) for k in keys]
+    for s in samples:
+        if not np.isfinite(s).all():
+            raise ValueError("calibration data holds NaN or infinite values")
+    return samples
+
+
+def onnx_input(model_path: str) -> tuple[str, list[int]]:
+    import onnx
+
+    model = onnx.load(model_path, load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ValueError(f"only single-input models are supported; this one has {len(inputs)} inputs")
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inputs[0].type.tensor_type.shape.dim]
+    return inputs[0].name, dims
+
+
+def to_keras_layout(sample, onnx_shape: list[int], keras_shape: list[int | None]):
+    """Transpose one calibration sample from the ONNX input layout to the Keras input layout."""
+    import numpy as np
+
+    keras_shape = [d if d is not None else -1 for d in keras_shape]
+    if sample.ndim != len(keras_shape):
+        raise ValueError(f"calibration sample has shape {list(sample.shape)}, the model input {onnx_shape}")
+
+    def fits(shape) -> bool:
+        return all(k in (-1, s) for k, s in zip(keras_shape, shape))
+
+    if fits(sample.shape):
+        return sample
+    if sample.ndim >= 3:  # channels-first -> channels-last, as onnx2tf does for 3-D..5-D inputs
+        perm = [0, *range(2, sample.ndim), 1]
+        moved = np.transpose(sample, perm)
+        if fits(moved.shape):
+            return np.ascontiguousarray(moved)
+    raise ValueError(
+        f"cannot map calibration sample shape {list(sample.shape)} (ONNX input {onnx_shape}) "
+        f"to the converted model's input {keras_shape}")
+
+
+def build_keras(onnx_path: str, work_dir: str):
+    """onnx2tf: ONNX -> tf_keras model (NHWC). Works on a copy: onnx2tf rewrites its input file."""
+    import onnx2tf
+
+    copy = os.path.join(work_dir, "model.onnx")
+    shutil.copyfile(onnx_path, copy)
+    for ext in os.listdir(os.path.dirname(os.path.abspath(onnx_path))):
+        pass  # external-data models are not supported by the store; a single file is expected
+    model = onnx2tf.convert(
+        input_onnx_file_path=copy,
+        output_folder_path=os.path.join(work_dir, "saved_model"),
+        disable_model_save=True,       # we convert and quantise ourselves below
+        non_verbose=True,
+        verbosity="error",
+    )
+    if model is None:
+        raise RuntimeError("onnx2tf returned no model")
+    return model
+
+
+def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str) -> dict:
+    import numpy as np
+
+    log(f"reading calibration data {os.path.basename(calib_path)}")
+    samples = load_calibration(calib_path)
+    in_name, onnx_shape = onnx_input(onnx_path)
+    log(f"{len(samples)} calibration samples; ONNX input {in_name} {onnx_shape}")
+
+    log("loading TensorFlow and onnx2tf")
+    import tensorflow as tf
+    import onnx2tf
+
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tflite-work-") as work_dir:
+        log("onnx2tf: rebuilding the ONNX graph in TensorFlow (NHWC)")
+        model = build_keras(onnx_path, work_dir)
+        if len(model.inputs) != 1:
+            raise RuntimeError(f"converted model has {len(model.inputs)} inputs, expected 1")
+        keras_shape = list(model.inputs[0].shape)
+        calib = [to_keras_layout(s, onnx_shape, keras_shape) for s in samples]
+        layout = "nchw" if list(calib[0].shape) == list(samples[0].shape) and calib[0].ndim == 4 \
+            and samples[0].shape[1] != samples[0].shape[-1] and keras_shape[1] == onnx_shape[1] else "nhwc"
+        log(f"Keras model: input {keras_shape}, outputs {[list(o.shape) for o in model.outputs]}")
+
+        # Float sanity check: the Keras model must reproduce ONNX Runtime on the first sample.
+        try:
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+            ref = sess.run(None, {in_name: samples[0]})
+            got = model(calib[0], training=False)
+            got = [np.asarray(g) for g in (got if isinstance(got, (list, tuple)) else [got])]
+            worst = 0.0
+            for r in ref:
+                cands = [g for g in got if sorted(g.shape) == sorted(r.shape)]
+                if not cands:
+                    continue
+                errs = []
+                for g in cands:
+                    g2 = g if g.shape == r.shape else np.transpose(g, np.argsort([r.shape.index(d) for d in g.shape]))
+                    if g2.shape == r.shape:
+                        errs.append(float(np.max(np.abs(g2 - r))))
+                worst = max(worst, min(errs) if errs else float("inf"))
+            log(f"float check vs onnxruntime: max abs difference {worst:.2e}")
+        except Exception as exc:  # the check is advisory; the caller measures agreement itself
+            log(f"float check skipped: {exc!r}")
+
+        @tf.function(input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32, name="input")])
+        def serve(x):
+            return model(x, training=False)
+
+        def representative():
+            for c in calib:
+                yield [tf.constant(c)]
+
+        log("TFLiteConverter: full integer quantisation "
+            f"({len(calib)} calibration samples, {io_dtype} input/output, builtin int8 ops only)")
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
+        converter.inference_output_type = tf.uint8 if io_dtype == "uint8" else tf.int8
+        tflite_bytes = converter.convert()
+
+    log(f"checking the TFLite model ({len(tflite_bytes)} bytes)")
+    info = describe(tflite_bytes)
+    info["input_layout"] = layout
+    info["toolkit"] = toolkit_versions()
+
+    fd, tmp = tempfile.mkstemp(prefix=".tflite-", suffix=".tmp", dir=out_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(tflite_bytes)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename durable too
+        dfd = os.open(out_dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    log(f"wrote {out_path}")
+    return info
+
+
+def describe(tflite_bytes: bytes) -> dict:
+    """Input/output details of the model, read back with the TFLite interpreter."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    interp = Interpreter(model_content=tflite_bytes)
+    interp.allocate_tensors()
+
+    def one(d: dict) -> dict:
+        scale, zero = d["quantization"]
+        return {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": d["dtype"].__name__,
+                "quant": [float(scale), int(zero)]}
+
+    ins = [one(d) for d in interp.get_input_details()]
+    outs = [one(d) for d in interp.get_output_details()]
+    ops = sorted({op["op_name"] for op in interp._get_ops_details()}) if hasattr(interp, "_get_ops_details") else []
+    return {"inputs": ins, "outputs": outs, "ops": ops}
+
+
+def toolkit_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for dist in ("onnx2tf", "tensorflow-cpu", "tf-keras", "onnx", "onnxsim", "numpy"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model_onnx")
+    ap.add_argument("calibration_npz")
+    ap.add_argument("out_tflite")
+    ap.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8",
+                    help="type of the model's input and output tensors (default int8)")
+    args = ap.parse_args(argv)
+    if not os.path.isfile(args.model_onnx):
+        log(f"error: ONNX model not found: {args.model_onnx}")
+        return 1
+    if not os.path.isfile(args.calibration_npz):
+        log(f"error: calibration data not found: {args.calibration_npz}")
+        return 1
+    try:
+        info = convert(args.model_onnx, args.calibration_npz, args.out_tflite, args.io_dtype)
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        log(f"error: {type(exc).__name__}: {exc}")
+        return 1
+    print("RESULT " + json.dumps(info), flush=True)
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

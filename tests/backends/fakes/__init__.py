@@ -1,0 +1,1 @@
+"""Fakes of vendor modules (only the vendor boundary): same names, signatures and failure modes."""

@@ -1,0 +1,148 @@
+"""The accelerator backends' own code paths, with a fake only at the vendor module boundary."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgewatch.backends import devices
+from edgewatch.backends.base import BackendError
+from edgewatch.backends.conformance import Conformance
+from edgewatch.backends.registry import load_backend, probe_all
+from edgewatch.backends.rknn import RknnBackend, RknnConfig
+from edgewatch.models.manifest import Variant
+from edgewatch.models.store import ModelStore
+
+FAKES = Path(__file__).parent / "fakes"
+
+
+def fake_board(root: Path, compatible: str, nodes: list[str] = (), files: dict[str, str] | None = None) -> Path:
+    (root / "proc/device-tree").mkdir(parents=True)
+    (root / "proc/device-tree/compatible").write_bytes(compatible.encode().replace(b",,", b"\0"))
+    for node in nodes:
+        (root / node).parent.mkdir(parents=True, exist_ok=True)
+        (root / node).touch()
+    for rel, text in (files or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+@pytest.fixture()
+def rk3588(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An Orange Pi 5 as the probe sees it, with the fake rknnlite importable."""
+    root = fake_board(tmp_path / "board", "xunlong,orangepi-5,,rockchip,rk3588", ["dev/rknpu"])
+    monkeypatch.setattr(devices, "SYSROOT", root)
+    monkeypatch.syspath_prepend(str(FAKES))
+    for mod in [m for m in sys.modules if m.startswith("rknnlite")]:
+        monkeypatch.delitem(sys.modules, mod)
+    from rknnlite.api import FakeNpu
+
+    FakeNpu.reset()
+    yield FakeNpu
+    FakeNpu.reset()
+
+
+@pytest.fixture()
+def store_with_rknn(tmp_path: Path, installed_data_dir: Path, rk3588) -> tuple[ModelStore, str]:
+    """A store whose nanodet has an rk3588 variant (a fake .rknn wrapping the fp32 ONNX)."""
+    import shutil
+
+    from rknnlite.api import FAKE_MAGIC
+
+    from edgewatch.models.files import sha256_file
+
+    data = tmp_path / "data"
+    shutil.copytree(installed_data_dir, data)
+    store = ModelStore(data / "models")
+    m = store.get("nanodet")
+    rknn = tmp_path / "nanodet.rknn"
+    rknn.write_bytes(FAKE_MAGIC + store.path(m, "fp32").read_bytes())
+    variant = Variant(file="", sha256=sha256_file(rknn), precision="int8", size_bytes=rknn.stat().st_size,
+                      runtime="rknn", platform="rk3588", toolkit="fake")
+    manifest = m.model_copy(update={"variants": {**m.variants, "rknn-rk3588": variant}})
+    files = {k: store.path(m, k) for k in m.variants} | {"rknn-rk3588": rknn}
+    store.commit(manifest, files)
+    return store, "rknn-rk3588"
+
+
+def test_probe_reports_each_missing_piece(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = fake_board(tmp_path / "b", "rockchip,rk3588", ["dev/rknpu"],
+                      files={"etc/nv_tegra_release": "# R36 (release), REVISION: 4.0"})
+    monkeypatch.setattr(devices, "SYSROOT", root)
+    results = probe_all()
+    assert "Rockchip rk3588 NPU" in results["rknn"].reason and "rknnlite not importable" in results["rknn"].reason
+    assert "R36" in results["tensorrt"].reason and not results["tensorrt"].available
+    usb = root / "sys/bus/usb/devices/1-1"
+    usb.mkdir(parents=True)
+    (usb / "idVendor").write_text("18d1\n")
+    (usb / "idProduct").write_text("9302\n")
+    assert "EdgeTPU found (usb 18d1:9302)" in probe_all()["edgetpu"].reason
+
+
+def test_rknn_conforms_with_fake_npu(store_with_rknn, photos, reference, tmp_path: Path) -> None:
+    store, variant = store_with_rknn
+    m = store.get("nanodet")
+    suite = Conformance(RknnBackend, store.path(m, variant), m, variant, reference, photos)
+    for result in suite.run_all(tmp_path):
+        assert result.passed, f"{result.name}: {result.detail}"
+
+
+def test_rknn_spreads_requests_over_the_three_cores(store_with_rknn, photos) -> None:
+    store, variant = store_with_rknn
+    m = store.get("nanodet")
+    backend = RknnBackend(RknnConfig(core_mode="per-core"))
+    backend.load(store.path(m, variant), m, variant)
+    x = np.zeros((1, 3, 416, 416), np.float32)
+    threads = [threading.Thread(target=lambda: [backend.infer(x) for _ in range(6)]) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    backend.close()
+    from rknnlite.api import FakeNpu
+
+    assert set(FakeNpu.calls_per_core) == {1, 2, 4} and sum(FakeNpu.calls_per_core.values()) == 36
+    single = RknnBackend(RknnConfig(core_mode="all-cores"))
+    single.load(store.path(m, variant), m, variant)
+    single.infer(x)
+    single.close()
+    assert 7 in FakeNpu.calls_per_core
+
+
+def test_auto_picks_the_npu_and_falls_back_when_it_fails(store_with_rknn) -> None:
+    store, _ = store_with_rknn
+    m = store.get("nanodet")
+    chosen = load_backend("auto", store, m)
+    assert chosen.backend.type_key == "rknn" and chosen.backend.execution_provider == "NPU"
+    chosen.backend.close()
+    from rknnlite.api import FakeNpu
+
+    FakeNpu.init_fails = True  # e.g. librknnrt.so does not match the toolkit that built the model
+    fallback = load_backend("auto", store, m)
+    assert fallback.backend.type_key != "rknn"
+    assert any("rknn failed to load" in n and "librknnrt.so" in n for n in fallback.notes)
+    fallback.backend.close()
+
+
+def test_rknn_inference_failure_is_a_backend_error(store_with_rknn) -> None:
+    store, variant = store_with_rknn
+    m = store.get("nanodet")
+    backend = RknnBackend()
+    backend.load(store.path(m, variant), m, variant)
+    from rknnlite.api import FakeNpu
+
+    FakeNpu.inference_fails = True
+    with pytest.raises(BackendError, match="NPU returned no result"):
+        backend.infer(np.zeros((1, 3, 416, 416), np.float32))
+    backend.close()
+
+
+def test_npu_present_but_model_not_converted_says_how(rk3588, installed_data_dir: Path) -> None:
+    store = ModelStore(installed_data_dir / "models")
+    chosen = load_backend("rknn", store, store.get("nanodet"))
+    assert chosen.backend.type_key != "rknn"
+    assert any("models convert nanodet --target rknn" in n for n in chosen.notes)
+    chosen.backend.close()

@@ -90,22 +90,3 @@ class Backend(ABC):
         self.manifest = None
         self.variant = None
 
-
-class DetectOnlyBackend(Backend):
-    """A runtime whose hardware is detected but whose inference is not built yet.
-
-    Its probe always reports unavailable (with what it found), so selection falls through
-    to the next backend; ``load`` refuses honestly instead of pretending.
-    """
-
-    not_built = "inference on this runtime is not built into this edgewatch version yet"
-
-    @property
-    def execution_provider(self) -> str:
-        return self.type_key.upper()
-
-    def _open(self, model_path: Path, manifest: ModelManifest) -> None:
-        raise BackendError(f"{self.title}: {self.not_built}; the next available backend is used instead")
-
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        raise BackendError(f"{self.title}: {self.not_built}")

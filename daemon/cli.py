@@ -58,6 +58,56 @@ def probe(as_json: bool) -> None:
         click.echo(f"{key:12} {'available  ' if r.available else 'unavailable'}  {r.reason}")
 
 
+@main.command()
+@click.option("--model", default="nanodet", show_default=True, help="installed detector to test with")
+@click.option("--backend", "only", help="test only this backend")
+@CONFIG_OPTION
+def selftest(model: str, only: str | None, config_file: Path | None) -> None:
+    """Run the backend conformance checks on this box (the suite CI runs, on your hardware)."""
+    import tempfile
+
+    from edgewatch.backends.conformance import Conformance
+    from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+    from edgewatch.backends.registry import PROBE_ORDER
+    from edgewatch.models.photos import ensure_photos
+    from edgewatch.models.store import ModelNotFound
+
+    cfg, store = _store(config_file)
+    try:
+        manifest = store.get(model)
+    except ModelNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    if "fp32" not in manifest.variants:
+        raise click.ClickException(f"{model} has no fp32 ONNX variant to compare with; pick a catalogue model")
+    photos = ensure_photos(cfg.cache_dir, progress=lambda m: click.echo(m, err=True))
+    reference = OnnxRuntimeCpuBackend()
+    reference.load(store.path(manifest, "fp32"), manifest, "fp32")
+    failed = tested = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for cls in PROBE_ORDER:
+            if only and cls.type_key != only:
+                continue
+            probe = cls.probe()
+            variants = [k for k, v in manifest.variants.items() if v.runtime == cls.runtime]
+            if not probe.available or not variants:
+                why = probe.reason if not probe.available else f"no {cls.runtime} variant of {model}"
+                click.echo(f"{cls.type_key:12} skipped: {why}")
+                continue
+            for variant in variants:
+                tested += 1
+                suite = Conformance(cls, store.path(manifest, variant), manifest, variant, reference, photos)
+                for r in suite.run_all(Path(scratch)):
+                    failed += not r.passed
+                    click.echo(f"{cls.type_key:12} {variant:14} {r.name:14} {'PASS' if r.passed else 'FAIL'}  "
+                               f"{r.detail.splitlines()[0]}")
+    reference.close()
+    if not tested:
+        raise click.ClickException("no backend here could run the model; see `edgewatch probe`")
+    if failed:
+        raise click.ClickException(f"{failed} check(s) failed")
+    click.echo(f"all checks passed on {tested} backend/variant pair(s)")
+
+
 @main.group()
 def models() -> None:
     """List, install, add and remove models in the store."""

@@ -14,7 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edgewatch.backends.edgetpu import EdgeTpuConfig
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeConfig
+from edgewatch.backends.rknn import RknnConfig
+from edgewatch.backends.tensorrt import TensorRtConfig
+from edgewatch.backends.tflite import TfliteConfig
+from edgewatch.backends.base import BackendConfig
 from edgewatch.backends.registry import BackendChoice
 from edgewatch.daemon.paths import default_cache_dir, default_data_dir
 from edgewatch.models.labels import LABEL_STYLES
@@ -55,7 +60,19 @@ class DetectionConfig(_Section):
 
 
 class BackendsConfig(_Section):
+    """Each backend's own settings, under its type key."""
+
+    rknn: RknnConfig = RknnConfig()
+    edgetpu: EdgeTpuConfig = EdgeTpuConfig()
+    tensorrt: TensorRtConfig = TensorRtConfig()
+    tflite: TfliteConfig = TfliteConfig()
     onnxruntime: OnnxRuntimeConfig = OnnxRuntimeConfig()
+
+    def by_key(self, cache_dir: Path) -> dict[str, BackendConfig]:
+        configs = {key: getattr(self, key) for key in type(self).model_fields}
+        if configs["tensorrt"].engine_dir is None:
+            configs["tensorrt"] = configs["tensorrt"].model_copy(update={"engine_dir": cache_dir / "tensorrt"})
+        return configs
 
 
 _yaml_path: ContextVar[Path | None] = ContextVar("edgewatch_config_path", default=None)

@@ -141,7 +141,7 @@ class DetectionModule:
             if manifest.task != "detection":
                 raise ModelNotFound(name)
             selection = load_backend(self.settings.backend, self.store, manifest,
-                                     {"onnxruntime": self.config.backends.onnxruntime})
+                                     self.config.backends.by_key(self.config.cache_dir))
             self.backend_notes = selection.notes
             log.info("loaded %s (%s variant) on %s", name, manifest.default_variant, selection.backend.type_key)
             self._detectors[name] = Detector(manifest, selection.backend)

@@ -33,7 +33,7 @@ The toolkit's PC simulator only runs a model built in the same process (a ``load
 file cannot be simulated), so ``--test-inputs`` runs the model just built; its outputs are saved
 to ``--test-outputs`` as ``t{i}_o{j}`` (test sample i, output j, ONNX output order).
 
-OUT_RKNN is written atomically (temporary file in the same folder, fsync, rename). Progress goes
+OUT_RKNN is written atomically (temporary file ``.NAME.*.tmp`` in the same folder, fsync, rename). Progress goes
 to stderr as ``[rknn-worker ...]`` lines; the toolkit's own log goes to stdout. Exit status 0 on
 success, 1 on failure.
 """
@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 
-PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rk2118")
+PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566")  # the ones verified with this script
 QUANT_DTYPE = "asymmetric_quantized-8"
 
 _T0 = time.monotonic()
@@ -289,14 +289,14 @@ def check_sample(x, args, nchw_shape: list[int], what: str):
 
 
 def write_dataset(samples: list, folder: str, args) -> str:
-    """RKNN's dataset file: one .npy per sample (NHWC, as rknn-toolkit2 expects for 4-D inputs)."""
+    """RKNN's dataset file: one .npy per sample."""
     import numpy as np
 
     lines = []
     for i, x in enumerate(samples):
-        arr = x[0]
-        if args.input_mode == "float":
-            arr = arr.transpose(1, 2, 0)  # dataset .npy files are NHWC even when fed NCHW
+        # rknn-toolkit2 2.5 wants dataset .npy files in the ONNX input's layout (NCHW, with the
+        # batch axis), whatever the runtime feeds; mean/std (uint8 mode) are applied to them.
+        arr = x.transpose(0, 3, 1, 2) if args.input_mode == "uint8" else x
         p = os.path.join(folder, f"calib_{i:04d}.npy")
         np.save(p, np.ascontiguousarray(arr))
         lines.append(p)
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if out_dir is not None:
                 os.makedirs(out_dir, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=".rknn-", suffix=".tmp", dir=out_dir)
+                fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(args.out_rknn)}.", suffix=".tmp", dir=out_dir)
                 os.close(fd)
                 try:
                     _check(rknn.export_rknn(tmp), "export_rknn")

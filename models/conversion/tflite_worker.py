@@ -103,14 +103,96 @@ def to_keras_layout(sample, onnx_shape: list[int], keras_shape: list[int | None]
         f"to the converted model's input {keras_shape}")
 
 
-def build_keras(onnx_path: str, work_dir: str):
-    """onnx2tf: ONNX -> tf_keras model (NHWC). Works on a copy: onnx2tf rewrites its input file."""
+def finite_pad_constants(model_path: str, input_name: str, samples) -> int:
+    """Give constant-mode Pad nodes with an infinite fill value a finite one, in place.
+
+    tf2onnx writes a TF "SAME" max-pool as Pad(value=-inf) + MaxPool. Int8 calibration then
+    sees -inf (or -3.4e38) in the padded tensor, whose quantisation parameters the pad shares
+    with its input: the scale becomes ~1e36 and the whole network after it is destroyed (and
+    XNNPACK refuses the model). Padding with the smallest value that the pad's input takes on
+    the calibration data (largest, for +inf) gives the same max-pool result for every value the
+    int8 model can represent, and a sane scale. Returns the number of pads changed.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(model_path)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    const_nodes = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+
+    def const_value(name: str):
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        node = const_nodes.get(name)
+        if node is not None:
+            for a in node.attribute:
+                if a.name == "value":
+                    return numpy_helper.to_array(a.t)
+        return None
+
+    targets = []
+    for node in graph.node:
+        if node.op_type != "Pad" or len(node.input) < 3 or not node.input[2]:
+            continue
+        mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
+        value = const_value(node.input[2])
+        if mode != "constant" or value is None or value.size != 1:
+            continue
+        v = float(value.reshape(()))
+        if np.isfinite(v) and abs(v) < 1e30:
+            continue
+        targets.append((node, v < 0, value.dtype))
+    if not targets:
+        return 0
+
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    names = []
+    for node, _neg, _dt in targets:
+        name = node.input[0]
+        if name not in known and name not in names:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        names.append(name)
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    lo = {n: np.inf for n in names}
+    hi = {n: -np.inf for n in names}
+    for sample in samples:
+        outs = sess.run(list(dict.fromkeys(names)), {input_name: sample})
+        for name, arr in zip(dict.fromkeys(names), outs):
+            lo[name] = min(lo[name], float(np.min(arr)))
+            hi[name] = max(hi[name], float(np.max(arr)))
+    for i, (node, negative, dtype) in enumerate(targets):
+        fill = lo[node.input[0]] if negative else hi[node.input[0]]
+        new_name = f"{node.input[2]}__finite_{i}"
+        graph.initializer.append(numpy_helper.from_array(np.array(fill, dtype=dtype), new_name))
+        log(f"pad {node.name}: fill value {'-' if negative else '+'}inf -> {fill:.4g} (calibrated)")
+        node.input[2] = new_name
+    onnx.save(model, model_path)
+    return len(targets)
+
+
+def build_keras(copy: str, work_dir: str, sample_nhwc):
+    """onnx2tf: ONNX -> tf_keras model (NHWC). ``copy`` is rewritten: onnx2tf simplifies it in place.
+
+    onnx2tf feeds a sample image to ONNX Runtime and to the TensorFlow ops it builds, to check
+    them and to settle ambiguous axes; for image inputs it downloads that sample from GitHub.
+    This machine may be offline, and our own calibration data fits the model better: hand it
+    ``sample_nhwc`` (float32 [S, H, W, C]) instead (fix applied at run time).
+    """
+    import importlib
+
     import onnx2tf
 
-    copy = os.path.join(work_dir, "model.onnx")
-    shutil.copyfile(onnx_path, copy)
-    for ext in os.listdir(os.path.dirname(os.path.abspath(onnx_path))):
-        pass  # external-data models are not supported by the store; a single file is expected
+    impl = importlib.import_module("onnx2tf.onnx2tf")
+    common = importlib.import_module("onnx2tf.utils.common_functions")
+    impl.download_test_image_data = lambda: sample_nhwc
+    common.download_test_image_data = lambda: sample_nhwc
+
     model = onnx2tf.convert(
         input_onnx_file_path=copy,
         output_folder_path=os.path.join(work_dir, "saved_model"),
@@ -126,6 +208,9 @@ def build_keras(onnx_path: str, work_dir: str):
 def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str) -> dict:
     import numpy as np
 
+    onnx_path, calib_path, out_path = (os.path.abspath(p) for p in (onnx_path, calib_path, out_path))
+    start_dir = os.getcwd()
+
     log(f"reading calibration data {os.path.basename(calib_path)}")
     samples = load_calibration(calib_path)
     in_name, onnx_shape = onnx_input(onnx_path)
@@ -139,7 +224,14 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str) -> di
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tflite-work-") as work_dir:
         log("onnx2tf: rebuilding the ONNX graph in TensorFlow (NHWC)")
-        model = build_keras(onnx_path, work_dir)
+        sample_nhwc = None
+        if samples[0].ndim == 4:
+            sample_nhwc = np.ascontiguousarray(np.concatenate(samples[:20], axis=0).transpose(0, 2, 3, 1))
+        copy = os.path.join(work_dir, "model.onnx")
+        shutil.copyfile(onnx_path, copy)
+        finite_pad_constants(copy, in_name, samples)
+        os.chdir(work_dir)  # onnx2tf writes scratch files to the working directory
+        model = build_keras(copy, work_dir, sample_nhwc)
         if len(model.inputs) != 1:
             raise RuntimeError(f"converted model has {len(model.inputs)} inputs, expected 1")
         keras_shape = list(model.inputs[0].shape)
@@ -188,6 +280,7 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str) -> di
         converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
         converter.inference_output_type = tf.uint8 if io_dtype == "uint8" else tf.int8
         tflite_bytes = converter.convert()
+        os.chdir(start_dir)
 
     log(f"checking the TFLite model ({len(tflite_bytes)} bytes)")
     info = describe(tflite_bytes)

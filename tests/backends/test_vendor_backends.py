@@ -146,3 +146,53 @@ def test_npu_present_but_model_not_converted_says_how(rk3588, installed_data_dir
     assert chosen.backend.type_key != "rknn"
     assert any("models convert nanodet --target rknn" in n for n in chosen.notes)
     chosen.backend.close()
+
+
+@pytest.fixture()
+def jetson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A Jetson Orin as the probe sees it, with fake tensorrt and cuda-python importable."""
+    root = fake_board(tmp_path / "board", "nvidia,p3768-0000+p3767-0005,,nvidia,tegra234",
+                      files={"etc/nv_tegra_release": "# R36 (release), REVISION: 4.0, GCID: 1"})
+    monkeypatch.setattr(devices, "SYSROOT", root)
+    monkeypatch.syspath_prepend(str(FAKES))
+    for mod in [m for m in sys.modules if m.split(".")[0] in ("tensorrt", "cuda")]:
+        monkeypatch.delitem(sys.modules, mod)
+    import tensorrt
+
+    tensorrt.FakeGpu.reset()
+    yield tensorrt.FakeGpu
+
+
+def test_tensorrt_conforms_and_caches_its_engine(jetson, store, nanodet, reference, photos, tmp_path: Path) -> None:
+    from cuda.bindings.runtime import live_allocations
+
+    from edgewatch.backends.tensorrt import TensorRtBackend, TensorRtConfig
+
+    config = TensorRtConfig(engine_dir=tmp_path / "engines")
+    suite = Conformance(lambda: TensorRtBackend(config), store.path(nanodet, "fp32"), nanodet, "fp32", reference, photos)
+    for result in suite.run_all(tmp_path):
+        assert result.passed, f"{result.name}: {result.detail}"
+    assert jetson.builds == 1  # every later load deserialised the cached engine
+    engines = list((tmp_path / "engines").glob("*.engine"))
+    assert len(engines) == 1 and "trt10.99.0" in engines[0].name and "Orin" in engines[0].name and "fp16" in engines[0].name
+    assert live_allocations() == 0  # close() freed every GPU buffer
+    engines[0].write_bytes(b"stale engine from another TensorRT")
+    backend = TensorRtBackend(config)
+    backend.load(store.path(nanodet, "fp32"), nanodet, "fp32")
+    assert jetson.builds == 2 and backend.execution_provider == "GPU (TensorRT)" and backend.can_use_gpu
+    backend.close()
+
+
+def test_tensorrt_auto_selection_and_build_failure_fallback(jetson, store, nanodet, tmp_path: Path) -> None:
+    from edgewatch.backends.tensorrt import TensorRtConfig
+
+    configs = {"tensorrt": TensorRtConfig(engine_dir=tmp_path / "engines")}
+    chosen = load_backend("auto", store, nanodet, configs)
+    assert chosen.backend.type_key == "tensorrt"
+    chosen.backend.close()
+    jetson.build_fails = True
+    (next((tmp_path / "engines").glob("*.engine"))).unlink()
+    fallback = load_backend("tensorrt", store, nanodet, configs)
+    assert fallback.backend.type_key != "tensorrt"
+    assert any("tensorrt failed to load" in n and "could not build an engine" in n for n in fallback.notes)
+    fallback.backend.close()

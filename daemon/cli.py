@@ -171,6 +171,26 @@ def models_install(names: tuple[str, ...], default: bool, config_file: Path | No
                    f"int8 {q.get('int8_ms_p50')} ms: {q.get('reason', '')})")
 
 
+@models.command("convert")
+@click.argument("name")
+@click.option("--target", required=True, type=click.Choice(["rknn", "edgetpu", "tflite", "tensorrt"]))
+@click.option("--platform", default="rk3588", show_default=True,
+              type=click.Choice(["rk3588", "rk3576", "rk3568", "rk3566"]), help="Rockchip SoC, for --target rknn")
+@click.option("--compiled", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="an *_edgetpu.tflite compiled elsewhere with edgetpu_compiler, for --target edgetpu")
+@CONFIG_OPTION
+def models_convert(name: str, target: str, platform: str, compiled: Path | None, config_file: Path | None) -> None:
+    """Convert an installed model for an accelerator (int8, calibrated on real photos)."""
+    from edgewatch.models.convert import convert
+
+    cfg, store = _store(config_file)
+    try:
+        _, line = convert(name, target, store, cfg.cache_dir, platform=platform, compiled=compiled)
+    except Exception as exc:  # converter errors carry their own next step
+        raise click.ClickException(f"converting {name} for {target} failed: {exc}") from None
+    click.echo(line)
+
+
 @models.command("remove")
 @click.argument("name")
 @CONFIG_OPTION

@@ -105,6 +105,25 @@ class ModelStore:
                 stale.unlink(missing_ok=True) if stale.is_file() else shutil.rmtree(stale, ignore_errors=True)
         return manifest
 
+    def add_variant(self, name: str, key: str, variant: Variant, src: Path) -> ModelManifest:
+        """Add (or replace) one converted variant of an installed model, crash-safely: the file is
+        stored under a content-addressed name first, the manifest that points at it last."""
+        manifest = self.get(name)
+        target = self._dir(name)
+        digest = atomic_copy(src, target / f".incoming-{key}{src.suffix}")
+        if digest != variant.sha256:
+            (target / f".incoming-{key}{src.suffix}").unlink(missing_ok=True)
+            raise StoreError(f"{src} changed while being added (sha256 {digest[:12]}); run the conversion again")
+        final = f"{key}-{digest[:12]}{src.suffix}"
+        (target / f".incoming-{key}{src.suffix}").replace(target / final)
+        old = manifest.variants.get(key)
+        manifest = manifest.model_copy(update={"variants": {**manifest.variants,
+                                                           key: variant.model_copy(update={"file": final})}})
+        atomic_write_json(target / MANIFEST, manifest.model_dump(mode="json"))
+        if old is not None and old.file != final:
+            (target / old.file).unlink(missing_ok=True)
+        return manifest
+
     def remove(self, name: str) -> None:
         target = self._dir(name)
         if not (target / MANIFEST).is_file():

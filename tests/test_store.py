@@ -81,3 +81,16 @@ def test_stored_files_are_readable_by_other_users(tmp_path: Path) -> None:
         os.umask(old)
     assert (tmp_path / "models" / "perm" / "manifest.json").stat().st_mode & 0o777 == 0o644
     assert ModelStore(tmp_path / "models").path(m).stat().st_mode & 0o777 == 0o644
+
+
+def test_add_variant_keeps_the_others_and_replaces_its_own_file(tmp_path: Path) -> None:
+    src, conv1, conv2 = (tmp_path / n for n in ("m.onnx", "a.tflite", "b.tflite"))
+    src.write_bytes(b"onnx"); conv1.write_bytes(b"tflite-1"); conv2.write_bytes(b"tflite-2")
+    store = ModelStore(tmp_path / "models")
+    store.commit(_manifest("m", src), {"fp32": src})
+    v = lambda f: Variant(file="", sha256=sha256_file(f), precision="int8", size_bytes=f.stat().st_size, runtime="tflite")  # noqa: E731
+    store.add_variant("m", "tflite-int8", v(conv1), conv1)
+    m = store.add_variant("m", "tflite-int8", v(conv2), conv2)
+    assert set(m.variants) == {"fp32", "tflite-int8"} and store.verify(m) == []
+    assert store.path(m, "tflite-int8").read_bytes() == b"tflite-2"
+    assert len(list((tmp_path / "models" / "m").iterdir())) == 3  # manifest, onnx, the newest tflite

@@ -1,0 +1,111 @@
+"""Backend benchmark: every backend/variant that can run here, against onnxruntime fp32.
+
+    python bench/backends.py [--model nanodet] [--runs 40] [--concurrency 4]
+
+Uses the model from EDGEWATCH_DATA_DIR's store (or installs it into a temporary one). For each
+backend available on this machine and each variant of the model it can run: p50/p95 latency
+with 1 and N concurrent requests, throughput, and agreement with the fp32 ONNX on the real
+photos; ratios are against onnxruntime fp32 measured in the same run. Users run the same
+command on their boards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+from edgewatch.backends.registry import PROBE_ORDER
+from edgewatch.daemon.paths import default_cache_dir
+from edgewatch.models.convert import agreement_with
+from edgewatch.models.installer import install
+from edgewatch.models.photos import ensure_photos
+from edgewatch.models.preprocess import letterbox
+from edgewatch.models.store import ModelStore
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q))
+
+
+def measure(backend, tensor: np.ndarray, runs: int, concurrency: int) -> dict[str, float]:
+    until = time.perf_counter() + 1.0
+    while time.perf_counter() < until:
+        backend.infer(tensor)
+
+    def timed(n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            backend.infer(tensor)
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    t0 = time.perf_counter()
+    single = timed(runs)
+    single_rps = runs / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        multi = [x for chunk in pool.map(timed, [max(1, runs // concurrency)] * concurrency) for x in chunk]
+    multi_rps = len(multi) / (time.perf_counter() - t0)
+    return {"p50": statistics.median(single), "p95": pct(single, 95), "rps": single_rps,
+            "p50_n": statistics.median(multi), "p95_n": pct(multi, 95), "rps_n": multi_rps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="nanodet")
+    ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--concurrency", type=int, default=4)
+    args = ap.parse_args()
+    cache = Path(os.environ.get("EDGEWATCH_CACHE_DIR") or default_cache_dir())
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(os.environ["EDGEWATCH_DATA_DIR"]) if os.environ.get("EDGEWATCH_DATA_DIR") else Path(tmp)
+        store = ModelStore(data / "models")
+        if not store.has(args.model):
+            install(args.model, store, cache)
+        manifest = store.get(args.model)
+        images = [cv2.imread(str(p)) for p in ensure_photos(cache).values()]
+        reference = OnnxRuntimeCpuBackend()
+        reference.load(store.path(manifest, "fp32"), manifest, "fp32")
+        ref_tensors = [letterbox(img, *reference.input_format())[0] for img in images]
+        rows = []
+        for cls in PROBE_ORDER:
+            probe = cls.probe()
+            variants = [k for k, v in manifest.variants.items() if v.runtime == cls.runtime]
+            if not probe.available or not variants:
+                print(f"# {cls.type_key}: skipped ({probe.reason if not probe.available else 'no variant'})",
+                      file=sys.stderr)
+                continue
+            for variant in variants:
+                backend = cls()
+                backend.load(store.path(manifest, variant), manifest, variant)
+                tensors = [letterbox(img, *backend.input_format())[0] for img in images]
+                stats = measure(backend, tensors[0], args.runs, args.concurrency)
+                stats["agreement"] = agreement_with(reference.infer, backend.infer, ref_tensors, tensors,
+                                                    manifest.postprocessing, manifest.input.size)
+                rows.append((f"{cls.type_key}/{variant}", backend.execution_provider, stats))
+                backend.close()
+        reference.close()
+    base = next(s for name, _, s in rows if name == "onnxruntime/fp32")
+    n = args.concurrency
+    print(f"model {args.model}, photo tensor {manifest.input.size}, {os.cpu_count()} cores, {args.runs} runs, "
+          f"N={n} concurrent; ratios vs onnxruntime/fp32 in this run")
+    print(f"{'backend/variant':26} {'device':16} {'p50 ms':>7} {'p95 ms':>7} {'req/s':>7} "
+          f"{'p50@N':>7} {'p95@N':>7} {'req/s@N':>8} {'speed x':>8} {'agree':>6}")
+    for name, device, s in rows:
+        print(f"{name:26} {device:16} {s['p50']:7.2f} {s['p95']:7.2f} {s['rps']:7.1f} {s['p50_n']:7.2f} "
+              f"{s['p95_n']:7.2f} {s['rps_n']:8.1f} {base['p50'] / s['p50']:8.2f} {s['agreement']:6.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -131,19 +131,30 @@ def _edgetpu(manifest: ModelManifest, tflite: Path, cpu_variant: Variant, store:
 
 def _rknn(manifest: ModelManifest, fp32: Path, platform: str, photos: list[Path], ref_tensors: list[np.ndarray],
           store: ModelStore, cache: Path, work: Path, say) -> tuple[ModelManifest, str]:
-    from edgewatch.models.conversion.rknn import convert_onnx_to_rknn, simulate
+    import cv2
+
+    from edgewatch.models.conversion.rknn import TOOLKIT_VERSION, runtime_input_spec, simulate
+    from edgewatch.models.preprocess import letterbox
 
     if platform not in RKNN_PLATFORMS:
         raise ConvertError(f"unknown RKNN platform {platform!r}; expected one of {', '.join(RKNN_PLATFORMS)}")
     out = work / f"{manifest.name}_{platform}.rknn"
-    say(f"converting {manifest.name} to int8 RKNN for {platform} with rknn-toolkit2 (own venv, built on first use)…")
-    meta = convert_onnx_to_rknn(fp32, out, photos, platform, cache, progress=say)
-    say("validating with rknn-toolkit2's PC simulator against fp32 on the same photos…")
-    sim_outputs = iter(simulate(fp32, out, ref_tensors, platform, cache, progress=say))
-    agree = agreement_with(_onnx_runner(fp32), lambda _x: next(sim_outputs), ref_tensors, ref_tensors,
+    # The NPU normalises (mean/std are in the .rknn): the host sends letterboxed uint8 NHWC BGR.
+    spec = runtime_input_spec(manifest.input)
+    raw = manifest.preprocessing.model_copy(update={"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)})
+    inputs = [letterbox(img, spec, raw)[0] for path in photos for img in (cv2.imread(str(path)),)
+              for img in (img, cv2.flip(img, 1))]
+    say(f"converting {manifest.name} to int8 RKNN for {platform} with rknn-toolkit2 (own venv, built on first use), "
+        "then checking it on the toolkit's PC simulator against fp32 on the same photos…")
+    outputs, meta = simulate(fp32, inputs, photos, platform, cache, progress=say, spec=manifest.input,
+                             pre=manifest.preprocessing, out_rknn=out)
+    sim = iter(outputs)
+    agree = agreement_with(_onnx_runner(fp32), lambda _x: next(sim), ref_tensors, inputs,
                            manifest.postprocessing, manifest.input.size)
     variant = Variant(file="", sha256=sha256_file(out), precision="int8", size_bytes=out.stat().st_size,
                       runtime="rknn", platform=platform, source_sha256=manifest.variants["fp32"].sha256,
-                      toolkit=meta.get("toolkit"), calibration=CALIBRATION, agreement=agree)
+                      toolkit=f"rknn-toolkit2 {TOOLKIT_VERSION}", calibration=CALIBRATION, agreement=agree,
+                      input=spec, device_normalises=True)
     result = store.add_variant(manifest.name, f"rknn-{platform}", variant, out)
-    return result, f"{manifest.name}: rknn-{platform} added ({meta.get('toolkit')}), simulator agreement with fp32 {agree:.1%}"
+    return result, (f"{manifest.name}: rknn-{platform} added ({variant.toolkit}), PC-simulator agreement with "
+                    f"fp32 {agree:.1%}")

@@ -35,8 +35,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -122,6 +122,11 @@ def env_name(requirements: Sequence[str] = PINNED_REQUIREMENTS) -> str:
 
 def env_dir(cache_dir: Path) -> Path:
     return Path(cache_dir) / "venvs" / env_name()
+
+
+def env_ready(cache_dir: Path) -> bool:
+    """True if the rknn-toolkit2 venv is already built under ``cache_dir`` (nothing is installed)."""
+    return _is_ready(env_dir(cache_dir))
 
 
 def _is_ready(venv: Path) -> bool:
@@ -215,10 +220,10 @@ def ensure_rknn_env(cache_dir: Path, progress: Progress | None = None) -> Path:
         say("checking the RKNN converter environment")
         rc, lines = _run_streaming(
             [str(python), "-I", "-c",
-             "import numpy, onnx, onnxruntime, cv2, torch; from rknn.api import RKNN; "
-             "from importlib.metadata import version; "
-             "print('rknn-toolkit2', version('rknn-toolkit2'), 'numpy', numpy.__version__, "
-             "'onnx', onnx.__version__, 'onnxruntime', onnxruntime.__version__, 'torch', torch.__version__)"],
+             ("import numpy, onnx, onnxruntime, cv2, torch; from rknn.api import RKNN; "
+              "from importlib.metadata import version; "
+              "print('rknn-toolkit2', version('rknn-toolkit2'), 'numpy', numpy.__version__, "
+              "'onnx', onnx.__version__, 'onnxruntime', onnxruntime.__version__, 'torch', torch.__version__)")],
             timeout_s=IMPORT_CHECK_TIMEOUT_S)
         if rc != 0:
             shutil.rmtree(venv, ignore_errors=True)

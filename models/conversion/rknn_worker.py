@@ -34,7 +34,7 @@ file cannot be simulated), so ``--test-inputs`` runs the model just built; its o
 to ``--test-outputs`` as ``t{i}_o{j}`` (test sample i, output j, ONNX output order).
 
 OUT_RKNN is written atomically (temporary file ``.NAME.*.tmp`` in the same folder, fsync, rename). Progress goes
-to stderr as ``[rknn-worker ...]`` lines; the toolkit's own log goes to stdout. Exit status 0 on
+to stderr as ``[rknn-worker ...]`` lines, mixed with the toolkit's own log. Exit status 0 on
 success, 1 on failure.
 """
 
@@ -239,7 +239,7 @@ def load_samples(path: str, args, nchw_shape: list[int]) -> list:
     """Calibration samples, each in the form the runtime feeds (see the module docstring)."""
     import numpy as np
 
-    _, c, h, w = nchw_shape
+    _, _c, h, w = nchw_shape
     if path.endswith(".npz"):
         with np.load(path) as data:
             return [np.ascontiguousarray(data[k]) for k in data.files]
@@ -384,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rknn = RKNN(verbose=args.verbose)
         try:
-            cfg = dict(target_platform=args.platform, quantized_dtype=QUANT_DTYPE,
-                       quantized_algorithm=args.quantized_algorithm, optimization_level=args.optimization_level)
+            cfg = {"target_platform": args.platform, "quantized_dtype": QUANT_DTYPE,
+                   "quantized_algorithm": args.quantized_algorithm, "optimization_level": args.optimization_level}
             if args.input_mode == "uint8":
                 cfg.update(mean_values=[list(args.mean)], std_values=[list(args.std)])
             _check(rknn.config(**cfg), "config")
@@ -407,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
                         raise SystemExit("export_rknn wrote an empty file")
                     with open(tmp, "rb+") as fh:
                         os.fsync(fh.fileno())
+                    umask = os.umask(0)
+                    os.umask(umask)
+                    os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600
                     size = os.path.getsize(tmp)
                     os.replace(tmp, args.out_rknn)
                     _fsync_dir(out_dir)

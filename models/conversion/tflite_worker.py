@@ -44,6 +44,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ["PATH"] = os.path.dirname(os.path.abspath(sys.executable)) + os.pathsep + os.environ.get("PATH", "")
 
 _T0 = time.monotonic()
+FLOAT_TOLERANCE = 1e-3  # onnx2tf's graph vs ONNX Runtime, relative to each output's largest magnitude
 
 
 def log(msg: str) -> None:
@@ -81,7 +82,7 @@ def onnx_input(model_path: str) -> tuple[str, list[int]]:
 
 
 def to_keras_layout(sample, onnx_shape: list[int], keras_shape: list[int | None]):
-    """Transpose one calibration sample from the ONNX input layout to the Keras input layout."""
+    """One calibration sample in the Keras input's layout: (array, moved channels last?)."""
     import numpy as np
 
     keras_shape = [d if d is not None else -1 for d in keras_shape]
@@ -91,16 +92,42 @@ def to_keras_layout(sample, onnx_shape: list[int], keras_shape: list[int | None]
     def fits(shape) -> bool:
         return all(k in (-1, s) for k, s in zip(keras_shape, shape))
 
-    if fits(sample.shape):
-        return sample
     if sample.ndim >= 3:  # channels-first -> channels-last, as onnx2tf does for 3-D..5-D inputs
-        perm = [0, *range(2, sample.ndim), 1]
-        moved = np.transpose(sample, perm)
-        if fits(moved.shape):
-            return np.ascontiguousarray(moved)
+        moved = np.transpose(sample, [0, *range(2, sample.ndim), 1])
+        if fits(moved.shape) and not fits(sample.shape):
+            return np.ascontiguousarray(moved), True
+    if fits(sample.shape):
+        return sample, False
     raise ValueError(
         f"cannot map calibration sample shape {list(sample.shape)} (ONNX input {onnx_shape}) "
         f"to the converted model's input {keras_shape}")
+
+
+def float_check(onnx_path: str, in_name: str, sample, model, keras_sample) -> float:
+    """Largest difference between ONNX Runtime and the Keras model on one sample, relative to
+    the output's range (outputs paired by shape, trying the transposes onnx2tf may apply)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {in_name: sample})
+    got = model(keras_sample, training=False)
+    got = [np.asarray(g) for g in (got if isinstance(got, (list, tuple)) else [got])]
+    worst = 0.0
+    for r in ref:
+        best = float("inf")
+        for g in got:
+            if g.size != r.size:
+                continue
+            candidates = [g] if g.shape == r.shape else []
+            if g.ndim >= 3:
+                back = np.moveaxis(g, -1, 1)  # channels-last -> channels-first
+                if back.shape == r.shape:
+                    candidates.append(back)
+            for c in candidates:
+                best = min(best, float(np.max(np.abs(c - r))) / max(1.0, float(np.max(np.abs(r)))))
+        worst = max(worst, best)
+    return worst
 
 
 def finite_pad_constants(model_path: str, input_name: str, samples) -> int:
@@ -176,7 +203,90 @@ def finite_pad_constants(model_path: str, input_name: str, samples) -> int:
     return len(targets)
 
 
-def build_keras(copy: str, work_dir: str, sample_nhwc):
+def edgetpu_rewrites(model_path: str, input_name: str, samples) -> dict:
+    """Rewrite ops that the Edge TPU does not run into equivalent ones it does, in place.
+
+    * LeakyRelu(alpha) -> PRelu with a per-channel slope [C, 1, 1] all alpha (TFLite PRELU;
+      LEAKY_RELU is not in the Edge TPU's op list);
+    * Pad(value=-inf) feeding only a MaxPool -> Sub(c), Pad(0), MaxPool, Add(c), where c is the
+      smallest value the pad's input takes on the calibration data: max-pooling commutes with
+      the shift, and the zero pad becomes a plain PAD (PADV2 is not in the Edge TPU's op list).
+      Run after ``finite_pad_constants``, which has already put c in the pad.
+
+    Exact in float; int8 adds a requantisation or two. Returns counts of what was rewritten.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper, shape_inference
+
+    model = onnx.load(model_path)
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - shapes are only needed for the PRelu slope
+        inferred = model
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = dims
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    counts = {"leakyrelu_to_prelu": 0, "maxpool_pad_shift": 0}
+    new_nodes = []
+    after: dict = {}
+    for idx, node in enumerate(graph.node):
+        if node.op_type == "LeakyRelu":
+            alpha = next((a.f for a in node.attribute if a.name == "alpha"), 0.01)
+            dims = shapes.get(node.input[0])
+            if dims and len(dims) == 4 and dims[1]:
+                slope = f"{node.name or node.output[0]}__prelu_slope"
+                graph.initializer.append(numpy_helper.from_array(
+                    np.full((dims[1], 1, 1), alpha, dtype=np.float32), slope))
+                new_nodes.append(helper.make_node("PRelu", [node.input[0], slope], list(node.output),
+                                                  name=(node.name or "leaky") + "__prelu"))
+                counts["leakyrelu_to_prelu"] += 1
+                continue
+        if node.op_type == "Pad" and len(node.input) >= 3 and node.input[2] in inits:
+            users = consumers.get(node.output[0], [])
+            mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
+            value = numpy_helper.to_array(inits[node.input[2]])
+            if mode == "constant" and value.size == 1 and len(users) == 1 and users[0].op_type == "MaxPool" \
+                    and float(value.reshape(())) != 0.0 and np.isfinite(value).all() \
+                    and node.output[0] not in {o.name for o in graph.output}:
+                base = node.name or node.output[0]
+                c_name, zero_name = f"{base}__shift", f"{base}__zero"
+                graph.initializer.append(numpy_helper.from_array(value.reshape(()).astype(np.float32), c_name))
+                graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero_name))
+                shifted = f"{base}__shifted"
+                new_nodes.append(helper.make_node("Sub", [node.input[0], c_name], [shifted], name=base + "__sub"))
+                pad_inputs = [shifted, node.input[1], zero_name] + list(node.input[3:])
+                new_nodes.append(helper.make_node("Pad", pad_inputs, list(node.output), name=base + "__pad0"))
+                pool = users[0]
+                pooled = f"{pool.name or pool.output[0]}__shifted"
+                pool_out = pool.output[0]
+                pool.output[0] = pooled
+                add = helper.make_node("Add", [pooled, c_name], [pool_out], name=(pool.name or "pool") + "__unshift")
+                after[id(pool)] = add  # inserted right after the MaxPool below
+                counts["maxpool_pad_shift"] += 1
+                continue
+        new_nodes.append(node)
+    ordered = []
+    for node in new_nodes:
+        ordered.append(node)
+        if id(node) in after:
+            ordered.append(after.pop(id(node)))
+    del graph.node[:]
+    graph.node.extend(ordered)
+    onnx.checker.check_model(model)
+    onnx.save(model, model_path)
+    log(f"Edge TPU rewrites: {counts}")
+    return counts
+
+
+def build_keras(copy: str, work_dir: str, sample_nhwc, zero_pool_padding: bool = False):
     """onnx2tf: ONNX -> tf_keras model (NHWC). ``copy`` is rewritten: onnx2tf simplifies it in place.
 
     onnx2tf feeds a sample image to ONNX Runtime and to the TensorFlow ops it builds, to check
@@ -197,6 +307,10 @@ def build_keras(copy: str, work_dir: str, sample_nhwc):
         input_onnx_file_path=copy,
         output_folder_path=os.path.join(work_dir, "saved_model"),
         disable_model_save=True,       # we convert and quantise ourselves below
+        # Only effect with disable_model_save (returns before onnx2tf's own quantisation): a MaxPool
+        # with explicit pads is padded with 0 instead of float32's lowest value (which ruins int8
+        # scales). Exact after edgetpu_rewrites' shift, which makes the pool's input >= 0.
+        output_integer_quantized_tflite=zero_pool_padding,
         non_verbose=True,
         verbosity="error",
     )
@@ -205,7 +319,7 @@ def build_keras(copy: str, work_dir: str, sample_nhwc):
     return model
 
 
-def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str) -> dict:
+def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str, edgetpu: bool = False) -> dict:
     import numpy as np
 
     onnx_path, calib_path, out_path = (os.path.abspath(p) for p in (onnx_path, calib_path, out_path))
@@ -218,50 +332,39 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str) -> di
 
     log("loading TensorFlow and onnx2tf")
     import tensorflow as tf
-    import onnx2tf
 
     out_dir = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tflite-work-") as work_dir:
-        log("onnx2tf: rebuilding the ONNX graph in TensorFlow (NHWC)")
-        sample_nhwc = None
-        if samples[0].ndim == 4:
-            sample_nhwc = np.ascontiguousarray(np.concatenate(samples[:20], axis=0).transpose(0, 2, 3, 1))
-        copy = os.path.join(work_dir, "model.onnx")
-        shutil.copyfile(onnx_path, copy)
-        finite_pad_constants(copy, in_name, samples)
-        os.chdir(work_dir)  # onnx2tf writes scratch files to the working directory
-        model = build_keras(copy, work_dir, sample_nhwc)
+        try:
+            copy = os.path.join(work_dir, "model.onnx")
+            shutil.copyfile(onnx_path, copy)
+            finite_pad_constants(copy, in_name, samples)
+            if edgetpu:
+                edgetpu_rewrites(copy, in_name, samples)
+            sample_nhwc = None
+            if samples[0].ndim == 4:
+                sample_nhwc = np.ascontiguousarray(np.concatenate(samples[:20], axis=0).transpose(0, 2, 3, 1))
+            log("onnx2tf: rebuilding the ONNX graph in TensorFlow (NHWC)")
+            os.chdir(work_dir)  # onnx2tf writes scratch files to the working directory
+            model = build_keras(copy, work_dir, sample_nhwc, zero_pool_padding=edgetpu)
+        finally:
+            os.chdir(start_dir)
         if len(model.inputs) != 1:
             raise RuntimeError(f"converted model has {len(model.inputs)} inputs, expected 1")
         keras_shape = list(model.inputs[0].shape)
-        calib = [to_keras_layout(s, onnx_shape, keras_shape) for s in samples]
-        layout = "nchw" if list(calib[0].shape) == list(samples[0].shape) and calib[0].ndim == 4 \
-            and samples[0].shape[1] != samples[0].shape[-1] and keras_shape[1] == onnx_shape[1] else "nhwc"
-        log(f"Keras model: input {keras_shape}, outputs {[list(o.shape) for o in model.outputs]}")
+        moved = [to_keras_layout(s, onnx_shape, keras_shape) for s in samples]
+        calib = [m[0] for m in moved]
+        layout = ("nhwc" if moved[0][1] else "nchw") if len(keras_shape) == 4 else "as-onnx"
+        log(f"Keras model: input {keras_shape} ({layout}), outputs {[list(o.shape) for o in model.outputs]}")
 
-        # Float sanity check: the Keras model must reproduce ONNX Runtime on the first sample.
-        try:
-            import onnxruntime as ort
-
-            sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-            ref = sess.run(None, {in_name: samples[0]})
-            got = model(calib[0], training=False)
-            got = [np.asarray(g) for g in (got if isinstance(got, (list, tuple)) else [got])]
-            worst = 0.0
-            for r in ref:
-                cands = [g for g in got if sorted(g.shape) == sorted(r.shape)]
-                if not cands:
-                    continue
-                errs = []
-                for g in cands:
-                    g2 = g if g.shape == r.shape else np.transpose(g, np.argsort([r.shape.index(d) for d in g.shape]))
-                    if g2.shape == r.shape:
-                        errs.append(float(np.max(np.abs(g2 - r))))
-                worst = max(worst, min(errs) if errs else float("inf"))
-            log(f"float check vs onnxruntime: max abs difference {worst:.2e}")
-        except Exception as exc:  # the check is advisory; the caller measures agreement itself
-            log(f"float check skipped: {exc!r}")
+        # The float graph must reproduce ONNX Runtime before quantisation is worth doing.
+        diff = float_check(onnx_path, in_name, samples[0], model, calib[0])
+        log(f"float check vs onnxruntime: max difference {diff:.2e} (relative to each output's range)")
+        if not diff <= FLOAT_TOLERANCE:
+            raise RuntimeError(
+                f"the TensorFlow graph built by onnx2tf does not reproduce the ONNX model "
+                f"(max relative difference {diff:.3g} > {FLOAT_TOLERANCE}); this model cannot be converted")
 
         @tf.function(input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32, name="input")])
         def serve(x):
@@ -280,15 +383,18 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str) -> di
         converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
         converter.inference_output_type = tf.uint8 if io_dtype == "uint8" else tf.int8
         tflite_bytes = converter.convert()
-        os.chdir(start_dir)
 
     log(f"checking the TFLite model ({len(tflite_bytes)} bytes)")
     info = describe(tflite_bytes)
     info["input_layout"] = layout
+    info["float_check_max_rel_diff"] = diff
     info["toolkit"] = toolkit_versions()
 
     fd, tmp = tempfile.mkstemp(prefix=".tflite-", suffix=".tmp", dir=out_dir)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(tflite_bytes)
             fh.flush()
@@ -313,24 +419,36 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str) -> di
 
 
 def describe(tflite_bytes: bytes) -> dict:
-    """Input/output details of the model, read back with the TFLite interpreter."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover
-        import tensorflow as tf
+    """Input/output details of the model, read back with the TFLite interpreter. Loading it with
+    the default delegate (XNNPACK) proves the daemon's interpreter can prepare it."""
+    from ai_edge_litert.interpreter import Interpreter
 
-        Interpreter = tf.lite.Interpreter
-    interp = Interpreter(model_content=tflite_bytes)
-    interp.allocate_tensors()
+    import numpy as np
+
+    interp = Interpreter(model_content=tflite_bytes, num_threads=1)
+    # The model's own ops, read before the delegate replaces them with one DELEGATE node.
+    op_details = interp._get_ops_details()
+    ops = sorted({op["op_name"] for op in op_details})
+    float_ops = sorted({op["op_name"] for op in op_details
+                        if any(interp._get_tensor_details(t, 0)["dtype"] == np.float32 for t in op["outputs"] if t >= 0)})
+    if float_ops:
+        raise RuntimeError(f"ops left in float: {float_ops}; the model is not fully integer")
+    try:
+        interp.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        raise RuntimeError(f"the TFLite interpreter (XNNPACK) cannot prepare the converted model: {exc}") from exc
 
     def one(d: dict) -> dict:
         scale, zero = d["quantization"]
-        return {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": d["dtype"].__name__,
+        return {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
                 "quant": [float(scale), int(zero)]}
 
     ins = [one(d) for d in interp.get_input_details()]
     outs = [one(d) for d in interp.get_output_details()]
-    ops = sorted({op["op_name"] for op in interp._get_ops_details()}) if hasattr(interp, "_get_ops_details") else []
+    for d in ins + outs:
+        if d["dtype"] not in ("int8", "uint8") or d["quant"][0] == 0.0:
+            raise RuntimeError(f"tensor {d['name']} is {d['dtype']} with quantisation {d['quant']}: "
+                               "the model is not fully integer")
     return {"inputs": ins, "outputs": outs, "ops": ops}
 
 
@@ -353,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_tflite")
     ap.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8",
                     help="type of the model's input and output tensors (default int8)")
+    ap.add_argument("--edgetpu", action="store_true",
+                    help="rewrite ops the Edge TPU lacks (LeakyRelu, -inf Pad before MaxPool) into ones it has")
     args = ap.parse_args(argv)
     if not os.path.isfile(args.model_onnx):
         log(f"error: ONNX model not found: {args.model_onnx}")
@@ -361,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: calibration data not found: {args.calibration_npz}")
         return 1
     try:
-        info = convert(args.model_onnx, args.calibration_npz, args.out_tflite, args.io_dtype)
+        info = convert(args.model_onnx, args.calibration_npz, args.out_tflite, args.io_dtype, args.edgetpu)
     except Exception as exc:
         import traceback
 

@@ -63,6 +63,8 @@ class Outcome:
     predictions: list[Prediction]
     inference_ms: float
     process_ms: float
+    execution_provider: str  # what really ran this request (a custom model may use another backend)
+    can_use_gpu: bool
 
 
 class Detector:
@@ -95,7 +97,8 @@ class Detector:
                        int(round(b[0])), int(round(b[1])), int(round(b[2])), int(round(b[3])))
             for b, s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist())
         ]
-        return Outcome(predictions, inference_ms, (time.perf_counter() - start) * 1000)
+        return Outcome(predictions, inference_ms, (time.perf_counter() - start) * 1000,
+                       self.backend.execution_provider, self.backend.can_use_gpu)
 
 
 class DetectionModule:

@@ -215,6 +215,9 @@ def test_status_log_and_schema(client: TestClient) -> None:
     assert client.get("/v1/status/ping").json()["success"] is True
     v = client.get("/v1/status/version").json()
     assert v["success"] and {"major", "minor", "patch"} <= v["version"].keys()
+    assert v["inference"]["active"] == "onnxruntime" and v["inference"]["executionProvider"] == "CPU"
+    assert any(b["type"] == "rknn" and "no Rockchip NPU" in b["reason"] for b in v["inference"]["backends"])
+    assert client.get(f"/v1/settings/{MODULE_ID}").json()["inference"]["active"] == "onnxruntime"
     u = client.get("/v1/status/updateavailable").json()
     assert u["success"] is True and u["updateAvailable"] is False and "cannot check" in u["message"]
     b = client.get("/v1/status/backends").json()

@@ -62,10 +62,26 @@ class VersionInfo(msgspec.Struct):
     releaseNotes: str
 
 
+class BackendStatus(msgspec.Struct):
+    type: str
+    available: bool
+    reason: str
+
+
+class InferenceSummary(msgspec.Struct):
+    """Which backend runs, and what the probe found for each, as in `edgewatch probe`."""
+
+    active: str | None
+    executionProvider: str | None
+    backends: list[BackendStatus]
+    notes: list[str]
+
+
 class VersionResponse(msgspec.Struct):
     success: bool
     message: str
     version: VersionInfo
+    inference: InferenceSummary | None = None
     code: int = 200
 
 
@@ -94,12 +110,6 @@ class LogResponse(msgspec.Struct):
     code: int = 200
 
 
-class BackendStatus(msgspec.Struct):
-    type: str
-    available: bool
-    reason: str
-
-
 class BackendsResponse(msgspec.Struct):
     success: bool
     active: str | None
@@ -114,8 +124,19 @@ class SettingsResponse(msgspec.Struct):
     moduleId: str
     settings: dict[str, Any]
     environmentVariables: dict[str, str]
+    inference: InferenceSummary | None = None
     message: str = ""
     code: int = 200
+
+
+def inference_summary(request: Request) -> InferenceSummary:
+    module = request.app.state.detection
+    active = module.backend
+    return InferenceSummary(
+        active=active.type_key if active else None,
+        executionProvider=active.execution_provider if active else None,
+        backends=[BackendStatus(k, p.available, p.reason) for k, p in request.app.state.probes.items()],
+        notes=module.backend_notes)
 
 
 def received_at(request: Request) -> float:
@@ -125,9 +146,14 @@ def received_at(request: Request) -> float:
 
 def vision_envelope(request: Request, command: str, *, success: bool, code: int = 200, message: str = "",
                     predictions: list[PredictionBody] | None = None, inference_ms: float = 0.0,
-                    process_ms: float = 0.0, error: str | None = None) -> VisionResponse:
-    module = request.app.state.get("detection")
-    backend = module.backend if module is not None else None
+                    process_ms: float = 0.0, error: str | None = None, execution_provider: str | None = None,
+                    can_use_gpu: bool | None = None) -> VisionResponse:
+    """The envelope; without the provider that ran (errors before inference), the default detector's."""
+    if execution_provider is None:
+        module = request.app.state.get("detection")
+        backend = module.backend if module is not None else None
+        execution_provider = backend.execution_provider if backend else "CPU"
+        can_use_gpu = bool(backend and backend.can_use_gpu)
     predictions = predictions or []
     return VisionResponse(
         success=success,
@@ -139,8 +165,8 @@ def vision_envelope(request: Request, command: str, *, success: bool, code: int 
         moduleId=MODULE_ID,
         moduleName=MODULE_NAME,
         command=command,
-        executionProvider=backend.execution_provider if backend else "CPU",
-        canUseGPU=bool(backend and backend.can_use_gpu),
+        executionProvider=execution_provider,
+        canUseGPU=bool(can_use_gpu),
         analysisRoundTripMs=round((time.perf_counter() - received_at(request)) * 1000),
         code=code,
         timestampUTC=datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT"),

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from edgewatch.daemon.api.errors import ApiError
 from edgewatch.daemon.api.forms import read_form
-from edgewatch.daemon.api.schemas import SettingsResponse
+from edgewatch.daemon.api.schemas import SettingsResponse, inference_summary
 from edgewatch.daemon.detection import MODULE_ID, DetectionModule, DetectionSettings
 
 
@@ -21,10 +21,10 @@ def _module(request: Request, module_id: str) -> DetectionModule:
     return request.app.state.detection
 
 
-def _response(module: DetectionModule, message: str = "") -> SettingsResponse:
-    env = {k: v for k, v in os.environ.items() if k.startswith("EDGEWATCH_")}
+def _response(request: Request, module: DetectionModule, message: str = "") -> SettingsResponse:
+    env = {k: v for k, v in os.environ.items() if k.startswith("EDGEWATCH_") and "PASSWORD" not in k}
     return SettingsResponse(success=True, moduleId=MODULE_ID, settings=module.settings.model_dump(mode="json"),
-                            environmentVariables=env, message=message)
+                            environmentVariables=env, inference=inference_summary(request), message=message)
 
 
 class SettingsController(Controller):
@@ -33,7 +33,7 @@ class SettingsController(Controller):
 
     @get("/{module_id:str}", summary="A module's current settings")
     async def read(self, request: Request, module_id: FromPath[str]) -> SettingsResponse:
-        return _response(_module(request, module_id))
+        return _response(request, _module(request, module_id))
 
     @post("/{module_id:str}", status_code=200,
           summary="Change one setting (fields name, value) or several (JSON object); persisted, module reloaded")
@@ -62,4 +62,4 @@ class SettingsController(Controller):
             raise ApiError(404, f"model {new.model!r} is not installed; see `edgewatch models list`")
         saved = request.app.state.settings_store.update(MODULE_ID, new.model_dump(mode="json", include=set(changes)))
         await asyncio.to_thread(module.reload, new)
-        return _response(module, f"saved {', '.join(sorted(saved))}; module reloaded")
+        return _response(request, module, f"saved {', '.join(sorted(saved))}; module reloaded")

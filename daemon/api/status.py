@@ -6,8 +6,8 @@ from litestar import Controller, Request, get
 from litestar.params import Parameter
 
 from edgewatch.daemon import __version__
-from edgewatch.daemon.api.schemas import (BackendsResponse, BackendStatus, LogEntry, LogResponse, UpdateResponse,
-                                          VersionInfo, VersionResponse)
+from edgewatch.daemon.api.schemas import (BackendsResponse, LogEntry, LogResponse, UpdateResponse, VersionInfo,
+                                          VersionResponse, inference_summary)
 
 
 def version_info() -> VersionInfo:
@@ -25,9 +25,10 @@ class StatusController(Controller):
     async def ping(self) -> VersionResponse:
         return VersionResponse(success=True, message=__version__, version=version_info())
 
-    @get("/version", summary="Server version")
-    async def version(self) -> VersionResponse:
-        return VersionResponse(success=True, message=__version__, version=version_info())
+    @get("/version", summary="Server version, and which inference backend runs")
+    async def version(self, request: Request) -> VersionResponse:
+        return VersionResponse(success=True, message=__version__, version=version_info(),
+                               inference=inference_summary(request))
 
     @get("/updateavailable", summary="Whether an update is available (cannot be checked offline)")
     async def update_available(self) -> UpdateResponse:
@@ -40,15 +41,9 @@ class StatusController(Controller):
 
     @get("/backends", summary="Each inference backend: available here or why not; which one runs")
     async def backends(self, request: Request) -> BackendsResponse:
-        module = request.app.state.detection
-        active = module.backend
-        probes = request.app.state.probes
-        return BackendsResponse(
-            success=True,
-            active=active.type_key if active else None,
-            executionProvider=active.execution_provider if active else None,
-            backends=[BackendStatus(k, p.available, p.reason) for k, p in probes.items()],
-            notes=module.backend_notes)
+        s = inference_summary(request)
+        return BackendsResponse(success=True, active=s.active, executionProvider=s.executionProvider,
+                                backends=s.backends, notes=s.notes)
 
 
 class LogController(Controller):

@@ -66,7 +66,8 @@ async def _detect(request: Request, model: str | None, command: str) -> VisionRe
                    for p in outcome.predictions]
     message = ("Found " + ", ".join(p.label for p in predictions)) if predictions else "No objects found"
     return vision_envelope(request, command, success=True, message=message, predictions=predictions,
-                           inference_ms=outcome.inference_ms, process_ms=outcome.process_ms)
+                           inference_ms=outcome.inference_ms, process_ms=outcome.process_ms,
+                           execution_provider=outcome.execution_provider, can_use_gpu=outcome.can_use_gpu)
 
 
 class VisionController(Controller):

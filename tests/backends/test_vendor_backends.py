@@ -196,3 +196,24 @@ def test_tensorrt_auto_selection_and_build_failure_fallback(jetson, store, nanod
     assert fallback.backend.type_key != "tensorrt"
     assert any("tensorrt failed to load" in n and "could not build an engine" in n for n in fallback.notes)
     fallback.backend.close()
+
+
+@pytest.mark.parametrize("npu_fails", [False, True])
+def test_api_answers_on_the_npu_or_falls_back_saying_what_runs(store_with_rknn, cache_dir, photo_bytes, npu_fails) -> None:
+    from litestar.testing import TestClient
+    from rknnlite.api import FakeNpu
+
+    from edgewatch.daemon.app import create_app
+    from edgewatch.daemon.config import load_settings
+
+    store, _ = store_with_rknn
+    FakeNpu.init_fails = npu_fails
+    config = load_settings(data_dir=store.root.parent, cache_dir=cache_dir)
+    with TestClient(create_app(config)) as client:
+        body = client.post("/v1/vision/detection", files={"image": photo_bytes["bus"]}).json()
+        assert body["success"] and {"bus", "person"} <= {p["label"] for p in body["predictions"]}
+        assert body["executionProvider"] == ("CPU" if npu_fails else "NPU")
+        status = client.get("/v1/status/backends").json()
+        assert status["active"] == ("onnxruntime" if npu_fails else "rknn")
+        if npu_fails:
+            assert any("librknnrt.so" in note for note in status["notes"])

@@ -59,10 +59,12 @@ def coral_devices(root: Path | None = None) -> list[str]:
     return found
 
 
-def libedgetpu_present() -> bool:
-    return ctypes.util.find_library("edgetpu") is not None or any(
-        Path(d, "libedgetpu.so.1").exists() for d in ("/usr/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
-    )
+def libedgetpu_present(root: Path | None = None) -> bool:
+    root = root or SYSROOT
+    if root == Path("/") and ctypes.util.find_library("edgetpu") is not None:
+        return True
+    return any((root / d / "libedgetpu.so.1").exists()
+               for d in ("usr/lib", "usr/lib/aarch64-linux-gnu", "usr/lib/x86_64-linux-gnu", "usr/lib/arm-linux-gnueabihf"))
 
 
 def jetson_release(root: Path | None = None) -> str | None:

@@ -180,7 +180,8 @@ def _pip_install(python: Path, venv: Path, requirements: Sequence[str], say: Pro
         shutil.rmtree(venv, ignore_errors=True)
         failed = _failed_requirement(lines)
         core = ", ".join(requirements[:3])
-        what = f"pip could not install {failed}" if failed else f"pip could not install the TFLite converter packages ({core}, ...)"
+        what = f"pip could not install {failed}" if failed else \
+            f"pip could not install the TFLite converter packages ({core}, ...)"
         why = "it ran past the time limit" if rc == -1 else f"exit {rc}"
         raise ConverterEnvError(
             f"{what} ({why}): check that PyPI is reachable (pip's index settings) and that {venv.parent} "
@@ -278,20 +279,24 @@ def _check_calibration(calibration: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[np.ndarray], cache_dir: Path,
-                           progress: Progress | None = None, *, io_dtype: str = "int8",
+                           progress: Progress | None = None, *, io_dtype: str = "int8", edgetpu: bool = False,
                            timeout_s: float = CONVERT_TIMEOUT_S) -> dict:
     """Convert an fp32 ONNX model to a full-integer TFLite model at ``out_tflite``.
 
     ``calibration``: float32 input tensors in the ONNX model's own layout (what the daemon's
     preprocessing produces for it, e.g. ``quantize.calibration_tensors``), used as the
     representative dataset. ``io_dtype``: "int8" (default) or "uint8" input/output tensors.
+    ``edgetpu``: rewrite ops the Edge TPU lacks into equivalent ones it has (LeakyRelu -> PRelu,
+    -inf Pad + MaxPool -> shift, zero Pad, MaxPool, unshift), for ``edgetpu_compiler``; the result
+    also runs on XNNPACK but slower (PRelu), so leave it off for CPU use.
 
     The converter venv is built first if needed. ``out_tflite`` is replaced atomically; on
     failure it is left as it was and ConversionError is raised with the tail of the worker's
     output. Returns metadata: toolkit (versions), input_layout ("nhwc"/"nchw"), input_name,
     input_shape, input_dtype, input_quant [scale, zero_point], output_names, output_shapes,
     output_dtypes, output_quant (all in the interpreter's output order), ops, edgetpu_unlisted_ops,
-    size_bytes, seconds (conversion, excluding building the venv).
+    rewrites (graph rewrites applied), float_check_max_rel_diff (onnx2tf's float graph vs ONNX
+    Runtime), size_bytes, seconds (conversion, excluding building the venv).
     """
     say = progress or (lambda _msg: None)
     fp32_onnx = Path(fp32_onnx)
@@ -312,7 +317,7 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
         np.savez(calib_npz, *arrays)
         staged = staging / "model.tflite"
         cmd = [str(python), "-I", str(WORKER_SCRIPT), str(fp32_onnx), str(calib_npz), str(staged),
-               "--io-dtype", io_dtype]
+               "--io-dtype", io_dtype, *(["--edgetpu"] if edgetpu else [])]
         result: dict = {}
 
         def on_worker_line(line: str) -> None:
@@ -371,7 +376,8 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
         "size_bytes": size,
         "seconds": round(seconds, 1),
     }
-    if "float_check_max_abs_diff" in result:
-        meta["float_check_max_abs_diff"] = result["float_check_max_abs_diff"]
+    meta["rewrites"] = result.get("rewrites", {})
+    if "float_check_max_rel_diff" in result:
+        meta["float_check_max_rel_diff"] = result["float_check_max_rel_diff"]
     say(f"converted {fp32_onnx.name} to int8 TFLite in {seconds:.1f} s ({size} bytes)")
     return meta

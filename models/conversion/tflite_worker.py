@@ -3,27 +3,35 @@
 Standalone script, run with the python of the TFLite converter virtual environment (the one
 that ``tflite.ensure_tflite_env`` builds, with tensorflow-cpu, tf-keras and onnx2tf)::
 
-    python tflite_worker.py MODEL_ONNX CALIBRATION_NPZ OUT_TFLITE [--io-dtype int8|uint8]
+    python tflite_worker.py MODEL_ONNX CALIBRATION_NPZ OUT_TFLITE [--io-dtype int8|uint8] [--edgetpu]
 
 It imports nothing from edgewatch. The path is ONNX -> (onnx2tf) Keras model in NHWC ->
 (TFLiteConverter) TFLite with full integer quantisation:
 
+* graph fixes on a copy of the ONNX, so that int8 calibration gets sane ranges: MaxPool pads
+  that are not TF "SAME" become a Pad node, and a Pad with an infinite fill value (tf2onnx's
+  -inf padding before a max-pool) gets the smallest value its input takes on the calibration
+  data instead (``finite_pad_constants``); with ``--edgetpu`` also LeakyRelu -> PRelu and
+  -inf Pad + MaxPool -> shift / zero Pad / MaxPool / unshift (``edgetpu_rewrites``);
 * onnx2tf simplifies the ONNX (onnxsim) and rebuilds the graph in TensorFlow with NHWC
-  activations, so a 4-D NCHW image input becomes NHWC [N, H, W, C];
+  activations, so a 4-D NCHW image input becomes NHWC [N, H, W, C]. onnx2tf would download a
+  sample image from GitHub to test its ops; it gets the calibration data instead (offline);
+* the Keras model must reproduce ONNX Runtime on the first calibration sample (float check);
 * the calibration tensors (float32, in the ONNX model's own layout, i.e. exactly what the
   daemon's preprocessing feeds the ONNX model) are transposed to the Keras input's layout and
   given to the converter as its representative dataset;
-* only TFLITE_BUILTINS_INT8 ops are allowed (no float fallback, no TF select ops): the result
-  runs on the TFLite CPU interpreter (XNNPACK) and is a valid input for ``edgetpu_compiler``;
-  input and output tensors are int8 (or uint8 with ``--io-dtype uint8``).
+* only TFLITE_BUILTINS_INT8 ops are allowed (no float fallback, no TF select ops), input and
+  output tensors are int8 (or uint8 with ``--io-dtype uint8``); the result is loaded back with
+  ai-edge-litert's interpreter (XNNPACK) before it is written.
 
 CALIBRATION_NPZ holds one array per sample (any key names, in key order) or a single array
 stacked along a leading sample axis; each sample has the model input's shape (batch 1).
 
 OUT_TFLITE is written atomically (temporary file in the same folder, fsync, rename). After the
 write the worker prints one JSON line on stdout, prefixed ``RESULT ``, describing the model's
-input and outputs (shapes, dtypes, quantisation) and the versions used. Progress goes to
-stderr, one short line at a time; exit status 0 on success, 1 on failure.
+input and outputs (shapes, dtypes, quantisation), its ops, the rewrites applied and the
+versions used. Progress goes to stderr, one short line at a time; exit status 0 on success,
+1 on failure.
 """
 
 from __future__ import annotations
@@ -130,10 +138,70 @@ def float_check(onnx_path: str, in_name: str, sample, model, keras_sample) -> fl
     return worst
 
 
+def split_pool_pads(model) -> int:
+    """MaxPool nodes whose explicit pads are not TensorFlow's "SAME" get them as a separate
+    Pad(value=-inf) node, in place (``finite_pad_constants`` then makes the fill finite).
+    onnx2tf keeps "SAME" pads inside the pool, where TFLite ignores padded cells. Returns the
+    number of pools changed."""
+    import numpy as np
+    from onnx import helper, numpy_helper, shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - without shapes nothing is split
+        return 0
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+    graph = model.graph
+    nodes = []
+    count = 0
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        pads = list(attrs.get("pads", []))
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        dims = shapes.get(node.input[0]) if node.input else None
+        if node.op_type != "MaxPool" or auto_pad != "NOTSET" or not any(pads) or not dims \
+                or None in dims[2:] or attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [])) \
+                or len(node.output) != 1:
+            nodes.append(node)
+            continue
+        kernel = list(attrs["kernel_shape"])
+        strides = list(attrs.get("strides", [1] * len(kernel)))
+        same_begin, same_end = [], []
+        for size, k, st in zip(dims[2:], kernel, strides):
+            total = max((-(-size // st) - 1) * st + k - size, 0)
+            same_begin.append(total // 2)
+            same_end.append(total - total // 2)
+        if pads == same_begin + same_end:
+            nodes.append(node)
+            continue
+        n = len(kernel)
+        base = node.name or node.output[0]
+        pads_name, fill_name, padded = f"{base}__pads", f"{base}__fill", f"{base}__padded"
+        graph.initializer.append(numpy_helper.from_array(
+            np.array([0, 0, *pads[:n], 0, 0, *pads[n:]], dtype=np.int64), pads_name))
+        graph.initializer.append(numpy_helper.from_array(np.array(-np.inf, dtype=np.float32), fill_name))
+        nodes.append(helper.make_node("Pad", [node.input[0], pads_name, fill_name], [padded], name=base + "__pad"))
+        for a in list(node.attribute):
+            if a.name == "pads":
+                node.attribute.remove(a)
+        node.input[0] = padded
+        nodes.append(node)
+        count += 1
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        log(f"moved the explicit pads of {count} MaxPool node(s) into Pad nodes")
+    return count
+
+
 def finite_pad_constants(model_path: str, input_name: str, samples) -> int:
     """Give constant-mode Pad nodes with an infinite fill value a finite one, in place.
 
-    tf2onnx writes a TF "SAME" max-pool as Pad(value=-inf) + MaxPool. Int8 calibration then
+    tf2onnx writes TF's explicit max-pool padding as Pad(value=-inf) + MaxPool (and onnx2tf
+    pads a MaxPool's own explicit pads with float32's lowest value). Int8 calibration then
     sees -inf (or -3.4e38) in the padded tensor, whose quantisation parameters the pad shares
     with its input: the scale becomes ~1e36 and the whole network after it is destroyed (and
     XNNPACK refuses the model). Padding with the smallest value that the pad's input takes on
@@ -145,6 +213,7 @@ def finite_pad_constants(model_path: str, input_name: str, samples) -> int:
     from onnx import numpy_helper
 
     model = onnx.load(model_path)
+    split = split_pool_pads(model)
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     const_nodes = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
@@ -172,6 +241,8 @@ def finite_pad_constants(model_path: str, input_name: str, samples) -> int:
             continue
         targets.append((node, v < 0, value.dtype))
     if not targets:
+        if split:
+            onnx.save(model, model_path)
         return 0
 
     import onnxruntime as ort
@@ -203,7 +274,7 @@ def finite_pad_constants(model_path: str, input_name: str, samples) -> int:
     return len(targets)
 
 
-def edgetpu_rewrites(model_path: str, input_name: str, samples) -> dict:
+def edgetpu_rewrites(model_path: str) -> dict:
     """Rewrite ops that the Edge TPU does not run into equivalent ones it does, in place.
 
     * LeakyRelu(alpha) -> PRelu with a per-channel slope [C, 1, 1] all alpha (TFLite PRELU;
@@ -286,7 +357,7 @@ def edgetpu_rewrites(model_path: str, input_name: str, samples) -> dict:
     return counts
 
 
-def build_keras(copy: str, work_dir: str, sample_nhwc, zero_pool_padding: bool = False):
+def build_keras(copy: str, work_dir: str, sample_nhwc):
     """onnx2tf: ONNX -> tf_keras model (NHWC). ``copy`` is rewritten: onnx2tf simplifies it in place.
 
     onnx2tf feeds a sample image to ONNX Runtime and to the TensorFlow ops it builds, to check
@@ -303,20 +374,29 @@ def build_keras(copy: str, work_dir: str, sample_nhwc, zero_pool_padding: bool =
     impl.download_test_image_data = lambda: sample_nhwc
     common.download_test_image_data = lambda: sample_nhwc
 
-    model = onnx2tf.convert(
-        input_onnx_file_path=copy,
-        output_folder_path=os.path.join(work_dir, "saved_model"),
-        disable_model_save=True,       # we convert and quantise ourselves below
-        # Only effect with disable_model_save (returns before onnx2tf's own quantisation): a MaxPool
-        # with explicit pads is padded with 0 instead of float32's lowest value (which ruins int8
-        # scales). Exact after edgetpu_rewrites' shift, which makes the pool's input >= 0.
-        output_integer_quantized_tflite=zero_pool_padding,
-        non_verbose=True,
-        verbosity="error",
-    )
+    try:
+        model = _onnx2tf_convert(onnx2tf, copy, work_dir)
+    except SystemExit as exc:  # onnx2tf calls sys.exit(1) on some errors, after printing them
+        raise RuntimeError(f"onnx2tf stopped (exit {exc.code}); its messages are above") from None
     if model is None:
         raise RuntimeError("onnx2tf returned no model")
     return model
+
+
+def _onnx2tf_convert(onnx2tf, copy: str, work_dir: str):
+    return onnx2tf.convert(
+        input_onnx_file_path=copy,
+        output_folder_path=os.path.join(work_dir, "saved_model"),
+        disable_model_save=True,       # we convert and quantise ourselves below
+        # Its only effect with disable_model_save (which returns before onnx2tf's own quantisation
+        # and file naming): a MaxPool with explicit pads is padded with 0 instead of float32's
+        # lowest value, which would ruin int8 scales. Such pads only reach onnx2tf when onnxsim
+        # folds a Pad(0) back into the pool, i.e. when the pool's input is >= 0 on the calibration
+        # data (finite_pad_constants, edgetpu_rewrites): then 0 is exact.
+        output_integer_quantized_tflite=True,
+        non_verbose=True,
+        verbosity="error",
+    )
 
 
 def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str, edgetpu: bool = False) -> dict:
@@ -339,15 +419,17 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str, edget
         try:
             copy = os.path.join(work_dir, "model.onnx")
             shutil.copyfile(onnx_path, copy)
-            finite_pad_constants(copy, in_name, samples)
+            rewrites = {"finite_pads": finite_pad_constants(copy, in_name, samples)}
             if edgetpu:
-                edgetpu_rewrites(copy, in_name, samples)
+                rewrites.update(edgetpu_rewrites(copy))
             sample_nhwc = None
             if samples[0].ndim == 4:
-                sample_nhwc = np.ascontiguousarray(np.concatenate(samples[:20], axis=0).transpose(0, 2, 3, 1))
+                stacked = np.concatenate(samples[:20], axis=0)
+                channels_first = onnx_shape[1] in (1, 3, 4) and onnx_shape[-1] not in (1, 3, 4)
+                sample_nhwc = np.ascontiguousarray(stacked.transpose(0, 2, 3, 1) if channels_first else stacked)
             log("onnx2tf: rebuilding the ONNX graph in TensorFlow (NHWC)")
             os.chdir(work_dir)  # onnx2tf writes scratch files to the working directory
-            model = build_keras(copy, work_dir, sample_nhwc, zero_pool_padding=edgetpu)
+            model = build_keras(copy, work_dir, sample_nhwc)
         finally:
             os.chdir(start_dir)
         if len(model.inputs) != 1:
@@ -355,7 +437,12 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str, edget
         keras_shape = list(model.inputs[0].shape)
         moved = [to_keras_layout(s, onnx_shape, keras_shape) for s in samples]
         calib = [m[0] for m in moved]
-        layout = ("nhwc" if moved[0][1] else "nchw") if len(keras_shape) == 4 else "as-onnx"
+        if len(keras_shape) != 4:
+            layout = "as-onnx"
+        elif moved[0][1]:
+            layout = "nhwc"
+        else:  # kept as the ONNX model has it
+            layout = "nhwc" if onnx_shape[-1] in (1, 3, 4) and onnx_shape[1] not in (1, 3, 4) else "nchw"
         log(f"Keras model: input {keras_shape} ({layout}), outputs {[list(o.shape) for o in model.outputs]}")
 
         # The float graph must reproduce ONNX Runtime before quantisation is worth doing.
@@ -388,6 +475,7 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str, edget
     info = describe(tflite_bytes)
     info["input_layout"] = layout
     info["float_check_max_rel_diff"] = diff
+    info["rewrites"] = rewrites
     info["toolkit"] = toolkit_versions()
 
     fd, tmp = tempfile.mkstemp(prefix=".tflite-", suffix=".tmp", dir=out_dir)
@@ -429,8 +517,10 @@ def describe(tflite_bytes: bytes) -> dict:
     # The model's own ops, read before the delegate replaces them with one DELEGATE node.
     op_details = interp._get_ops_details()
     ops = sorted({op["op_name"] for op in op_details})
-    float_ops = sorted({op["op_name"] for op in op_details
-                        if any(interp._get_tensor_details(t, 0)["dtype"] == np.float32 for t in op["outputs"] if t >= 0)})
+    def is_float(t: int) -> bool:
+        return t >= 0 and interp._get_tensor_details(t, 0)["dtype"] == np.float32
+
+    float_ops = sorted({op["op_name"] for op in op_details if any(is_float(t) for t in op["outputs"])})
     if float_ops:
         raise RuntimeError(f"ops left in float: {float_ops}; the model is not fully integer")
     try:

@@ -9,22 +9,25 @@ import pytest
 
 from edgewatch.backends.conformance import Conformance
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+from edgewatch.backends.tflite import TfliteCpuBackend
 
 CHECKS = ["outputs", "agreement", "concurrency", "reload", "corrupt"]
 
+# Every backend that can load nanodet on this machine (accelerators: tests/backends/test_vendor_backends.py).
+CONFIGURATIONS = {
+    "onnxruntime-fp32": (OnnxRuntimeCpuBackend, "fp32"),
+    "onnxruntime-int8": (OnnxRuntimeCpuBackend, "int8"),
+    "tflite-int8": (TfliteCpuBackend, "tflite-int8"),
+}
 
-def configurations(store, nanodet) -> dict[str, tuple]:
-    """Backend factory and variant for every backend that can run nanodet on this machine."""
-    return {
-        "onnxruntime-fp32": (OnnxRuntimeCpuBackend, "fp32"),
-        "onnxruntime-int8": (OnnxRuntimeCpuBackend, "int8"),
-    }
 
-
-@pytest.fixture(params=["onnxruntime-fp32", "onnxruntime-int8"])
-def conformance(request, store, nanodet, reference, photos) -> Conformance:
-    factory, variant = configurations(store, nanodet)[request.param]
-    return Conformance(factory, store.path(nanodet, variant), nanodet, variant, reference, photos)
+@pytest.fixture(params=list(CONFIGURATIONS))
+def conformance(request, converted_store, reference, photos) -> Conformance:
+    factory, variant = CONFIGURATIONS[request.param]
+    if not factory.probe().available:
+        pytest.fail(f"{request.param} cannot run here: {factory.probe().reason}")
+    nanodet = converted_store.get("nanodet")
+    return Conformance(factory, converted_store.path(nanodet, variant), nanodet, variant, reference, photos)
 
 
 @pytest.mark.parametrize("check", CHECKS)

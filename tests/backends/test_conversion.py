@@ -29,3 +29,20 @@ def test_rknn_conversion_validated_on_the_pc_simulator(data_dir: Path, cache_dir
     assert variant.device_normalises and variant.input.layout == "nhwc" and variant.input.dtype == "uint8"
     assert variant.source_sha256 == manifest.variants["fp32"].sha256 and "rknn-toolkit2 2.5.0" == variant.toolkit
     assert store.verify(manifest) == []
+
+
+def test_edgetpu_without_compiler_says_exactly_what_to_run(data_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
+    store = ModelStore(data_dir / "models")
+    manifest, line = convert("nanodet", "edgetpu", store, cache_dir)
+    assert "edgetpu_compiler -s nanodet_int8_for_edgetpu.tflite" in line and "--compiled" in line
+    assert "edgetpu-int8" not in manifest.variants  # nothing half-done lands in the store
+    wrong = tmp_path / "model.tflite"
+    wrong.write_bytes(b"x")
+    with pytest.raises(Exception, match="not an edgetpu_compiler output"):
+        convert("nanodet", "edgetpu", store, cache_dir, compiled=wrong)
+
+
+def test_tflite_conversion_recorded_with_provenance(converted_store: ModelStore) -> None:
+    v = converted_store.get("nanodet").variants["tflite-int8"]
+    assert v.runtime == "tflite" and v.precision == "int8" and v.agreement >= 0.95
+    assert v.input.layout == "nhwc" and "onnx2tf" in v.toolkit and "bus.jpg" in v.calibration

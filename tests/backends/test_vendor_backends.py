@@ -217,3 +217,62 @@ def test_api_answers_on_the_npu_or_falls_back_saying_what_runs(store_with_rknn, 
         assert status["active"] == ("onnxruntime" if npu_fails else "rknn")
         if npu_fails:
             assert any("librknnrt.so" in note for note in status["notes"])
+
+
+@pytest.fixture()
+def coral(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, converted_store: ModelStore):
+    """A Raspberry Pi with a Coral USB, tflite-runtime's interpreter faked at load_delegate, and a
+    store whose nanodet has an edgetpu variant (the int8 TFLite standing in for the compiled file)."""
+    import shutil
+
+    from edgewatch.backends import tflite
+    from edgewatch.models.files import sha256_file
+
+    root = fake_board(tmp_path / "board", "raspberrypi,5-model-b,,brcm,bcm2712",
+                      files={"sys/bus/usb/devices/2-1/idVendor": "18d1\n", "sys/bus/usb/devices/2-1/idProduct": "9302\n",
+                             "usr/lib/aarch64-linux-gnu/libedgetpu.so.1": ""})
+    monkeypatch.setattr(devices, "SYSROOT", root)
+    monkeypatch.syspath_prepend(str(FAKES))
+    monkeypatch.setattr(tflite, "INTERPRETER_MODULES", ("tflite_runtime.interpreter",))
+    monkeypatch.delitem(sys.modules, "tflite_runtime.interpreter", raising=False)
+    monkeypatch.delitem(sys.modules, "tflite_runtime", raising=False)
+    from tflite_runtime.interpreter import FakeTpu
+
+    FakeTpu.reset()
+    data = tmp_path / "data"
+    shutil.copytree(converted_store.root.parent, data)
+    store = ModelStore(data / "models")
+    m = store.get("nanodet")
+    compiled = tmp_path / "nanodet_int8_edgetpu.tflite"
+    shutil.copy(store.path(m, "tflite-int8"), compiled)
+    variant = m.variants["tflite-int8"].model_copy(update={"runtime": "edgetpu", "sha256": sha256_file(compiled)})
+    store.add_variant("nanodet", "edgetpu-int8", variant, compiled)
+    yield FakeTpu, store
+
+
+def test_edgetpu_probe_and_conformance(coral, reference, photos, tmp_path: Path) -> None:
+    from edgewatch.backends.edgetpu import EdgeTpuBackend, EdgeTpuConfig
+
+    fake, store = coral
+    assert EdgeTpuBackend.probe().available and "usb 18d1:9302" in EdgeTpuBackend.probe().reason
+    m = store.get("nanodet")
+    suite = Conformance(lambda: EdgeTpuBackend(EdgeTpuConfig(device="usb")), store.path(m, "edgetpu-int8"), m,
+                        "edgetpu-int8", reference, photos)
+    for result in suite.run_all(tmp_path):
+        assert result.passed, f"{result.name}: {result.detail}"
+    assert fake.delegates and all(d.library == "libedgetpu.so.1" and d.options == {"device": "usb"}
+                                  for d in fake.delegates)
+
+
+@pytest.mark.parametrize("failure, words", [("library_missing", "libedgetpu1-std"), ("init_fails", "failed to initialise")])
+def test_edgetpu_failures_fall_back_with_the_reason(coral, failure: str, words: str) -> None:
+    from edgewatch.backends.edgetpu import EdgeTpuBackend
+
+    fake, store = coral
+    setattr(fake, failure, True)
+    m = store.get("nanodet")
+    with pytest.raises(BackendError, match=words):
+        EdgeTpuBackend().load(store.path(m, "edgetpu-int8"), m, "edgetpu-int8")
+    chosen = load_backend("edgetpu", store, m)
+    assert chosen.backend.type_key != "edgetpu" and any(words in n for n in chosen.notes)
+    chosen.backend.close()

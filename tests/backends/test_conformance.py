@@ -37,3 +37,19 @@ def test_backend_conforms(conformance: Conformance, check: str, tmp_path: Path) 
     else:
         detail = getattr(conformance, f"check_{check}")()
     assert detail
+
+
+def test_daemon_picks_tflite_when_converted(converted_data_dir: Path, cache_dir: Path, photo_bytes) -> None:
+    import shutil
+
+    from litestar.testing import TestClient
+
+    from edgewatch.daemon.app import create_app
+    from edgewatch.daemon.config import load_settings
+
+    data = Path(shutil.copytree(converted_data_dir, converted_data_dir.parent / "api-tflite", dirs_exist_ok=True))
+    with TestClient(create_app(load_settings(data_dir=data, cache_dir=cache_dir))) as client:
+        assert client.get("/v1/status/backends").json()["active"] == "tflite"
+        body = client.post("/v1/vision/detection", files={"image": photo_bytes["bus"]}).json()
+        labels = {p["label"] for p in body["predictions"]}
+        assert body["success"] and {"bus", "person"} <= labels and body["executionProvider"] == "CPU"

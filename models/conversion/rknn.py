@@ -129,6 +129,11 @@ def env_ready(cache_dir: Path) -> bool:
     return _is_ready(env_dir(cache_dir))
 
 
+def env_python(cache_dir: Path) -> Path | None:
+    """The rknn venv's python if that venv is already built, else None (nothing is installed)."""
+    return _venv_python(env_dir(cache_dir)) if env_ready(cache_dir) else None
+
+
 def _is_ready(venv: Path) -> bool:
     marker = venv / MARKER_NAME
     if not marker.is_file() or not _venv_python(venv).exists():

@@ -326,6 +326,38 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+_PROTOCOL = None  # the real stdout, kept for --serve replies; fd 1 then points at stderr
+
+
+def _read_frame(stream) -> bytes | None:
+    head = stream.read(8)
+    if len(head) < 8:
+        return None
+    size = int.from_bytes(head, "big")
+    return stream.read(size) if size else None
+
+
+def serve(rknn, fmt: str, args, shape: list[int]) -> None:
+    """Answer inference requests on the simulator until stdin closes or sends length 0."""
+    import io
+
+    import numpy as np  # the worker imports numpy lazily (only inside the rknn venv)
+
+    _check(rknn.init_runtime(), "init_runtime (simulator)")
+    _PROTOCOL.write((0).to_bytes(8, "big"))  # ready
+    _PROTOCOL.flush()
+    log("simulator serving")
+    while (frame := _read_frame(sys.stdin.buffer)) is not None:
+        x = check_sample(np.load(io.BytesIO(frame)), args, shape, "request")
+        outs = rknn.inference(inputs=[x], data_format=fmt)
+        buf = io.BytesIO()
+        if outs is not None:
+            np.savez(buf, *[np.asarray(o, dtype=np.float32) for o in outs])
+        data = buf.getvalue()
+        _PROTOCOL.write(len(data).to_bytes(8, "big") + data)  # length 0: inference failed
+        _PROTOCOL.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("onnx")
@@ -343,10 +375,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-outputs", help=".npz to save the simulator outputs to")
     ap.add_argument("--meta-out", help="JSON file for what was done (versions, shapes, timings)")
     ap.add_argument("--verbose", action="store_true", help="the toolkit's verbose log")
+    ap.add_argument("--serve", action="store_true",
+                    help="after building, run the PC simulator as a server: requests on stdin, replies on stdout "
+                         "(8-byte big-endian length + .npy input / .npz outputs; length 0 ends)")
     args = ap.parse_args(argv)
+    if args.serve:
+        global _PROTOCOL
+        _PROTOCOL = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)  # the toolkit prints to stdout; keep the protocol channel clean
     if bool(args.test_inputs) != bool(args.test_outputs):
         ap.error("--test-inputs and --test-outputs go together")
-    if args.out_rknn == "-" and not args.test_inputs:
+    if args.out_rknn == "-" and not args.test_inputs and not args.serve:
         ap.error("nothing to do: no output file and no test inputs")
 
     import numpy as np
@@ -419,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"wrote {args.out_rknn} ({size} bytes)")
                 meta["rknn_bytes"] = size
 
+            if args.serve:
+                serve(rknn, "nhwc" if args.input_mode == "uint8" else "nchw", args, shape)
             if args.test_inputs:
                 log("starting the PC simulator")
                 _check(rknn.init_runtime(), "init_runtime (simulator)")

@@ -46,3 +46,27 @@ def test_tflite_conversion_recorded_with_provenance(converted_store: ModelStore)
     v = converted_store.get("nanodet").variants["tflite-int8"]
     assert v.runtime == "tflite" and v.precision == "int8" and v.agreement >= 0.95
     assert v.input.layout == "nhwc" and "onnx2tf" in v.toolkit and "bus.jpg" in v.calibration
+
+
+def test_rknn_simulator_passes_the_conformance_suite(converted_store: ModelStore, cache_dir: Path, reference,
+                                                     photos, tmp_path: Path) -> None:
+    """The same five checks as every backend, on rknn-toolkit2's simulator (where its venv exists)."""
+    if not rknn_conversion.env_ready(cache_dir):
+        pytest.skip("rknn-toolkit2 venv not built on this machine (edgewatch models convert --target rknn builds it)")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from rknn_simulator import RknnSimulatorBackend
+
+    from edgewatch.backends.conformance import Conformance
+    from edgewatch.models.convert import convert
+
+    store = ModelStore(tmp_path / "data" / "models")
+    import shutil
+
+    shutil.copytree(converted_store.root, store.root)
+    manifest, _ = convert("nanodet", "rknn", store, cache_dir)  # cached by source sha256
+    suite = Conformance(lambda: RknnSimulatorBackend(cache_dir, list(photos.values())),
+                        store.path(manifest, "fp32"), manifest, "rknn-rk3588", reference, photos)
+    for result in suite.run_all(tmp_path):
+        assert result.passed, f"{result.name}: {result.detail}"

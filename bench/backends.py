@@ -25,6 +25,7 @@ import numpy as np
 
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.registry import PROBE_ORDER
+from edgewatch.backends.rknn import RknnBackend, RknnConfig
 from edgewatch.daemon.paths import default_cache_dir
 from edgewatch.models.convert import agreement_with
 from edgewatch.models.installer import install
@@ -86,15 +87,19 @@ def main() -> None:
                 print(f"# {cls.type_key}: skipped ({probe.reason if not probe.available else 'no variant'})",
                       file=sys.stderr)
                 continue
+            # the RK3588's NPU cores: one runtime per core vs one runtime on all three, measured side by side
+            configs = [(f" {m}", RknnConfig(core_mode=m)) for m in ("per-core", "all-cores")] if cls is RknnBackend \
+                else [("", None)]
             for variant in variants:
-                backend = cls()
-                backend.load(store.path(manifest, variant), manifest, variant)
-                tensors = [letterbox(img, *backend.input_format())[0] for img in images]
-                stats = measure(backend, tensors[0], args.runs, args.concurrency)
-                stats["agreement"] = agreement_with(reference.infer, backend.infer, ref_tensors, tensors,
-                                                    manifest.postprocessing, manifest.input.size)
-                rows.append((f"{cls.type_key}/{variant}", backend.execution_provider, stats))
-                backend.close()
+                for label, config in configs:
+                    backend = cls(config)
+                    backend.load(store.path(manifest, variant), manifest, variant)
+                    tensors = [letterbox(img, *backend.input_format())[0] for img in images]
+                    stats = measure(backend, tensors[0], args.runs, args.concurrency)
+                    stats["agreement"] = agreement_with(reference.infer, backend.infer, ref_tensors, tensors,
+                                                        manifest.postprocessing, manifest.input.size)
+                    rows.append((f"{cls.type_key}/{variant}{label}", backend.execution_provider, stats))
+                    backend.close()
         reference.close()
     base = next(s for name, _, s in rows if name == "onnxruntime/fp32")
     n = args.concurrency

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform as _platform
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -40,16 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.models.conversion.converter_env import (
-    MARKER_NAME,
+from edgewatch.models.conversion.tool_env import (
     ConversionError,
     ConverterEnvError,
     Progress,
-    _failed_requirement,
-    _Lock,
-    _run_streaming,
-    _tail_text,
-    _venv_python,
+    ToolEnv,
+    run_streaming,
+    tail_text,
 )
 from edgewatch.models.manifest import InputSpec, Preprocessing
 
@@ -107,42 +102,9 @@ INPUT_MODES = ("uint8", "float")
 
 WORKER_SCRIPT = Path(__file__).with_name("rknn_worker.py")
 MIN_FREE_BYTES = 10 * 1024**3  # the venv takes about 5.6 GiB; pip needs room for the wheels too
-PIP_TIMEOUT_S = 90 * 60
-IMPORT_CHECK_TIMEOUT_S = 5 * 60
 CONVERT_TIMEOUT_S = 30 * 60
 _SUPPORTED_PYTHONS = ((3, 6), (3, 12))  # rknn-toolkit2 2.5.0 wheels
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def env_name(requirements: Sequence[str] = PINNED_REQUIREMENTS) -> str:
-    """Folder name of the venv for these requirements and this Python (major.minor)."""
-    key = "\n".join(requirements) + f"\npython{sys.version_info[0]}.{sys.version_info[1]}"
-    return "rknn-toolkit2-" + hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def env_dir(cache_dir: Path) -> Path:
-    return Path(cache_dir) / "venvs" / env_name()
-
-
-def env_ready(cache_dir: Path) -> bool:
-    """True if the rknn-toolkit2 venv is already built under ``cache_dir`` (nothing is installed)."""
-    return _is_ready(env_dir(cache_dir))
-
-
-def env_python(cache_dir: Path) -> Path | None:
-    """The rknn venv's python if that venv is already built, else None (nothing is installed)."""
-    return _venv_python(env_dir(cache_dir)) if env_ready(cache_dir) else None
-
-
-def _is_ready(venv: Path) -> bool:
-    marker = venv / MARKER_NAME
-    if not marker.is_file() or not _venv_python(venv).exists():
-        return False
-    try:
-        data = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    return data.get("requirements") == list(PINNED_REQUIREMENTS)
 
 
 def _check_host() -> None:
@@ -163,91 +125,43 @@ def _clean(line: str) -> str:
     return _ANSI.sub("", line)
 
 
-def ensure_rknn_env(cache_dir: Path, progress: Progress | None = None) -> Path:
-    """Create (once) the rknn-toolkit2 venv and return the path of its python.
-
-    Raises ConverterEnvError, with what to do next, when it cannot be built.
-    """
-    say = progress or (lambda _msg: None)
-    venv = env_dir(cache_dir)
-    python = _venv_python(venv)
-    if _is_ready(venv):
-        return python
-    _check_host()
-
-    with _Lock(venv.parent / (venv.name + ".lock")):
-        if _is_ready(venv):  # another process built it while we waited
-            return python
-        t0 = time.monotonic()
-        if venv.exists():
-            say(f"removing incomplete RKNN converter environment {venv}")
-            shutil.rmtree(venv, ignore_errors=True)
-            if venv.exists():
-                raise ConverterEnvError(
-                    f"could not remove the incomplete RKNN converter environment {venv}: delete that folder by "
-                    "hand and try again")
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(venv.parent).free
-        if free < MIN_FREE_BYTES:
-            raise ConverterEnvError(
-                f"not enough free disk space to build the RKNN converter in {venv.parent} "
-                f"({free / 1024**3:.1f} GiB free, about {MIN_FREE_BYTES / 1024**3:.0f} GiB needed): free some space "
-                "and try again, or convert on another machine and copy the .rknn file over")
-
-        say(f"creating the RKNN converter environment in {venv} (one time; about 5.6 GiB)")
-        rc, lines = _run_streaming([sys.executable, "-m", "venv", str(venv)], timeout_s=10 * 60)
-        if rc != 0 or not python.exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ConverterEnvError(
-                f"'{sys.executable} -m venv' failed (exit {rc}): {_tail_text(lines, 5)}\n"
-                "On Debian/Ubuntu install the python3-venv package (apt-get install python3-venv), then try again")
-
-        core = ", ".join(PINNED_REQUIREMENTS[:6])
-        say(f"installing {core} and their dependencies with pip (downloads about 3 GB; takes minutes)")
-
-        def on_pip_line(line: str) -> None:
-            if line.startswith(("Collecting ", "Installing collected packages", "Successfully installed")):
-                say("pip: " + (line if len(line) <= 160 else line[:157] + "..."))
-
-        cmd = [str(python), "-m", "pip", "install", "--no-input", "--progress-bar", "off",
-               "--only-binary", ":all:", *PINNED_REQUIREMENTS]
-        rc, lines = _run_streaming(cmd, timeout_s=PIP_TIMEOUT_S, on_line=on_pip_line)
-        if rc != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            failed = _failed_requirement(lines)
-            what = f"pip could not install {failed}" if failed else \
-                f"pip could not install the RKNN converter packages ({core}, ...)"
-            why = "it ran past the time limit" if rc == -1 else f"exit {rc}"
-            raise ConverterEnvError(
-                f"{what} ({why}): check that PyPI is reachable (pip's index settings) and that {venv.parent} "
-                f"has free space, then try again.\npip said:\n{_tail_text(lines)}")
-
-        say("checking the RKNN converter environment")
-        rc, lines = _run_streaming(
-            [str(python), "-I", "-c",
-             ("import numpy, onnx, onnxruntime, cv2, torch; from rknn.api import RKNN; "
+RKNN_ENV = ToolEnv(
+    prefix="rknn-toolkit2",
+    title="RKNN converter",
+    requirements=PINNED_REQUIREMENTS,
+    import_check=("import numpy, onnx, onnxruntime, cv2, torch; from rknn.api import RKNN; "
               "from importlib.metadata import version; "
               "print('rknn-toolkit2', version('rknn-toolkit2'), 'numpy', numpy.__version__, "
-              "'onnx', onnx.__version__, 'onnxruntime', onnxruntime.__version__, 'torch', torch.__version__)")],
-            timeout_s=IMPORT_CHECK_TIMEOUT_S)
-        if rc != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ConverterEnvError(
-                f"the RKNN converter environment {venv} was installed but rknn-toolkit2 does not import (exit {rc}); "
-                f"it was removed: try again.\n{_tail_text([_clean(x) for x in lines])}")
+              "'onnx', onnx.__version__, 'onnxruntime', onnxruntime.__version__, 'torch', torch.__version__)"),
+    size="about 5.6 GiB",
+    download="about 3 GB",
+    min_free_bytes=MIN_FREE_BYTES,
+    fallback="convert on another machine and copy the .rknn file over",
+    host_check=_check_host,
+)
 
-        marker = venv / MARKER_NAME
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "requirements": list(PINNED_REQUIREMENTS),
-            "python": sys.version.split()[0],
-            "check": _tail_text(lines, 1),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "build_seconds": round(time.monotonic() - t0, 1),
-        }, indent=2))
-        os.replace(tmp, marker)
-        say(f"RKNN converter environment ready ({time.monotonic() - t0:.0f} s)")
-    return python
+
+def env_name() -> str:
+    return RKNN_ENV.name()
+
+
+def env_dir(cache_dir: Path) -> Path:
+    return RKNN_ENV.dir(cache_dir)
+
+
+def env_ready(cache_dir: Path) -> bool:
+    """True if the rknn-toolkit2 venv is already built under ``cache_dir`` (nothing is installed)."""
+    return RKNN_ENV.ready(cache_dir)
+
+
+def env_python(cache_dir: Path) -> Path | None:
+    """The rknn venv's python if that venv is already built, else None (nothing is installed)."""
+    return RKNN_ENV.python(cache_dir)
+
+
+def ensure_rknn_env(cache_dir: Path, progress: Progress | None = None) -> Path:
+    """Create (once) the rknn-toolkit2 venv and return the path of its python."""
+    return RKNN_ENV.ensure(cache_dir, progress)
 
 
 def runtime_input_spec(spec: InputSpec, input_mode: str = "uint8") -> InputSpec:
@@ -330,7 +244,7 @@ def _run_worker(fp32_onnx: Path, out_rknn: Path | None, calibration_images: Sequ
         target = f" -> {Path(out_rknn).name}" if out_rknn is not None else ""
         say(f"converting {fp32_onnx.name} to int8 RKNN for {platform}{target} ({n_calib} calibration samples)")
         try:
-            rc, lines = _run_streaming(cmd, timeout_s=timeout_s, on_line=on_worker_line, cwd=work)
+            rc, lines = run_streaming(cmd, timeout_s=timeout_s, on_line=on_worker_line, cwd=work)
         finally:
             if out_rknn is not None:  # the worker's temporary file, if it was killed mid-write
                 out = Path(out_rknn)
@@ -342,12 +256,12 @@ def _run_worker(fp32_onnx: Path, out_rknn: Path | None, calibration_images: Sequ
             raise ConversionError(
                 f"converting {fp32_onnx} to RKNN ({platform}) failed ({why}). If the ONNX file is damaged, convert "
                 f"the model again; the model may also use an operator rknn-toolkit2 {TOOLKIT_VERSION} cannot "
-                f"convert.\nconverter output:\n{_tail_text(lines)}")
+                f"convert.\nconverter output:\n{tail_text(lines)}")
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
             raise ConversionError(f"the RKNN converter reported success but wrote no metadata ({exc}).\n"
-                                  f"converter output:\n{_tail_text(lines)}") from exc
+                                  f"converter output:\n{tail_text(lines)}") from exc
         outputs = None
         if test_inputs is not None:
             with np.load(work / "test_outputs.npz") as data:
@@ -357,7 +271,7 @@ def _run_worker(fp32_onnx: Path, out_rknn: Path | None, calibration_images: Sequ
         out = Path(out_rknn)
         if not out.is_file() or out.stat().st_size == 0:
             raise ConversionError(
-                f"the RKNN converter reported success but wrote no {out}.\nconverter output:\n{_tail_text(lines)}")
+                f"the RKNN converter reported success but wrote no {out}.\nconverter output:\n{tail_text(lines)}")
         h = hashlib.sha256()
         with open(out, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):

@@ -21,29 +21,24 @@ concurrent builders. Outputs are written atomically; a failed conversion leaves 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from edgewatch.models.conversion.converter_env import (
+from edgewatch.models.conversion.tool_env import (
     ConversionError,
-    ConverterEnvError,
-    _failed_requirement,
-    _Lock,
-    _run_streaming,
-    _tail_text,
-    _venv_python,
+    Progress,
+    ToolEnv,
+    run_streaming,
+    tail_text,
 )
 
-Progress = Callable[[str], None]
 
 # Exact pins, verified together on CPython 3.11 / Linux x86_64 (int8 conversion of nanodet,
 # 100 % detection agreement with the fp32 ONNX on the calibration photos). Installed in two
@@ -124,10 +119,7 @@ NO_DEPS_REQUIREMENTS: tuple[str, ...] = (
 )
 
 WORKER_SCRIPT = Path(__file__).with_name("tflite_worker.py")
-MARKER_NAME = "edgewatch-env-ready.json"
 MIN_FREE_BYTES = 3 * 1024**3  # the venv takes about 1.7 GiB, pip needs room for wheels too
-PIP_TIMEOUT_S = 60 * 60
-IMPORT_CHECK_TIMEOUT_S = 5 * 60
 CONVERT_TIMEOUT_S = 30 * 60
 RESULT_PREFIX = "RESULT "
 
@@ -144,125 +136,35 @@ EDGETPU_LISTED_OPS = frozenset({
 })
 
 
-def env_name(requirements: Sequence[str] = PINNED_REQUIREMENTS,
-             no_deps: Sequence[str] = NO_DEPS_REQUIREMENTS) -> str:
-    """Folder name of the venv for these requirements and this Python (major.minor)."""
-    key = "\n".join(requirements) + "\n--no-deps\n" + "\n".join(no_deps) + \
-        f"\npython{sys.version_info[0]}.{sys.version_info[1]}"
-    return "tflite-converter-" + hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def env_dir(cache_dir: Path) -> Path:
-    return Path(cache_dir) / "venvs" / env_name()
-
-
-def _is_ready(venv: Path) -> bool:
-    marker = venv / MARKER_NAME
-    if not marker.is_file() or not _venv_python(venv).exists():
-        return False
-    try:
-        data = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    return data.get("requirements") == list(PINNED_REQUIREMENTS) and \
-        data.get("no_deps_requirements") == list(NO_DEPS_REQUIREMENTS)
-
-
-def _pip_install(python: Path, venv: Path, requirements: Sequence[str], say: Progress, *, no_deps: bool) -> None:
-    def on_pip_line(line: str) -> None:
-        if line.startswith(("Collecting ", "Installing collected packages", "Successfully installed")):
-            say("pip: " + (line if len(line) <= 160 else line[:157] + "..."))
-
-    cmd = [str(python), "-m", "pip", "install", "--no-input", "--progress-bar", "off",
-           "--only-binary", ":all:", *(["--no-deps"] if no_deps else []), *requirements]
-    rc, lines = _run_streaming(cmd, timeout_s=PIP_TIMEOUT_S, on_line=on_pip_line)
-    if rc != 0:
-        shutil.rmtree(venv, ignore_errors=True)
-        failed = _failed_requirement(lines)
-        core = ", ".join(requirements[:3])
-        what = f"pip could not install {failed}" if failed else \
-            f"pip could not install the TFLite converter packages ({core}, ...)"
-        why = "it ran past the time limit" if rc == -1 else f"exit {rc}"
-        raise ConverterEnvError(
-            f"{what} ({why}): check that PyPI is reachable (pip's index settings) and that {venv.parent} "
-            f"has free space, then try again; or use the ONNX variants of the model instead.\n"
-            f"pip said:\n{_tail_text(lines)}")
-
-
-def ensure_tflite_env(cache_dir: Path, progress: Progress | None = None) -> Path:
-    """Create (once) the TFLite converter venv and return the path of its python.
-
-    Raises ConverterEnvError, with what to do next, when it cannot be built.
-    """
-    say = progress or (lambda _msg: None)
-    venv = env_dir(cache_dir)
-    python = _venv_python(venv)
-    if _is_ready(venv):
-        return python
-
-    with _Lock(venv.parent / (venv.name + ".lock")):
-        if _is_ready(venv):  # another process built it while we waited
-            return python
-        t0 = time.monotonic()
-        if venv.exists():
-            say(f"removing incomplete TFLite converter environment {venv}")
-            shutil.rmtree(venv, ignore_errors=True)
-            if venv.exists():
-                raise ConverterEnvError(
-                    f"could not remove the incomplete TFLite converter environment {venv}: delete that folder "
-                    "by hand and try again")
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(venv.parent).free
-        if free < MIN_FREE_BYTES:
-            raise ConverterEnvError(
-                f"not enough free disk space to build the TFLite converter in {venv.parent} "
-                f"({free / 1024**3:.1f} GiB free, about {MIN_FREE_BYTES / 1024**3:.0f} GiB needed): free some space "
-                "and try again, or use the ONNX variants of the model instead")
-
-        say(f"creating the TFLite converter environment in {venv} (one time; about 1.7 GiB)")
-        rc, lines = _run_streaming([sys.executable, "-m", "venv", str(venv)], timeout_s=10 * 60)
-        if rc != 0 or not python.exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ConverterEnvError(
-                f"'{sys.executable} -m venv' failed (exit {rc}): {_tail_text(lines, 5)}\n"
-                "On Debian/Ubuntu install the python3-venv package (apt-get install python3-venv), "
-                "or use the ONNX variants of the model instead")
-
-        say(f"installing {', '.join(PINNED_REQUIREMENTS[:4])} and their dependencies with pip "
-            "(downloads about 700 MB; takes minutes)")
-        _pip_install(python, venv, PINNED_REQUIREMENTS, say, no_deps=False)
-        say(f"installing {', '.join(NO_DEPS_REQUIREMENTS)} (without their pinned dependencies)")
-        _pip_install(python, venv, NO_DEPS_REQUIREMENTS, say, no_deps=True)
-
-        say("checking the TFLite converter environment")
-        rc, lines = _run_streaming(
-            [str(python), "-I", "-c",
-             "import os, sys, numpy, google.protobuf, onnx, onnxruntime, onnxsim, tensorflow, tf_keras, onnx2tf, "
+TFLITE_ENV = ToolEnv(
+    prefix="tflite-converter",
+    title="TFLite converter",
+    requirements=PINNED_REQUIREMENTS,
+    no_deps=NO_DEPS_REQUIREMENTS,
+    import_check=("import os, sys, numpy, google.protobuf, onnx, onnxruntime, onnxsim, tensorflow, tf_keras, onnx2tf, "
              "ai_edge_litert.interpreter; "
              "exe = os.path.join(os.path.dirname(sys.executable), 'onnxsim'); "
              "assert os.path.exists(exe), 'onnxsim command missing: ' + exe; "
              "print('onnx2tf', onnx2tf.__version__, 'tensorflow', tensorflow.__version__, "
-             "'onnx', onnx.__version__, 'numpy', numpy.__version__)"],
-            timeout_s=IMPORT_CHECK_TIMEOUT_S)
-        if rc != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ConverterEnvError(
-                f"the TFLite converter environment {venv} was installed but its packages do not import (exit {rc}); "
-                f"it was removed: try again, or use the ONNX variants of the model instead.\n{_tail_text(lines)}")
+             "'onnx', onnx.__version__, 'numpy', numpy.__version__)"),
+    size="about 1.7 GiB",
+    download="about 700 MB",
+    min_free_bytes=MIN_FREE_BYTES,
+    fallback="use the ONNX variants of the model instead",
+)
 
-        marker = venv / MARKER_NAME
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "requirements": list(PINNED_REQUIREMENTS),
-            "no_deps_requirements": list(NO_DEPS_REQUIREMENTS),
-            "python": sys.version.split()[0],
-            "check": _tail_text(lines, 1),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "build_seconds": round(time.monotonic() - t0, 1),
-        }, indent=2))
-        os.replace(tmp, marker)
-        say(f"TFLite converter environment ready ({time.monotonic() - t0:.0f} s)")
-    return python
+
+def env_name() -> str:
+    return TFLITE_ENV.name()
+
+
+def env_dir(cache_dir: Path) -> Path:
+    return TFLITE_ENV.dir(cache_dir)
+
+
+def ensure_tflite_env(cache_dir: Path, progress: Progress | None = None) -> Path:
+    """Create (once) the TFLite converter venv and return the path of its python."""
+    return TFLITE_ENV.ensure(cache_dir, progress)
 
 
 def _check_calibration(calibration: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -331,7 +233,7 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
 
         say(f"converting {fp32_onnx.name} to int8 TFLite ({len(arrays)} calibration tensors)")
         t0 = time.monotonic()
-        rc, lines = _run_streaming(cmd, timeout_s=timeout_s, on_line=on_worker_line, cwd=staging)
+        rc, lines = run_streaming(cmd, timeout_s=timeout_s, on_line=on_worker_line, cwd=staging)
         seconds = time.monotonic() - t0
         lines = [ln for ln in lines if not ln.startswith(RESULT_PREFIX)]
         if rc != 0:
@@ -339,11 +241,11 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
             raise ConversionError(
                 f"converting {fp32_onnx} to int8 TFLite failed ({why}). If the ONNX file is damaged, convert or "
                 f"install the model again; otherwise use its ONNX variants instead.\n"
-                f"converter output:\n{_tail_text(lines)}")
+                f"converter output:\n{tail_text(lines)}")
         if not staged.is_file() or staged.stat().st_size == 0 or not result:
             raise ConversionError(
                 f"the TFLite converter reported success but wrote no model (or no description of it).\n"
-                f"converter output:\n{_tail_text(lines)}")
+                f"converter output:\n{tail_text(lines)}")
         size = staged.stat().st_size
         os.replace(staged, out_tflite)
         try:  # make the rename durable

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgewatch.backends.base import Backend, BackendError, ProbeResult
 from edgewatch.models.conversion import rknn as rknn_conversion
-from edgewatch.models.conversion.converter_env import _child_env
+from edgewatch.models.conversion.tool_env import child_env
 from edgewatch.models.manifest import ModelManifest
 
 
@@ -52,7 +52,7 @@ class RknnSimulatorBackend(Backend):
                "--mean", *map(str, pre.mean), "--std", *map(str, pre.std), "--color", pre.color,
                "--pad-value", str(pre.pad_value), "--serve"]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=_child_env())
+                                      env=child_env())
         ready = self._proc.stdout.read(8)
         if len(ready) < 8:
             err = self._proc.stderr.read().decode(errors="replace")[-800:]

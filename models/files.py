@@ -5,44 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from edgewatch.models.conversion import worker_io
 
 
 def fsync_dir(path: Path) -> None:
     """Flush a directory entry so a rename inside it survives power loss."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _mkstemp_beside(path: Path) -> tuple[int, str]:
-    """A temp file next to ``path``, with ordinary umask permissions (mkstemp alone gives 0600,
-    which a service running as another user could not read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    return fd, tmp
+    worker_io.fsync_dir(str(path))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    fd, tmp = _mkstemp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    worker_io.write_atomically(str(path), data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -51,7 +27,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_copy(src: Path, dst: Path) -> str:
     """Copy ``src`` to ``dst`` atomically; return the sha256 of what was written."""
-    fd, tmp = _mkstemp_beside(dst)
+    fd, tmp = worker_io.mkstemp_beside(str(dst))
     digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:

@@ -24,8 +24,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
+
+# Run isolated (-I) in another venv without edgewatch: import the sibling worker_io by path.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from worker_io import write_atomically  # noqa: E402
 
 # Quiet TensorFlow's C++ logging and keep it on the CPU; must be set before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -118,37 +121,6 @@ def install_tfjs_fixes() -> None:
 
     read_model_json._edgewatch_fixed = True  # type: ignore[attr-defined]
     tfjs_utils.read_model_json = read_model_json
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Same contract as edgewatch.models.files.atomic_write_bytes, which this script cannot
-    import: it runs in the converter venv, where edgewatch is not installed."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def convert(model_json: str, out_onnx: str, opset: int, inputs_as_nchw: list[str] | None) -> None:

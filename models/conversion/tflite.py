@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgewatch.models.conversion.worker_io import fsync_dir
 from edgewatch.models.conversion.tool_env import (
     ConversionError,
     Progress,
@@ -248,14 +249,7 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
                 f"converter output:\n{tail_text(lines)}")
         size = staged.stat().st_size
         os.replace(staged, out_tflite)
-        try:  # make the rename durable
-            dfd = os.open(out_tflite.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        fsync_dir(str(out_tflite.parent))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -44,6 +44,10 @@ import sys
 import tempfile
 import time
 
+# Run isolated (-I) in another venv without edgewatch: import the sibling worker_io by path.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from worker_io import write_atomically  # noqa: E402
+
 # Quiet TensorFlow's C++ logging and keep it on the CPU; must be set before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -478,30 +482,7 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str, edget
     info["rewrites"] = rewrites
     info["toolkit"] = toolkit_versions()
 
-    fd, tmp = tempfile.mkstemp(prefix=".tflite-", suffix=".tmp", dir=out_dir)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(tflite_bytes)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename durable too
-        dfd = os.open(out_dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    write_atomically(out_path, tflite_bytes)
     log(f"wrote {out_path}")
     return info
 

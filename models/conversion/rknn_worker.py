@@ -47,6 +47,10 @@ import sys
 import tempfile
 import time
 
+# Run isolated (-I) in another venv without edgewatch: import the sibling worker_io by path.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from worker_io import fsync_dir  # noqa: E402
+
 PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566")  # the ones verified with this script
 QUANT_DTYPE = "asymmetric_quantized-8"
 
@@ -313,19 +317,6 @@ def _check(ret, what: str) -> None:
         raise SystemExit(f"rknn-toolkit2 {what} failed (returned {ret}); see the toolkit log above")
 
 
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 _PROTOCOL = None  # the real stdout, kept for --serve replies; fd 1 then points at stderr
 
 
@@ -451,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                     os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600
                     size = os.path.getsize(tmp)
                     os.replace(tmp, args.out_rknn)
-                    _fsync_dir(out_dir)
+                    fsync_dir(out_dir)
                 finally:
                     if os.path.exists(tmp):
                         os.unlink(tmp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -21,7 +22,9 @@ from edgewatch.models.manifest import ModelManifest
 
 
 class TensorRtConfig(BackendConfig):
-    fp16: bool = Field(True, description="build FP16 engines where the GPU supports fast FP16")
+    precision: Literal["fp16", "int8", "fp32"] = Field(
+        "fp16", description="fp16 (default, where the GPU has fast FP16); int8 builds from the store's QDQ "
+                            "int8 ONNX, calibrated on real photos at install (explicit quantisation)")
     workspace_mb: int = Field(1024, ge=64, le=65536)
     engine_dir: Path | None = Field(None, description="engine cache; default <cache_dir>/tensorrt")
 
@@ -73,7 +76,9 @@ class TensorRtBackend(Backend):
         return ProbeResult(True, f"{release}, tensorrt and cuda-python importable")
 
     def pick_variant(self, manifest: ModelManifest) -> str | None:
-        return "fp32" if "fp32" in manifest.variants else super().pick_variant(manifest)
+        wanted = "int8" if self.config.precision == "int8" else "fp32"
+        onnx = {k for k, v in manifest.variants.items() if v.runtime == "onnx"}
+        return wanted if wanted in onnx else super().pick_variant(manifest)
 
     @property
     def execution_provider(self) -> str:
@@ -81,7 +86,7 @@ class TensorRtBackend(Backend):
 
     def _engine_path(self, trt, model_path: Path, device: str) -> Path:
         root = self.config.engine_dir or model_path.parent / "tensorrt"
-        precision = "fp16" if self.config.fp16 else "fp32"
+        precision = self.config.precision
         tag = re.sub(r"[^A-Za-z0-9.]+", "_", f"{sha256_file(model_path)[:16]}-trt{trt.__version__}-{device}-{precision}")
         return root / f"{tag}.engine"
 
@@ -94,8 +99,10 @@ class TensorRtBackend(Backend):
             raise BackendError(f"TensorRT cannot parse {model_path.name}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.config.workspace_mb << 20)
-        if self.config.fp16 and builder.platform_has_fast_fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
+        if self.config.precision in ("fp16", "int8") and builder.platform_has_fast_fp16:
+            config.set_flag(trt.BuilderFlag.FP16)  # int8 engines keep unquantised layers in FP16
+        if self.config.precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)  # scales come from the ONNX's Q/DQ nodes
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise BackendError(f"TensorRT could not build an engine for {model_path.name}; see the log above")

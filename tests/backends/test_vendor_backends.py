@@ -276,3 +276,18 @@ def test_edgetpu_failures_fall_back_with_the_reason(coral, failure: str, words: 
     chosen = load_backend("edgetpu", store, m)
     assert chosen.backend.type_key != "edgetpu" and any(words in n for n in chosen.notes)
     chosen.backend.close()
+
+
+def test_tensorrt_int8_builds_from_the_calibrated_qdq_onnx(jetson, store, nanodet, reference, photos, tmp_path: Path) -> None:
+    from edgewatch.backends.tensorrt import TensorRtBackend, TensorRtConfig
+
+    backend = TensorRtBackend(TensorRtConfig(precision="int8", engine_dir=tmp_path / "engines"))
+    variant = backend.pick_variant(nanodet)
+    assert variant == "int8"
+    backend.load(store.path(nanodet, variant), nanodet, variant)
+    assert jetson.flags == {"INT8", "FP16"}
+    backend.close()
+    suite = Conformance(lambda: TensorRtBackend(TensorRtConfig(precision="int8", engine_dir=tmp_path / "engines")),
+                        store.path(nanodet, "int8"), nanodet, "int8", reference, photos)
+    assert suite.check_agreement()
+    assert any(p.name.endswith("_int8.engine") for p in (tmp_path / "engines").iterdir())

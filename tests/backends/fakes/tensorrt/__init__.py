@@ -19,10 +19,11 @@ _PLAN_MAGIC = b"FAKE-TRT-PLAN\n"
 class FakeGpu:
     builds = 0
     build_fails = False
+    flags: set[str] = set()
 
     @classmethod
     def reset(cls) -> None:
-        cls.builds, cls.build_fails = 0, False
+        cls.builds, cls.build_fails, cls.flags = 0, False, set()
 
 
 class Logger:
@@ -111,6 +112,7 @@ class Builder:
         if FakeGpu.build_fails or network.onnx is None:
             return None
         FakeGpu.builds += 1
+        FakeGpu.flags = set(config.flags)
         return _PLAN_MAGIC + network.onnx
 
 

@@ -64,9 +64,19 @@ def create_app(config: Settings) -> Litestar:
         queue = InferenceQueue(config.inference.workers, config.inference.queue_size)
         app.state.update(config=config, store=store, detection=module, queue=queue, probes=probes,
                          settings_store=settings_store, log_buffer=log_buffer)
+        link = None
+        if config.mqtt.host:
+            from edgewatch.daemon.mqtt.link import MqttLink
+
+            link = MqttLink(config, module, queue, asyncio.get_running_loop())
+            link.start()
+        else:
+            log.info("MQTT off: no broker configured (set mqtt.host in the config or EDGEWATCH_MQTT_HOST)")
         try:
             yield
         finally:
+            if link is not None:
+                await asyncio.to_thread(link.stop)
             queue.close()
             module.close()
             logging.getLogger("edgewatch").removeHandler(log_buffer)

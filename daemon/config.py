@@ -6,6 +6,8 @@ Nested keys map to one underscore after the section: ``server.port`` is ``EDGEWA
 
 from __future__ import annotations
 
+import re
+import socket
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +43,21 @@ class ServerConfig(_Section):
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
     max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="larger requests get 413")
     max_image_pixels: int = Field(40_000_000, ge=10_000, description="larger images are refused (decompression bombs)")
+
+
+class MqttConfig(_Section):
+    """The broker; with no host the daemon runs without MQTT (and says so)."""
+
+    host: str | None = Field(None, description="broker address; EDGEWATCH_MQTT_HOST")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = Field(None, description="CA bundle for TLS; default: the system's")
+    protocol: Literal["5", "3.1.1"] = "5"
+    prefix: str | None = Field(None, description="topic prefix; default edgewatch/<node_id>")
+    discovery_prefix: str = "homeassistant"
+    keepalive: int = Field(30, ge=5, le=3600)
 
 
 class InferenceConfig(_Section):
@@ -105,7 +122,11 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     backend: BackendChoice = "auto"
+    node_id: str = Field(default_factory=lambda: re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
+                         or "edgewatch", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+                         description="this box's id in MQTT topics and Home Assistant; EDGEWATCH_NODE_ID")
     server: ServerConfig = ServerConfig()
+    mqtt: MqttConfig = MqttConfig()
     inference: InferenceConfig = InferenceConfig()
     detection: DetectionConfig = DetectionConfig()
     backends: BackendsConfig = BackendsConfig()

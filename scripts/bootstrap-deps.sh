@@ -9,7 +9,8 @@ need=""
 python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 if [ "${1:-}" = "--test" ]; then
-    :  # (the MQTT/RTSP test services are added here when those features land)
+    # a real MQTT broker for the tests (they start their own on a free loopback port)
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
 fi
 if [ -n "$need" ]; then
     echo "installing OS packages:$need"

@@ -86,7 +86,12 @@ def _store_part(segment: MultipartSegment, data: bytes, form: Form) -> None:
 
 
 def parse_confidence(form: Form, default: float) -> float:
-    raw = form.fields.get("min_confidence", "").strip()
+    return confidence_value(form.fields.get("min_confidence", ""), default)
+
+
+def confidence_value(raw: str, default: float) -> float:
+    """``min_confidence`` as sent (text), or ``default`` when empty; ApiError 400 if not in [0, 1]."""
+    raw = raw.strip()
     if raw == "":
         return default
     try:

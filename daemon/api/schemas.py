@@ -144,13 +144,18 @@ def received_at(request: Request) -> float:
     return request.scope.get("state", {}).get("received_at", time.perf_counter())
 
 
-def vision_envelope(request: Request, command: str, *, success: bool, code: int = 200, message: str = "",
-                    predictions: list[PredictionBody] | None = None, inference_ms: float = 0.0,
-                    process_ms: float = 0.0, error: str | None = None, execution_provider: str | None = None,
-                    can_use_gpu: bool | None = None) -> VisionResponse:
-    """The envelope; without the provider that ran (errors before inference), the default detector's."""
+def vision_envelope(request: Request, command: str, **fields: Any) -> VisionResponse:
+    """The envelope for an HTTP request (timed from when it reached the app)."""
+    return envelope(command, received_at=received_at(request), module=request.app.state.get("detection"), **fields)
+
+
+def envelope(command: str, *, success: bool, received_at: float, module: Any = None, code: int = 200,
+             message: str = "", predictions: list[PredictionBody] | None = None, inference_ms: float = 0.0,
+             process_ms: float = 0.0, error: str | None = None, execution_provider: str | None = None,
+             can_use_gpu: bool | None = None) -> VisionResponse:
+    """The CodeProject.AI envelope, for HTTP and MQTT alike; without the provider that ran
+    (errors before inference), the default detector's."""
     if execution_provider is None:
-        module = request.app.state.get("detection")
         backend = module.backend if module is not None else None
         execution_provider = backend.execution_provider if backend else "CPU"
         can_use_gpu = bool(backend and backend.can_use_gpu)
@@ -167,7 +172,7 @@ def vision_envelope(request: Request, command: str, *, success: bool, code: int 
         command=command,
         executionProvider=execution_provider,
         canUseGPU=bool(can_use_gpu),
-        analysisRoundTripMs=round((time.perf_counter() - received_at(request)) * 1000),
+        analysisRoundTripMs=round((time.perf_counter() - received_at) * 1000),
         code=code,
         timestampUTC=datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT"),
         error=error,

@@ -10,10 +10,10 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 
 from edgewatch.daemon.api.errors import ApiError
 from edgewatch.daemon.api.forms import parse_confidence, read_form
-from edgewatch.daemon.api.schemas import CustomListResponse, PredictionBody, VisionResponse, vision_envelope
+from edgewatch.daemon.api.schemas import CustomListResponse, PredictionBody, VisionResponse, envelope, received_at
 from edgewatch.daemon.detection import MODULE_ID, MODULE_NAME, DetectionModule, NoModelInstalled, Outcome
 from edgewatch.daemon.imaging import ImageError
-from edgewatch.daemon.inference_queue import QueueFull
+from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
 from edgewatch.models.labels import PRESETS
 from edgewatch.models.manifest import check_model_name
 from edgewatch.models.store import ModelNotFound
@@ -38,20 +38,20 @@ class ImageFormOperation(Operation):
         self.request_body = _IMAGE_FORM
 
 
-async def _detect(request: Request, model: str | None, command: str) -> VisionResponse:
-    form = await read_form(request)
-    image = form.image()
-    module: DetectionModule = request.app.state.detection
+async def detect_image(module: DetectionModule, queue: InferenceQueue, max_pixels: int, image: bytes,
+                       min_conf: float, model: str | None, command: str, received_at: float) -> VisionResponse:
+    """Detect on ``image`` through the shared inference queue (REST and MQTT alike).
+
+    Raises ApiError (status, message saying what to do) for everything a client can cause.
+    """
     settings = module.settings
-    min_conf = parse_confidence(form, settings.min_confidence)
-    max_pixels = request.app.state.config.server.max_image_pixels
 
     def job() -> Outcome:
         detector, allowed = module.resolve(model)
         return detector.detect(image, min_conf, settings, max_pixels, allowed)
 
     try:
-        outcome = await request.app.state.queue.run(job)
+        outcome = await queue.run(job)
     except ImageError as exc:
         raise ApiError(400, str(exc)) from None
     except ModelNotFound:
@@ -65,9 +65,18 @@ async def _detect(request: Request, model: str | None, command: str) -> VisionRe
     predictions = [PredictionBody(p.label, p.confidence, p.x_min, p.y_min, p.x_max, p.y_max)
                    for p in outcome.predictions]
     message = ("Found " + ", ".join(p.label for p in predictions)) if predictions else "No objects found"
-    return vision_envelope(request, command, success=True, message=message, predictions=predictions,
-                           inference_ms=outcome.inference_ms, process_ms=outcome.process_ms,
-                           execution_provider=outcome.execution_provider, can_use_gpu=outcome.can_use_gpu)
+    return envelope(command, success=True, received_at=received_at, module=module, message=message,
+                    predictions=predictions, inference_ms=outcome.inference_ms, process_ms=outcome.process_ms,
+                    execution_provider=outcome.execution_provider, can_use_gpu=outcome.can_use_gpu)
+
+
+async def _detect(request: Request, model: str | None, command: str) -> VisionResponse:
+    form = await read_form(request)
+    image = form.image()
+    module: DetectionModule = request.app.state.detection
+    min_conf = parse_confidence(form, module.settings.min_confidence)
+    return await detect_image(module, request.app.state.queue, request.app.state.config.server.max_image_pixels,
+                              image, min_conf, model, command, received_at(request))
 
 
 class VisionController(Controller):

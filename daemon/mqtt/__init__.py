@@ -1,0 +1,1 @@
+"""MQTT: availability, Home Assistant discovery, and inference requests through the broker."""

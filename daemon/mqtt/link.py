@@ -1,0 +1,158 @@
+"""The broker connection: availability with last will, discovery, and inference jobs.
+
+Jobs arrive on ``edgewatch/jobs/<command>`` through the shared subscription
+``$share/edgewatch/edgewatch/jobs/<command>``, so every box on the broker takes a share with no
+coordinator of ours. A job is the raw image bytes, with an MQTT v5 response topic, correlation
+data and optional user properties (``min_confidence``, ``model``); the answer is the same JSON
+envelope as ``POST /v1/vision/detection``, errors included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import msgspec
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edgewatch.daemon.api.errors import ApiError
+from edgewatch.daemon.api.forms import confidence_value
+from edgewatch.daemon.api.schemas import envelope
+from edgewatch.daemon.api.vision import detect_image
+from edgewatch.daemon.config import Settings
+from edgewatch.daemon.detection import DetectionModule
+from edgewatch.daemon.inference_queue import InferenceQueue
+from edgewatch.daemon.mqtt.discovery import box_entities
+from edgewatch.models.manifest import check_model_name
+
+log = logging.getLogger(__name__)
+
+JOBS_ROOT = "edgewatch/jobs"
+SHARE_GROUP = "edgewatch"
+COMMANDS = ("detection",)
+
+
+class MqttLink:
+    def __init__(self, config: Settings, module: DetectionModule, queue: InferenceQueue,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.config, self.mq = config, config.mqtt
+        self.module, self.queue, self.loop = module, queue, loop
+        self.node_id = config.node_id
+        self.prefix = (self.mq.prefix or f"edgewatch/{self.node_id}").rstrip("/")
+        self.availability = f"{self.prefix}/availability"
+        self._inference_ms: float | None = None
+        self._last_status = 0.0
+        v5 = self.mq.protocol == "5"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edgewatch-{self.node_id}",
+                                  protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
+        if self.mq.username:
+            self.client.username_pw_set(self.mq.username, self.mq.password)
+        if self.mq.tls:
+            self.client.tls_set(ca_certs=str(self.mq.ca_file) if self.mq.ca_file else None,
+                                cert_reqs=ssl.CERT_REQUIRED)
+        self.client.will_set(self.availability, "offline", qos=1, retain=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        log.info("MQTT: connecting to %s:%d as edgewatch-%s (topics under %s)", self.mq.host, self.mq.port,
+                 self.node_id, self.prefix)
+        self.client.connect_async(self.mq.host, self.mq.port, keepalive=self.mq.keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        if self.client.is_connected():
+            self.client.publish(self.availability, "offline", qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT: broker refused the connection (%s): check mqtt.username/password and the broker's ACLs",
+                      reason_code)
+            return
+        log.info("MQTT: connected to %s:%d", self.mq.host, self.mq.port)
+        client.publish(self.availability, "online", qos=1, retain=True)
+        self.publish_discovery()
+        self.publish_status(force=True)
+        client.subscribe(f"{self.mq.discovery_prefix}/status", qos=1)
+        for command in COMMANDS:
+            client.subscribe(f"$share/{SHARE_GROUP}/{JOBS_ROOT}/{command}", qos=1)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code != 0:
+            log.warning("MQTT: lost the broker (%s); reconnecting with backoff", reason_code)
+
+    # -- publishing -----------------------------------------------------------------------------
+    def publish_discovery(self) -> None:
+        for topic, payload in box_entities(self.node_id, self.prefix, self.mq.discovery_prefix).items():
+            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+
+    def publish_status(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status < 10:
+            return
+        self._last_status = now
+        backend = self.module.backend
+        status = {"node_id": self.node_id, "backend": backend.type_key if backend else None,
+                  "execution_provider": backend.execution_provider if backend else None,
+                  "inference_ms": round(self._inference_ms, 1) if self._inference_ms is not None else None}
+        self.client.publish(f"{self.prefix}/status", json.dumps(status), qos=0, retain=True)
+
+    # -- messages -------------------------------------------------------------------------------
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == f"{self.mq.discovery_prefix}/status":
+            if msg.payload.strip().lower() == b"online":
+                log.info("MQTT: Home Assistant came online; republishing discovery")
+                self.publish_discovery()
+            return
+        command = msg.topic.removeprefix(f"{JOBS_ROOT}/")
+        future: Future = asyncio.run_coroutine_threadsafe(self._job(command, msg), self.loop)
+        future.add_done_callback(lambda f: f.exception() and log.error("MQTT job failed: %r", f.exception()))
+
+    async def _job(self, command: str, msg: mqtt.MQTTMessage) -> None:
+        received = time.perf_counter()
+        props = getattr(msg, "properties", None)
+        response_topic = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+        user = dict(getattr(props, "UserProperty", None) or [])
+        try:
+            if command not in COMMANDS:
+                raise ApiError(404, f"unknown job command {command!r}; known: {', '.join(COMMANDS)}")
+            if not response_topic:
+                raise ApiError(400, "the request has no MQTT v5 response topic: set one so the answer can be sent")
+            model = user.get("model") or None
+            if model is not None:
+                check_model_name(model)
+            min_conf = confidence_value(user.get("min_confidence", ""), self.module.settings.min_confidence)
+            result = await detect_image(self.module, self.queue, self.config.server.max_image_pixels,
+                                        bytes(msg.payload), min_conf, model, "detect", received)
+            self._inference_ms = result.inferenceMs if self._inference_ms is None else \
+                0.8 * self._inference_ms + 0.2 * result.inferenceMs
+            self.publish_status()
+        except (ApiError, ValueError) as exc:
+            status = exc.status if isinstance(exc, ApiError) else 400
+            message = exc.message if isinstance(exc, ApiError) else str(exc)
+            result = envelope("detect", success=False, received_at=received, module=self.module, code=status,
+                              error=message)
+        body = msgspec.json.encode(result)
+        if not response_topic:  # nowhere to answer: say so where operators look, never silence
+            log.warning("MQTT job on %s without a response topic: %s", msg.topic, result.error)
+            self.client.publish(f"{self.prefix}/jobs/errors", body, qos=1)
+            return
+        out = Properties(PacketTypes.PUBLISH)
+        if correlation is not None:
+            out.CorrelationData = correlation
+        out.UserProperty = [("processedBy", self.node_id)]
+        self.client.publish(response_topic, body, qos=1, properties=out)

@@ -1,0 +1,131 @@
+"""MQTT against a real mosquitto: jobs answered like the REST API, availability with last will,
+Home Assistant discovery, broker restarts, and work shared between two daemons."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from daemon_process import DaemonProcess
+from mqtt_harness import Client
+
+
+def start_daemon(data_dir: Path, cache_dir: Path, broker, node: str) -> DaemonProcess:
+    d = DaemonProcess(data_dir, cache_dir, env={"EDGEWATCH_MQTT_HOST": "127.0.0.1",
+                                               "EDGEWATCH_MQTT_PORT": str(broker.port), "EDGEWATCH_NODE_ID": node})
+    d.start()
+    return d
+
+
+def send_job(client, image: bytes, reply: str, **user: str) -> bytes:
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = reply
+    corr = uuid.uuid4().bytes
+    props.CorrelationData = corr
+    if user:
+        props.UserProperty = list(user.items())
+    client.c.publish("edgewatch/jobs/detection", image, qos=1, properties=props)
+    return corr
+
+
+def test_jobs_answered_with_the_rest_envelope_and_errors(broker, client, data_dir, cache_dir, photo_bytes) -> None:
+    daemon = start_daemon(data_dir, cache_dir, broker, "box-a")
+    try:
+        client.subscribe("test/replies/#")
+        time.sleep(1.0)  # the daemon subscribes to the jobs topic once connected
+        corr = send_job(client, photo_bytes["bus"], "test/replies/1", min_confidence="0.5")
+        msg = client.wait_for(lambda m: m.topic == "test/replies/1")
+        assert msg.properties.CorrelationData == corr
+        assert ("processedBy", "box-a") in msg.properties.UserProperty
+        body = json.loads(msg.payload)
+        assert body["success"] and body["moduleId"] == "ObjectDetectionEdgewatch" and body["command"] == "detect"
+        assert {"bus", "person"} <= {p["label"] for p in body["predictions"]}
+        assert all(p["confidence"] >= 0.5 for p in body["predictions"])
+        send_job(client, b"not an image", "test/replies/2")
+        bad = json.loads(client.wait_for(lambda m: m.topic == "test/replies/2").payload)
+        assert bad["success"] is False and bad["code"] == 400 and "not an image" in bad["error"] and bad["predictions"] == []
+        send_job(client, photo_bytes["bus"], "test/replies/3", min_confidence="lots")
+        bad = json.loads(client.wait_for(lambda m: m.topic == "test/replies/3").payload)
+        assert bad["success"] is False and "min_confidence" in bad["error"]
+        send_job(client, photo_bytes["bus"], "test/replies/4", model="../etc")
+        bad = json.loads(client.wait_for(lambda m: m.topic == "test/replies/4").payload)
+        assert bad["success"] is False and "invalid model name" in bad["error"]
+        client.subscribe("edgewatch/box-a/jobs/errors")
+        client.c.publish("edgewatch/jobs/detection", photo_bytes["bus"], qos=1)  # no response topic
+        err = json.loads(client.wait_for(lambda m: m.topic == "edgewatch/box-a/jobs/errors").payload)
+        assert err["success"] is False and "response topic" in err["error"]
+    finally:
+        daemon.stop()
+
+
+def test_availability_last_will_and_discovery(broker, client, data_dir, cache_dir) -> None:
+    daemon = start_daemon(data_dir, cache_dir, broker, "box-b")
+    client.subscribe("edgewatch/box-b/availability")
+    client.wait_for(lambda m: m.payload == b"online")
+    client.subscribe("homeassistant/sensor/box-b/+/config")
+    configs = {}
+    while len(configs) < 2:
+        m = client.wait_for(lambda m: m.topic.startswith("homeassistant/sensor/box-b/"))
+        configs[m.topic] = json.loads(m.payload)
+    speed = configs["homeassistant/sensor/box-b/inference_ms/config"]
+    assert speed["unique_id"] == "edgewatch_box-b_inference_ms" and speed["unit_of_measurement"] == "ms"
+    assert speed["availability_topic"] == "edgewatch/box-b/availability"
+    assert speed["device"]["identifiers"] == ["edgewatch_box-b"] and speed["state_topic"] == "edgewatch/box-b/status"
+    client.c.publish("homeassistant/status", "online", qos=1)  # Home Assistant restarted: discovery again
+    client.wait_for(lambda m: m.topic == "homeassistant/sensor/box-b/backend/config" and not m.retain)
+    daemon.proc.send_signal(signal.SIGKILL)  # no clean DISCONNECT: the broker sends the last will
+    daemon.proc.wait()
+    client.wait_for(lambda m: m.topic == "edgewatch/box-b/availability" and m.payload == b"offline", timeout=60)
+    daemon.start()
+    client.wait_for(lambda m: m.topic == "edgewatch/box-b/availability" and m.payload == b"online")
+    daemon.stop()  # a clean stop says offline too
+    client.wait_for(lambda m: m.topic == "edgewatch/box-b/availability" and m.payload == b"offline")
+
+
+def test_broker_restart_reconnects_and_republishes(broker, data_dir, cache_dir) -> None:
+    daemon = start_daemon(data_dir, cache_dir, broker, "box-c")
+    try:
+        time.sleep(1.0)
+        broker.stop()  # persistence is off: every retained message is gone with it
+        time.sleep(1.0)
+        broker.start()
+        watcher = Client(broker.port, "watcher")
+        try:
+            watcher.subscribe("homeassistant/sensor/box-c/+/config")
+            watcher.subscribe("edgewatch/box-c/availability")
+            watcher.wait_for(lambda m: m.topic == "edgewatch/box-c/availability" and m.payload == b"online", timeout=60)
+            watcher.wait_for(lambda m: m.topic.endswith("/inference_ms/config"), timeout=30)
+        finally:
+            watcher.close()
+    finally:
+        daemon.stop()
+
+
+def test_two_boxes_share_the_jobs_through_the_broker(broker, client, data_dir, cache_dir, tmp_path, photo_bytes) -> None:
+    import shutil
+
+    second = tmp_path / "second"
+    shutil.copytree(data_dir, second)
+    a = start_daemon(data_dir, cache_dir, broker, "box-x")
+    b = start_daemon(second, cache_dir, broker, "box-y")
+    try:
+        client.subscribe("test/shared/#")
+        time.sleep(1.0)
+        for i in range(12):
+            send_job(client, photo_bytes["chelsea"], f"test/shared/{i}")
+        seen: dict[str, int] = {}
+        for _ in range(12):
+            m = client.wait_for(lambda m: m.topic.startswith("test/shared/"), timeout=60)
+            assert json.loads(m.payload)["success"]
+            node = dict(m.properties.UserProperty)["processedBy"]
+            seen[node] = seen.get(node, 0) + 1
+        assert set(seen) == {"box-x", "box-y"} and sum(seen.values()) == 12  # each job answered once, both worked
+    finally:
+        a.stop()
+        b.stop()

@@ -1,0 +1,1 @@
+"""Per-camera processing: frame → motion gate → detection → filters/zones → tracked object events."""

@@ -82,9 +82,17 @@ class Detector:
 
     def detect(self, data: bytes, min_conf: float, settings: DetectionSettings, max_pixels: int,
                allowed: np.ndarray | None = None) -> Outcome:
+        """Upload bytes → predictions in original-image pixels."""
         start = time.perf_counter()
-        spec, pre = self.backend.input_format()
+        spec, _ = self.backend.input_format()
         image, scale = decode_image(data, max_pixels, target=spec.size)
+        return self.detect_frame(image, min_conf, settings, allowed, scale=scale, start=start)
+
+    def detect_frame(self, image: np.ndarray, min_conf: float, settings: DetectionSettings,
+                     allowed: np.ndarray | None = None, scale: float = 1.0, start: float | None = None) -> Outcome:
+        """A decoded BGR frame (e.g. from a camera) → predictions; ``scale`` maps back to the original."""
+        start = time.perf_counter() if start is None else start
+        spec, pre = self.backend.input_format()
         tensor, geometry = letterbox(image, spec, pre)
         t0 = time.perf_counter()
         outputs = self.backend.infer(tensor)

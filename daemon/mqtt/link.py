@@ -30,7 +30,10 @@ from edgewatch.daemon.api.vision import detect_image
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
-from edgewatch.daemon.mqtt.discovery import box_entities
+from edgewatch.daemon.mqtt.discovery import box_entities, camera_entities
+from edgewatch.daemon.pipeline.annotate import annotated_jpeg
+from edgewatch.daemon.pipeline.filters import Located
+from edgewatch.daemon.pipeline.tracker import Event
 from edgewatch.models.manifest import check_model_name
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ class MqttLink:
         self.availability = f"{self.prefix}/availability"
         self._inference_ms: float | None = None
         self._last_status = 0.0
+        self.cameras: dict[str, list[str]] = {}  # camera -> labels with entities
+        self._counts: dict[tuple[str, str], int] = {}
         v5 = self.mq.protocol == "5"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edgewatch-{self.node_id}",
                                   protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
@@ -98,6 +103,57 @@ class MqttLink:
     def publish_discovery(self) -> None:
         for topic, payload in box_entities(self.node_id, self.prefix, self.mq.discovery_prefix).items():
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        for camera, labels in self.cameras.items():
+            self._publish_camera_discovery(camera, labels)
+
+    def _publish_camera_discovery(self, camera: str, labels: list[str]) -> None:
+        for topic, payload in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera,
+                                              labels).items():
+            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        for label in labels:  # a known starting state: nobody there until a detection says so
+            self._publish_count(camera, label, self._counts.get((camera, label), 0), force=True)
+
+    def add_camera(self, camera: str, labels: list[str]) -> None:
+        self.cameras[camera] = labels
+        if self.client.is_connected():
+            self._publish_camera_discovery(camera, labels)
+
+    def remove_camera(self, camera: str) -> None:
+        """Empty retained configs make Home Assistant delete the camera's entities."""
+        labels = self.cameras.pop(camera, [])
+        for topic in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera, labels):
+            self.client.publish(topic, b"", qos=1, retain=True)
+
+    def _publish_count(self, camera: str, label: str, count: int, force: bool = False) -> None:
+        if force or self._counts.get((camera, label)) != count:
+            self._counts[(camera, label)] = count
+            self.client.publish(f"{self.prefix}/{camera}/{label.replace(' ', '_')}/count", str(count), qos=1,
+                                retain=True)
+
+    def camera_update(self, camera: str, events: list[Event], counts: dict[str, int], frame: Any,
+                      located: list[Located]) -> None:
+        """Publish a camera's object events, per-label counts and snapshots (the pipeline's sink)."""
+        labels = self.cameras.setdefault(camera, [])
+        for label in counts:
+            if label not in labels:  # an unlisted label appeared: give it entities too
+                labels.append(label)
+                self._publish_camera_discovery(camera, [label])
+        for label in labels:
+            self._publish_count(camera, label, counts.get(label, 0))
+        for event in events:
+            t = event.track
+            self.client.publish(f"{self.prefix}/{camera}/events", json.dumps({
+                "type": event.kind, "id": t.id, "camera": camera, "label": t.label, "score": round(t.score, 3),
+                "top_score": round(t.top_score, 3), "box": list(t.box), "zones": list(t.zones),
+                "start_time": t.first_seen_wall, "end_time": t.last_seen_wall if event.kind == "end" else None,
+                "node_id": self.node_id}), qos=1)
+            if event.kind != "end" and frame is not None:
+                mine = [item for item in located if item.prediction.label == t.label]
+                self.client.publish(f"{self.prefix}/{camera}/{t.label.replace(' ', '_')}/snapshot",
+                                    annotated_jpeg(frame, mine), qos=0, retain=True)
+
+    def camera_state(self, camera: str, state: dict[str, Any]) -> None:
+        self.client.publish(f"{self.prefix}/{camera}/state", json.dumps(state), qos=1, retain=True)
 
     def publish_status(self, force: bool = False) -> None:
         now = time.monotonic()

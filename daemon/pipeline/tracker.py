@@ -4,6 +4,7 @@ one event (new, a few updates, end), not one message per frame."""
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +25,8 @@ class Track:
     first_seen: float
     last_seen: float
     last_reported: float = 0.0
+    first_seen_wall: float = 0.0  # Unix time, for event payloads
+    last_seen_wall: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Tracker:
             t, d = self.tracks[tid], detections[i]
             zones_changed = d.zones != t.zones
             t.box, t.score, t.zones, t.last_seen = self._box(d), d.prediction.confidence, d.zones, now
+            t.last_seen_wall = time.time()
             t.top_score = max(t.top_score, t.score)
             if zones_changed or now - t.last_reported >= self.update_every_s:
                 t.last_reported = now
@@ -74,7 +78,8 @@ class Tracker:
             d = detections[i]
             t = Track(id=f"{self.camera}-{int(now)}-{next(self._ids)}", label=d.prediction.label, box=self._box(d),
                       score=d.prediction.confidence, top_score=d.prediction.confidence, zones=d.zones,
-                      first_seen=now, last_seen=now, last_reported=now)
+                      first_seen=now, last_seen=now, last_reported=now, first_seen_wall=time.time(),
+                      last_seen_wall=time.time())
             self.tracks[t.id] = t
             events.append(Event("new", t))
         for tid in [tid for tid, t in self.tracks.items() if now - t.last_seen >= self.end_after_s]:

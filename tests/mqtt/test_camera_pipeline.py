@@ -1,0 +1,89 @@
+"""A camera's frames through motion gate, real detector, tracker and MQTT (real mosquitto):
+Home Assistant sees per-camera entities, counts rise and fall, one event per object."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgewatch.daemon.config import load_settings
+from edgewatch.daemon.detection import DetectionModule
+from edgewatch.daemon.inference_queue import InferenceQueue
+from edgewatch.daemon.mqtt.link import MqttLink
+from edgewatch.daemon.pipeline.camera_worker import CameraWorker, DetectConfig
+from edgewatch.daemon.pipeline.filters import FilterConfig
+from edgewatch.models.store import ModelStore
+
+
+class PhotoScene:
+    """Frames at 5 fps following a script of (seconds, photo): the scene a camera would see."""
+
+    def __init__(self, script: list[tuple[float, np.ndarray]]) -> None:
+        self.script, self.start, self.seq = script, time.monotonic(), 0
+
+    def latest(self, after_seq: int):
+        elapsed = time.monotonic() - self.start
+        seq = int(elapsed * 5) + 1
+        if seq <= after_seq:
+            return None
+        t = 0.0
+        for duration, frame in self.script:
+            t += duration
+            if elapsed < t:
+                return seq, frame, time.time()
+        return seq, self.script[-1][1], time.time()
+
+
+def test_person_walks_in_and_out_as_home_assistant_sees_it(broker, client, data_dir: Path, cache_dir: Path,
+                                                           photos) -> None:
+    empty = cv2.resize(cv2.imread(str(photos["coffee"])), (1280, 720))
+    street = cv2.resize(cv2.imread(str(photos["bus"])), (1280, 720))
+    client.subscribe("edgewatch/cam-box/#")
+    client.subscribe("homeassistant/+/cam-box/+/config")
+    config = load_settings(data_dir=data_dir, cache_dir=cache_dir, node_id="cam-box",
+                           mqtt={"host": "127.0.0.1", "port": broker.port})
+
+    async def scenario() -> CameraWorker:
+        module = DetectionModule(config, ModelStore(config.models_dir), {})
+        await asyncio.to_thread(module.warm_up)
+        queue = InferenceQueue(1, 4)
+        link = MqttLink(config, module, queue, asyncio.get_running_loop())
+        link.add_camera("driveway", ["person", "car"])
+        link.start()
+        worker = CameraWorker("driveway", PhotoScene([(1.0, empty), (3.0, street), (30.0, empty)]),
+                              DetectConfig(filters=FilterConfig(labels=["person", "car", "bus"]), end_after_s=1.5),
+                              module, queue, link)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(9)
+        worker.stop()
+        await task
+        await asyncio.to_thread(link.stop)
+        queue.close()
+        module.close()
+        return worker
+
+    worker = asyncio.run(scenario())
+    messages = []
+    while not client.messages.empty():
+        messages.append(client.messages.get())
+    topics = {m.topic for m in messages}
+    assert "homeassistant/binary_sensor/cam-box/driveway_person_occupancy/config" in topics
+    occupancy = json.loads(next(m.payload for m in messages
+                                if m.topic == "homeassistant/binary_sensor/cam-box/driveway_person_occupancy/config"))
+    assert occupancy["device"]["via_device"] == "edgewatch_cam-box" and occupancy["device_class"] == "occupancy"
+    assert occupancy["state_topic"] == "edgewatch/cam-box/driveway/person/count"
+    counts = [int(m.payload) for m in messages if m.topic == "edgewatch/cam-box/driveway/person/count"]
+    assert counts[0] == 0 and max(counts) >= 1 and counts[-1] == 0  # nobody, people, nobody again
+    events = [json.loads(m.payload) for m in messages if m.topic == "edgewatch/cam-box/driveway/events"]
+    people = {e["id"] for e in events if e["label"] == "person"}
+    assert people and all(sum(e["id"] == i and e["type"] == "new" for e in events) == 1 for i in people)
+    assert all(any(e["id"] == i and e["type"] == "end" for e in events) for i in people)
+    assert len([e for e in events if e["type"] == "new"]) <= 8  # a handful of objects, not one per frame
+    snapshot = next(m.payload for m in messages if m.topic == "edgewatch/cam-box/driveway/person/snapshot")
+    assert snapshot[:2] == b"\xff\xd8"  # a JPEG
+    assert worker.detections < worker.frames  # the static scene was gated out

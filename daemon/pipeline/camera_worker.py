@@ -9,26 +9,15 @@ import time
 from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
-
 from edgewatch.daemon.detection import DetectionModule, NoModelInstalled, Outcome
 from edgewatch.daemon.imaging import ImageError
 from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
-from edgewatch.daemon.pipeline.filters import FilterConfig, Located, apply
+from edgewatch.daemon.pipeline.filters import Located, apply
+from edgewatch.daemon.pipeline.rules import DetectConfig
 from edgewatch.daemon.pipeline.motion import MotionGate
 from edgewatch.daemon.pipeline.tracker import Event, Tracker
 
 log = logging.getLogger(__name__)
-
-
-class DetectConfig(BaseModel):
-    """What a camera detects and reports."""
-
-    model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(None, description="installed detector or ipcam preset; default: the default detector")
-    filters: FilterConfig = FilterConfig()
-    motion_threshold: float = Field(0.005, ge=0, le=1, description="share of changed pixels that counts as motion")
-    end_after_s: float = Field(5.0, gt=0, description="an object unseen this long has left")
 
 
 class FrameSource(Protocol):

@@ -4,45 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from edgewatch.daemon.detection import Prediction
-
-Point = tuple[float, float]
-
-
-class Polygon(BaseModel):
-    """Points as fractions of the frame (0–1), so a zone survives a resolution change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    points: tuple[Point, ...]
-
-    @field_validator("points")
-    @classmethod
-    def _check(cls, points: tuple[Point, ...]) -> tuple[Point, ...]:
-        if len(points) < 3:
-            raise ValueError("a polygon needs at least 3 points")
-        if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in points):
-            raise ValueError("polygon points are fractions of the frame: each x and y between 0 and 1")
-        return points
-
-    def contains(self, x: float, y: float) -> bool:
-        contour = np.asarray(self.points, dtype=np.float32).reshape(-1, 1, 2)
-        return cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0
-
-
-class FilterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    labels: list[str] | None = Field(None, description="report only these labels; default: all")
-    min_confidence: float = Field(0.5, ge=0, le=1)
-    min_area: float = Field(0.001, ge=0, le=1, description="smallest box, as a fraction of the frame")
-    zones: list[Polygon] = Field(default_factory=list, description="named areas; objects report the zones they stand in")
-    masks: list[Polygon] = Field(default_factory=list, description="areas where objects are ignored")
-    require_zone: bool = Field(False, description="ignore objects outside every zone")
-
+from edgewatch.daemon.pipeline.rules import FilterConfig
 
 @dataclass(frozen=True, slots=True)
 class Located:

@@ -15,8 +15,9 @@ from edgewatch.daemon.config import load_settings
 from edgewatch.daemon.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.mqtt.link import MqttLink
-from edgewatch.daemon.pipeline.camera_worker import CameraWorker, DetectConfig
-from edgewatch.daemon.pipeline.filters import FilterConfig
+from edgewatch.daemon.pipeline.camera_worker import CameraWorker
+from edgewatch.daemon.pipeline.rules import DetectConfig
+from edgewatch.daemon.pipeline.rules import FilterConfig
 from edgewatch.models.store import ModelStore
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edgewatch.daemon.detection import Prediction
-from edgewatch.daemon.pipeline.filters import FilterConfig, Located, Polygon, apply
+from edgewatch.daemon.pipeline.filters import Located, apply
+from edgewatch.daemon.pipeline.rules import FilterConfig, Polygon
 from edgewatch.daemon.pipeline.motion import MotionGate
 from edgewatch.daemon.pipeline.tracker import Tracker
 

@@ -17,6 +17,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from edgewatch.backends.registry import probe_all
 from edgewatch.daemon import __version__
 from edgewatch.daemon.api.errors import ApiError, handle_api_error, handle_http_exception, handle_internal_error
+from edgewatch.daemon.api.cameras import CameraController
 from edgewatch.daemon.api.settings import SettingsController
 from edgewatch.daemon.api.status import LogController, StatusController
 from edgewatch.daemon.api.vision import VisionController
@@ -72,9 +73,15 @@ def create_app(config: Settings) -> Litestar:
             link.start()
         else:
             log.info("MQTT off: no broker configured (set mqtt.host in the config or EDGEWATCH_MQTT_HOST)")
+        from edgewatch.daemon.pipeline.camera_service import CameraService
+
+        cameras = CameraService(config.cameras, config.data_dir, module, queue, link)
+        app.state.cameras = cameras
+        await cameras.start()
         try:
             yield
         finally:
+            await cameras.stop()
             if link is not None:
                 await asyncio.to_thread(link.stop)
             queue.close()
@@ -82,7 +89,7 @@ def create_app(config: Settings) -> Litestar:
             logging.getLogger("edgewatch").removeHandler(log_buffer)
 
     return Litestar(
-        route_handlers=[root, VisionController, StatusController, LogController, SettingsController],
+        route_handlers=[root, VisionController, StatusController, LogController, SettingsController, CameraController],
         lifespan=[lifespan],
         middleware=[stamp_arrival],
         request_max_body_size=config.server.max_body_bytes,

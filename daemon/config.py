@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edgewatch.daemon.cameras.config import CameraConfig
+from edgewatch.daemon.pipeline.rules import DetectConfig
 from edgewatch.backends.edgetpu import EdgeTpuConfig
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeConfig
 from edgewatch.backends.rknn import RknnConfig
@@ -43,6 +45,12 @@ class ServerConfig(_Section):
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
     max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="larger requests get 413")
     max_image_pixels: int = Field(40_000_000, ge=10_000, description="larger images are refused (decompression bombs)")
+
+
+class CameraSettings(CameraConfig):
+    """A camera as configured: its source, and what it detects and reports."""
+
+    detect: DetectConfig = DetectConfig()
 
 
 class MqttConfig(_Section):
@@ -127,6 +135,7 @@ class Settings(BaseSettings):
                          description="this box's id in MQTT topics and Home Assistant; EDGEWATCH_NODE_ID")
     server: ServerConfig = ServerConfig()
     mqtt: MqttConfig = MqttConfig()
+    cameras: list[CameraSettings] = Field(default_factory=list, description="cameras to watch (also /v1/cameras)")
     inference: InferenceConfig = InferenceConfig()
     detection: DetectionConfig = DetectionConfig()
     backends: BackendsConfig = BackendsConfig()

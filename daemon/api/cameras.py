@@ -1,0 +1,50 @@
+"""/v1/cameras: list cameras with their live state, add one, remove one (persisted)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Controller, Request, delete, get, post
+from litestar.params import FromPath
+from pydantic import ValidationError
+
+from edgewatch.daemon.api.errors import ApiError
+from edgewatch.daemon.config import CameraSettings
+from edgewatch.daemon.pipeline.camera_service import CameraError, CameraService
+
+
+def _service(request: Request) -> CameraService:
+    return request.app.state.cameras
+
+
+class CameraController(Controller):
+    path = "/v1/cameras"
+    tags = ["cameras"]
+
+    @get("/", summary="Cameras with their state (connected, fps in/out, last frame age, last error)")
+    async def list_cameras(self, request: Request) -> dict[str, Any]:
+        return {"success": True, "cameras": list(_service(request).states().values())}
+
+    @post("/", status_code=201, summary="Add a camera (JSON body as in the config file); persisted")
+    async def add_camera(self, request: Request) -> dict[str, Any]:
+        try:
+            entry = CameraSettings.model_validate(json.loads(await request.body() or b"null"))
+        except json.JSONDecodeError:
+            raise ApiError(400, "send the camera as a JSON object, e.g. {\"name\": \"front\", \"url\": \"rtsp://…\"}") from None
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ApiError(400, f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}") from None
+        try:
+            await _service(request).add(entry)
+        except CameraError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        return {"success": True, "camera": _service(request).states()[entry.name]}
+
+    @delete("/{name:str}", status_code=200, summary="Remove a camera (and its Home Assistant entities)")
+    async def remove_camera(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
+        try:
+            await _service(request).remove(name)
+        except CameraError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        return {"success": True, "removed": name}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,9 +56,11 @@ def _ensure_ffmpeg_options() -> None:
 
 class FrameSource:
     """Base class. ``pace_s``: the reader waits this long between grabs (files, snapshot polling);
-    None means ``grab()`` itself blocks until the source sends the next frame."""
+    None means ``grab()`` itself blocks until the source sends the next frame. ``frame_interval_s``
+    lets the reader tell frames buffered while opening (returned at once) from live ones."""
 
     pace_s: float | None = None
+    frame_interval_s: float | None = None  # live sources: 1 / the stream's frame rate
     description: str = ""
 
     def open(self) -> None:
@@ -90,7 +93,7 @@ class CaptureSource(FrameSource):
             dev = f"/dev/video{target}" if isinstance(target, int) else target
             if not Path(dev).exists():
                 raise SourceError(f"no such video device: {dev}")
-            api, params = cv2.CAP_V4L2, timeouts
+            api, params = cv2.CAP_V4L2, []  # OpenCV refuses open() params a backend does not know
         elif kind == "file":
             target = cfg.local_path or ""
             if not Path(target).is_file():
@@ -101,23 +104,32 @@ class CaptureSource(FrameSource):
                 _check_reachable(str(cfg.url), cfg.open_timeout_s)
             _ensure_ffmpeg_options()
             target, api, params = str(cfg.url), cv2.CAP_FFMPEG, timeouts
+        started = time.monotonic()
         try:
             cap = cv2.VideoCapture(target, api, params)
         except cv2.error as e:
             raise SourceError(f"cannot open {self.description}: {e}") from None
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {self.description}: no decodable video stream "
-                              f"(within {cfg.open_timeout_s:g} s)")
+            if kind in ("rtsp", "http") and time.monotonic() - started >= 0.9 * cfg.open_timeout_s:
+                raise SourceError(f"cannot open {self.description}: no video within {cfg.open_timeout_s:g} s")
+            why = {"rtsp": "refused by the server (wrong path or credentials?) or not a video stream",
+                   "file": "not a video FFmpeg can read",
+                   "v4l2": "not a capture device, or busy"}.get(kind, "not a video stream")
+            raise SourceError(f"cannot open {self.description}: {why}")
         if kind == "v4l2":
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            cap.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, cfg.read_timeout_s * 1000)  # ignored where unsupported
+        native = cap.get(cv2.CAP_PROP_FPS)
         if kind == "file":
-            native = cap.get(cv2.CAP_PROP_FPS)
             self.pace_s = 1.0 / native if 0 < native <= 240 else 1.0 / 25
+        else:
+            self.frame_interval_s = 1.0 / native if 1 <= native <= 120 else 1.0 / 30
         self._cap = cap
 
     def grab(self) -> None:
         assert self._cap is not None
+        started = time.monotonic()
         if self._cap.grab():
             return
         if self.kind == "file":  # end of file: start again
@@ -125,8 +137,9 @@ class CaptureSource(FrameSource):
             if self._cap.grab():
                 return
             raise SourceError(f"cannot read a frame from {self.description}")
-        raise SourceError(f"stream ended or no frame within {self.cfg.read_timeout_s:g} s "
-                          f"from {self.description}")
+        if time.monotonic() - started >= 0.9 * self.cfg.read_timeout_s:
+            raise SourceError(f"no frame within {self.cfg.read_timeout_s:g} s from {self.description}")
+        raise SourceError(f"stream ended (connection closed or unreadable data) from {self.description}")
 
     def retrieve(self) -> np.ndarray:
         assert self._cap is not None
@@ -162,7 +175,6 @@ class HttpSource(FrameSource):
 
     def open(self) -> None:
         cfg = self.cfg
-        url = str(cfg.url)
         timeout = httpx.Timeout(cfg.read_timeout_s, connect=cfg.open_timeout_s, pool=cfg.open_timeout_s)
         self._client = httpx.Client(timeout=timeout, follow_redirects=True)
         try:
@@ -181,6 +193,7 @@ class HttpSource(FrameSource):
                     self._ffmpeg = CaptureSource(cfg, "http")
                     self._ffmpeg.open()
                     self.pace_s, self.description = None, f"ffmpeg {cfg.redacted_url}"
+                    self.frame_interval_s = self._ffmpeg.frame_interval_s
                     return
             self.description = f"{mode} {cfg.redacted_url}"
             if mode == "snapshot":
@@ -255,13 +268,15 @@ class HttpSource(FrameSource):
 
 
 def _http_error(e: httpx.HTTPError, cfg: CameraConfig) -> str:
-    what = {
-        httpx.ConnectTimeout: f"no connection within {cfg.open_timeout_s:g} s",
-        httpx.ReadTimeout: f"no data within {cfg.read_timeout_s:g} s",
-        httpx.ConnectError: "cannot connect",
-    }.get(type(e), type(e).__name__)
-    detail = str(e).replace(str(cfg.url), cfg.redacted_url)
-    return f"{what}: {cfg.redacted_url}" + (f" ({detail})" if detail else "")
+    url = cfg.redacted_url
+    detail = str(e).replace(str(cfg.url), url) or type(e).__name__
+    if isinstance(e, httpx.ConnectTimeout):
+        return f"cannot connect to {url}: no answer within {cfg.open_timeout_s:g} s"
+    if isinstance(e, httpx.ReadTimeout):
+        return f"no data within {cfg.read_timeout_s:g} s from {url}"
+    if isinstance(e, httpx.ConnectError):
+        return f"cannot connect to {url}: {detail}"
+    return f"{type(e).__name__} from {url}: {detail}"
 
 
 def _check_reachable(url: str, timeout: float) -> None:

@@ -88,3 +88,43 @@ def test_person_walks_in_and_out_as_home_assistant_sees_it(broker, client, data_
     snapshot = next(m.payload for m in messages if m.topic == "edgewatch/cam-box/driveway/person/snapshot")
     assert snapshot[:2] == b"\xff\xd8"  # a JPEG
     assert worker.detections < worker.frames  # the static scene was gated out
+
+
+def test_removing_a_camera_removes_its_entities(broker, client, data_dir: Path, cache_dir: Path) -> None:
+    config = load_settings(data_dir=data_dir, cache_dir=cache_dir, node_id="rm-box",
+                           mqtt={"host": "127.0.0.1", "port": broker.port})
+
+    async def scenario() -> None:
+        module = DetectionModule(config, ModelStore(config.models_dir), {})
+        queue = InferenceQueue(1, 4)
+        link = MqttLink(config, module, queue, asyncio.get_running_loop())
+        link.add_camera("porch", ["person"])
+        link.start()
+        await asyncio.sleep(1.5)
+        link.remove_camera("porch")
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(link.stop)
+        queue.close()
+
+    client.subscribe("homeassistant/+/rm-box/+/config")
+    asyncio.run(scenario())
+    payloads: dict[str, list[bytes]] = {}
+    while not client.messages.empty():
+        m = client.messages.get()
+        payloads.setdefault(m.topic, []).append(m.payload)
+    porch = {t: p for t, p in payloads.items() if "/porch_" in t}
+    assert len(porch) == 4  # occupancy, count, snapshot image, camera state
+    assert all(p[0] and p[-1] == b"" for p in porch.values())  # created, then emptied: Home Assistant deletes them
+
+    from mqtt_harness import Client
+
+    fresh = Client(broker.port, "fresh")
+    try:
+        fresh.subscribe("homeassistant/+/rm-box/+/config")
+        time.sleep(0.5)
+        retained = []
+        while not fresh.messages.empty():
+            retained.append(fresh.messages.get().topic)
+        assert not any("/porch_" in t for t in retained) and any("inference_ms" in t for t in retained)
+    finally:
+        fresh.close()

@@ -11,6 +11,11 @@ command -v npm >/dev/null 2>&1 || need="$need npm"
 if [ "${1:-}" = "--test" ]; then
     # a real MQTT broker for the tests (they start their own on a free loopback port)
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
+    # a real RTSP stream on loopback: GStreamer's RTSP server, run with the system python3
+    /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null ||
+        need="$need python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp"
+    command -v gst-inspect-1.0 >/dev/null 2>&1 && gst-inspect-1.0 x264enc >/dev/null 2>&1 ||
+        need="$need gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 fi
 if [ -n "$need" ]; then
     echo "installing OS packages:$need"

@@ -38,7 +38,7 @@ class CameraState:
     running: bool                 # the thread is alive
     connected: bool               # opened and frames are arriving
     fps_in: float                 # frames read from the source per second (last 2 s)
-    fps_out: float                # frames handed out (published) per second (last 2 s)
+    fps_out: float                # frames handed out per second (last 2 s, or 10 / fps s if longer)
     frames_out: int               # frames handed out so far (= the newest seq)
     last_frame_age_s: float | None  # since the newest frame was handed out; None before the first
     last_error: str | None        # why the last open or read failed; cleared by the next good frame
@@ -107,8 +107,9 @@ class CameraReader:
         self._thread: threading.Thread | None = None
         self._frame: Frame | None = None
         self._frame_mono: float | None = None
-        # fps_out over 5 frame periods at least: a 2 s window would hold only a frame or two at low caps
-        self._in, self._out = RateMeter(), RateMeter(max(2.0, 5.0 / config.fps))
+        # fps_out over 10 periods of the cap at least: the cap lets single frames through up to 20 %
+        # early (jitter), which a window of only a few frames would show as a rate above the cap
+        self._in, self._out = RateMeter(), RateMeter(max(2.0, 10.0 / config.fps))
         self._kind = config.resolved_kind
         self._connected = False
         self._error: str | None = None

@@ -1,0 +1,114 @@
+"""CameraConfig validation and the MJPEG multipart parser (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from edgewatch.daemon.cameras import Backoff, CameraConfig
+from edgewatch.daemon.cameras.mjpeg import MjpegParser, boundary_of
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "path"),
+    [
+        ("rtsp://cam.local:554/stream1", "rtsp", None),
+        ("rtsps://cam.local/stream1", "rtsp", None),
+        ("http://cam.local/snap.jpg", "http", None),
+        ("https://cam.local/video.mjpg", "http", None),
+        ("file:///var/lib/clips/yard.mp4", "file", "/var/lib/clips/yard.mp4"),
+        ("file:clips/yard%20cam.avi", "file", "clips/yard cam.avi"),
+        ("/var/lib/clips/yard.mp4", "file", "/var/lib/clips/yard.mp4"),
+        ("/dev/video0", "v4l2", "/dev/video0"),
+        (0, "v4l2", None),
+        ("2", "v4l2", None),
+    ],
+)
+def test_url_decides_the_kind(url: str | int, kind: str, path: str | None) -> None:
+    cfg = CameraConfig(name="cam", url=url)
+    assert cfg.resolved_kind == kind
+    assert cfg.local_path == path
+
+
+def test_defaults_and_explicit_kind() -> None:
+    cfg = CameraConfig(name="front-door_1", url="http://cam.local/snap.jpg", kind="snapshot")
+    assert (cfg.fps, cfg.enabled, cfg.kind, cfg.resolved_kind) == (5, True, "snapshot", "snapshot")
+    assert cfg.open_timeout_s > 0 and cfg.read_timeout_s > 0
+    assert CameraConfig(name="usb", url="/dev/v4l/by-id/usb-cam", kind="v4l2").resolved_kind == "v4l2"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "Front", "url": "rtsp://h/s"},          # upper case
+        {"name": "-cam", "url": "rtsp://h/s"},           # must start with a letter or digit
+        {"name": "c" * 33, "url": "rtsp://h/s"},         # too long
+        {"name": "cam", "url": "rtsp://h/s", "fps": 0},
+        {"name": "cam", "url": "rtsp://h/s", "fps": 31},
+        {"name": "cam", "url": "ftp://h/s"},             # unsupported scheme
+        {"name": "cam", "url": ""},
+        {"name": "cam", "url": -1},
+        {"name": "cam", "url": "rtsp://h/s", "kind": "snapshot"},  # kind does not fit the url
+        {"name": "cam", "url": "http://h/s", "kind": "rtsp"},
+        {"name": "cam", "url": "rtsp://h/s", "open_timeout_s": 0},
+        {"name": "cam", "url": "rtsp://h/s", "colour": "red"},     # unknown key
+    ],
+)
+def test_invalid_configs_are_refused(fields: dict) -> None:
+    with pytest.raises(ValidationError):
+        CameraConfig(**fields)
+
+
+def test_password_is_redacted() -> None:
+    cfg = CameraConfig(name="cam", url="rtsp://admin:s3cret@192.168.1.20:554/ch1")
+    assert cfg.redacted_url == "rtsp://admin:***@192.168.1.20:554/ch1"
+    assert "s3cret" not in repr(cfg.redacted_url)
+    assert CameraConfig(name="cam", url="rtsp://192.168.1.20/ch1").redacted_url == "rtsp://192.168.1.20/ch1"
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
+    b = Backoff(0.5, 30)
+    assert [b.next() for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    b.reset()
+    assert b.next() == 0.5
+
+
+JPEG_A = b"\xff\xd8" + b"A" * 100 + b"\xff\xd9"
+JPEG_B = b"\xff\xd8" + b"B\r\n--frame in the data" * 10 + b"\xff\xd9"
+
+
+def _feed_in_pieces(parser: MjpegParser, data: bytes, size: int) -> list[bytes]:
+    out: list[bytes] = []
+    for i in range(0, len(data), size):
+        out += parser.feed(data[i:i + size])
+    return out
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 10_000])
+def test_mjpeg_parts_with_content_length(piece: int) -> None:
+    stream = b"".join(
+        b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(j), j)
+        for j in (JPEG_A, JPEG_B, JPEG_A)
+    )
+    parser = MjpegParser(boundary_of("multipart/x-mixed-replace; boundary=frame"))
+    assert _feed_in_pieces(parser, stream, piece) == [JPEG_A, JPEG_B, JPEG_A]
+
+
+@pytest.mark.parametrize("piece", [1, 13, 10_000])
+def test_mjpeg_parts_cut_at_the_boundary(piece: int) -> None:
+    # no Content-Length; the server declares the boundary with its dashes (a common quirk)
+    stream = b"".join(b"--myboundary\r\nContent-Type: image/jpeg\r\n\r\n%s\r\n" % j for j in (JPEG_A, JPEG_A))
+    stream += b"--myboundary--\r\n"
+    parser = MjpegParser(boundary_of('multipart/x-mixed-replace;boundary="--myboundary"'))
+    assert _feed_in_pieces(parser, stream, piece) == [JPEG_A, JPEG_A]
+
+
+def test_mjpeg_without_boundary_uses_jpeg_markers() -> None:
+    parser = MjpegParser(None)
+    assert _feed_in_pieces(parser, b"junk" + JPEG_A + b"\r\n" + JPEG_A, 5) == [JPEG_A, JPEG_A]
+
+
+def test_mjpeg_garbage_is_refused() -> None:
+    parser = MjpegParser("frame", max_part_bytes=1000)
+    with pytest.raises(ValueError, match="no complete MJPEG part"):
+        parser.feed(b"x" * 2000)

@@ -23,16 +23,14 @@ from tqdm import tqdm
 from edgewatch.models.files import atomic_write_json, fsync_dir, sha256_file
 from edgewatch.models.manifest import InputSpec, ModelManifest, Variant
 from edgewatch.models.photos import PHOTOS, ensure_photos
-from edgewatch.models.postprocess import decode
 from edgewatch.models.preprocess import letterbox
-from edgewatch.models.quantize import CANDIDATE_CONF, MATCH_IOU, REFERENCE_CONF, calibration_tensors, iou
+from edgewatch.models.quantize import Runner, calibration_tensors, match_detections, onnx_runner
 from edgewatch.models.store import ModelStore
 
 TARGETS = ("rknn", "edgetpu", "tflite", "tensorrt")
 RKNN_PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566")
 CALIBRATION = "real photos: " + ", ".join(f"{p.package} {p.version} {Path(p.member).name}" for p in PHOTOS.values())
 
-Runner = Callable[[np.ndarray], list[np.ndarray]]
 Say = Callable[[str], None]
 
 
@@ -42,24 +40,8 @@ class ConvertError(RuntimeError):
 
 def agreement_with(reference: Runner, candidate: Runner, ref_tensors: list[np.ndarray],
                    cand_tensors: list[np.ndarray], kind: str, size: tuple[int, int]) -> float:
-    """Share of the fp32 detections (conf ≥ 0.4) the candidate reproduces (same class, IoU ≥ 0.5)."""
-    total = matched = 0
-    for rt, ct in zip(ref_tensors, cand_tensors):
-        rb, _, rc = decode(kind, reference(rt), size, REFERENCE_CONF)
-        cb, _, cc = decode(kind, candidate(ct), size, CANDIDATE_CONF)
-        for box, cls in zip(rb, rc):
-            total += 1
-            same = cc == cls
-            matched += bool(same.any() and iou(box, cb[same]).max() >= MATCH_IOU)
-    return round(matched / total, 4) if total else 1.0
-
-
-def _onnx_runner(path: Path) -> Runner:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: x})
+    """The agreement share of :func:`edgewatch.models.quantize.match_detections`."""
+    return float(match_detections(reference, candidate, ref_tensors, cand_tensors, kind, size)["agreement"])
 
 
 def _cached(cache: Path, target: str, source_sha: str, recipe: str,
@@ -135,12 +117,12 @@ def _tflite(manifest: ModelManifest, target: str, fp32: Path, ref_tensors: list[
         backend.load(out, manifest.model_copy(update={"variants": {**manifest.variants, "probe": probe}}), "probe")
         cand = ref_tensors if spec.layout == manifest.input.layout else [
             np.ascontiguousarray(t.transpose(0, 2, 3, 1)) for t in ref_tensors]
-        agree = agreement_with(_onnx_runner(fp32), backend.infer, ref_tensors, cand,
+        agree = agreement_with(onnx_runner(fp32), backend.infer, ref_tensors, cand,
                                manifest.postprocessing, manifest.input.size)
         backend.close()
         return {"file": out.name, "toolkit": meta["toolkit"], "input_layout": meta["input_layout"], "agreement": agree}
 
-    recipe = f"{tflite_conversion.env_name()}|edgetpu={edgetpu}|v1"
+    recipe = f"{tflite_conversion.env_name()}|edgetpu={edgetpu}|v2"  # v2: one-to-one agreement
     out, meta = _cached(cache, "tflite", manifest.variants["fp32"].sha256, recipe, build)
     variant = Variant(file="", sha256=sha256_file(out), precision="int8", size_bytes=out.stat().st_size,
                       runtime="tflite", source_sha256=manifest.variants["fp32"].sha256, toolkit=meta["toolkit"],
@@ -200,11 +182,11 @@ def _rknn(manifest: ModelManifest, fp32: Path, platform: str, photos: list[Path]
         outputs, _ = rknn_conversion.simulate(fp32, inputs, photos, platform, cache, progress=say,
                                               spec=manifest.input, pre=manifest.preprocessing, out_rknn=out)
         sim = iter(outputs)
-        agree = agreement_with(_onnx_runner(fp32), lambda _x: next(sim), ref_tensors, inputs,
+        agree = agreement_with(onnx_runner(fp32), lambda _x: next(sim), ref_tensors, inputs,
                                manifest.postprocessing, manifest.input.size)
         return {"file": out.name, "agreement": agree}
 
-    recipe = f"{rknn_conversion.env_name()}|{platform}|uint8-device-normalised|v1"
+    recipe = f"{rknn_conversion.env_name()}|{platform}|uint8-device-normalised|v2"  # v2: one-to-one agreement
     out, meta = _cached(cache, "rknn", manifest.variants["fp32"].sha256, recipe, build)
     variant = Variant(file="", sha256=sha256_file(out), precision="int8", size_bytes=out.stat().st_size,
                       runtime="rknn", platform=platform, source_sha256=manifest.variants["fp32"].sha256,

@@ -6,6 +6,7 @@ import statistics
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -98,21 +99,23 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
-def agreement(reference: Path, candidate: Path, tensors: list[np.ndarray], kind: str,
-              size: tuple[int, int]) -> dict[str, float | int]:
-    """Share of the reference model's detections (conf ≥ 0.4) that the candidate also finds:
-    same class, IoU ≥ 0.5, candidate conf ≥ 0.3. Also counts candidate detections with no match."""
-    ref_s, cand_s = _session(reference), _session(candidate)
-    rn, cn = ref_s.get_inputs()[0].name, cand_s.get_inputs()[0].name
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+def match_detections(reference: Runner, candidate: Runner, ref_tensors: list[np.ndarray],
+                     cand_tensors: list[np.ndarray], kind: str, size: tuple[int, int]) -> dict[str, float | int]:
+    """Share of the reference's detections (conf ≥ 0.4) that the candidate also finds, one to one:
+    same class, IoU ≥ 0.5, candidate conf ≥ 0.3. Also counts candidate detections with no match.
+    ``cand_tensors`` are the same photos in the candidate's own input format."""
     total = matched = extra = 0
-    for t in tensors:
-        rb, _, rc = decode(kind, ref_s.run(None, {rn: t}), size, REFERENCE_CONF)
-        cb, cs, cc = decode(kind, cand_s.run(None, {cn: t}), size, CANDIDATE_CONF)
+    for rt, ct in zip(ref_tensors, cand_tensors):
+        rb, _, rc = decode(kind, reference(rt), size, REFERENCE_CONF)
+        cb, cs, cc = decode(kind, candidate(ct), size, CANDIDATE_CONF)
         used = np.zeros(len(cb), bool)
         for box, cls in zip(rb, rc):
             ok = (cc == cls) & ~used
             if ok.any():
-                ious = np.where(ok, iou(box, cb) if len(cb) else 0, 0)
+                ious = np.where(ok, iou(box, cb), 0)
                 best = int(np.argmax(ious))
                 if ious[best] >= MATCH_IOU:
                     used[best] = True
@@ -121,3 +124,15 @@ def agreement(reference: Path, candidate: Path, tensors: list[np.ndarray], kind:
         extra += int(((cs >= REFERENCE_CONF) & ~used).sum())
     return {"reference_detections": total, "matched": matched,
             "agreement": round(matched / total, 4) if total else 1.0, "extra_candidate_detections": extra}
+
+
+def onnx_runner(path: Path) -> Runner:
+    sess = _session(path)
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})
+
+
+def agreement(reference: Path, candidate: Path, tensors: list[np.ndarray], kind: str,
+              size: tuple[int, int]) -> dict[str, float | int]:
+    """:func:`match_detections` for two ONNX files fed the same tensors."""
+    return match_detections(onnx_runner(reference), onnx_runner(candidate), tensors, tensors, kind, size)

@@ -41,39 +41,32 @@ class CameraService:
 
     # -- persistence ------------------------------------------------------------------------------
     def _apply_saved(self) -> None:
-        try:
-            saved = json.loads(self.store_path.read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.error("cannot read %s (%s); using the configured cameras only", self.store_path, exc)
-            return
-        for name in saved.get("removed", []):
+        added, removed = self._saved()
+        for name in removed:
             self.entries.pop(name, None)
-        for raw in saved.get("added", []):
-            try:
-                entry = CameraEntry.model_validate(raw)
-            except ValueError as exc:
-                log.error("ignoring a saved camera in %s: %s", self.store_path, exc)
-                continue
-            self.entries[entry.name] = entry
+        self.entries.update(added)
 
     def _save(self, added: dict[str, CameraEntry], removed: set[str]) -> None:
         atomic_write_json(self.store_path, {"added": [e.model_dump(mode="json") for e in added.values()],
                                             "removed": sorted(removed)})
 
     def _saved(self) -> tuple[dict[str, CameraEntry], set[str]]:
+        """Cameras added and removed through the API, from cameras.json (a bad entry is logged and skipped)."""
         try:
             saved = json.loads(self.store_path.read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            return {}, set()
+        except (OSError, ValueError) as exc:
+            log.error("cannot read %s (%s); using the configured cameras only", self.store_path, exc)
             return {}, set()
         added = {}
         for raw in saved.get("added", []):
             try:
                 entry = CameraEntry.model_validate(raw)
-                added[entry.name] = entry
-            except ValueError:
+            except ValueError as exc:
+                log.error("ignoring a saved camera in %s: %s", self.store_path, exc)
                 continue
+            added[entry.name] = entry
         return added, set(saved.get("removed", []))
 
     # -- lifecycle --------------------------------------------------------------------------------

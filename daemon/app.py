@@ -73,6 +73,7 @@ def create_app(config: Settings) -> Litestar:
             link.start()
         else:
             log.info("MQTT off: no broker configured (set mqtt.host in the config or EDGEWATCH_MQTT_HOST)")
+        app.state.mqtt = link
         from edgewatch.daemon.pipeline.camera_service import CameraService
 
         cameras = CameraService(config.cameras, config.data_dir, module, queue, link)

@@ -45,6 +45,14 @@ class StatusController(Controller):
         return BackendsResponse(success=True, active=s.active, executionProvider=s.executionProvider,
                                 backends=s.backends, notes=s.notes)
 
+    @get("/mqtt", summary="The broker connection: connected or the last error")
+    async def mqtt(self, request: Request) -> dict[str, object]:
+        link = request.app.state.get("mqtt")
+        if link is None:
+            return {"success": True, "mqtt": {"enabled": False, "connected": False, "last_error": None,
+                                              "message": "no broker configured: set mqtt.host or EDGEWATCH_MQTT_HOST"}}
+        return {"success": True, "mqtt": link.state()}
+
 
 class LogController(Controller):
     path = "/v1/log"

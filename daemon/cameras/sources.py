@@ -223,7 +223,8 @@ class HttpSource(FrameSource):
             resp = self._client.send(self._client.build_request("GET", str(self.cfg.url)), stream=stream)
         if resp.status_code != 200:
             resp.close()
-            raise SourceError(f"HTTP {resp.status_code} {resp.reason_phrase} from {self.cfg.redacted_url}")
+            hint = ": check the user:password in the camera URL" if resp.status_code in (401, 403) else ""
+            raise SourceError(f"HTTP {resp.status_code} {resp.reason_phrase} from {self.cfg.redacted_url}{hint}")
         return resp
 
     def grab(self) -> None:

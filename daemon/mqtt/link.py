@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import ssl
+import sys
 import time
 from concurrent.futures import Future
 from typing import Any
@@ -55,6 +56,8 @@ class MqttLink:
         self._last_status = 0.0
         self.cameras: dict[str, list[str]] = {}  # camera -> labels with entities
         self._counts: dict[tuple[str, str], int] = {}
+        self.connected = False
+        self.last_error: str | None = None
         v5 = self.mq.protocol == "5"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edgewatch-{self.node_id}",
                                   protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
@@ -67,6 +70,7 @@ class MqttLink:
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -84,9 +88,12 @@ class MqttLink:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
-            log.error("MQTT: broker refused the connection (%s): check mqtt.username/password and the broker's ACLs",
-                      reason_code)
+            self.connected = False
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.error("MQTT: %s; check mqtt.username/password (EDGEWATCH_MQTT_USERNAME/PASSWORD) and the broker's "
+                      "ACLs; retrying with backoff", self.last_error)
             return
+        self.connected, self.last_error = True, None
         log.info("MQTT: connected to %s:%d", self.mq.host, self.mq.port)
         client.publish(self.availability, "online", qos=1, retain=True)
         self.publish_discovery()
@@ -96,8 +103,23 @@ class MqttLink:
             client.subscribe(f"$share/{SHARE_GROUP}/{JOBS_ROOT}/{command}", qos=1)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if reason_code != 0:
-            log.warning("MQTT: lost the broker (%s); reconnecting with backoff", reason_code)
+        was, self.connected = self.connected, False
+        if reason_code != 0 and was:
+            self.last_error = f"lost the broker: {reason_code}"
+            log.warning("MQTT: %s; reconnecting with backoff", self.last_error)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.connected = False
+        # paho calls this from inside its `except OSError`, so the reason is still at hand
+        reason = sys.exc_info()[1]
+        self.last_error = f"cannot reach the broker at {self.mq.host}:{self.mq.port}" + (f": {reason}" if reason else "")
+        log.warning("MQTT: %s; check mqtt.host/port (and mqtt.tls); retrying with backoff", self.last_error)
+
+    def state(self) -> dict[str, Any]:
+        """What /v1/status/mqtt and `edgewatch status` show."""
+        return {"enabled": True, "host": self.mq.host, "port": self.mq.port, "protocol": self.mq.protocol,
+                "tls": self.mq.tls, "client_id": f"edgewatch-{self.node_id}", "prefix": self.prefix,
+                "connected": self.connected, "last_error": self.last_error}
 
     # -- publishing -----------------------------------------------------------------------------
     def publish_discovery(self) -> None:

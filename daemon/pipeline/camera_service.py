@@ -20,6 +20,9 @@ from edgewatch.models.files import atomic_write_json
 log = logging.getLogger(__name__)
 
 
+STATE_POLL_S = 0.5   # how soon a connect/disconnect reaches MQTT
+STATE_EVERY_S = 10.0  # fps and frame age otherwise
+
 CameraEntry = CameraSettings  # one model for the config file, the API and cameras.json
 
 
@@ -97,11 +100,22 @@ class CameraService:
             await self._stop(name)
 
     async def _publish_states(self) -> None:
+        """Send each camera's state when it connects, drops or fails differently, and every 10 s."""
+        if self.sink is None or not hasattr(self.sink, "camera_state"):
+            return
+        sent: dict[str, tuple[Any, ...]] = {}
+        last_full = 0.0
         while True:
-            await asyncio.sleep(10)
-            if self.sink is not None and hasattr(self.sink, "camera_state"):
-                for name, state in self.states().items():
+            now = asyncio.get_running_loop().time()
+            full = now - last_full >= STATE_EVERY_S
+            for name, state in self.states().items():
+                key = (state.get("connected"), state.get("last_error"), state.get("enabled"))
+                if full or sent.get(name) != key:
+                    sent[name] = key
                     self.sink.camera_state(name, state)
+            if full:
+                last_full = now
+            await asyncio.sleep(STATE_POLL_S)
 
     # -- run-time changes -------------------------------------------------------------------------
     async def add(self, entry: CameraEntry) -> None:

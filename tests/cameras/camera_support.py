@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import socket
 import subprocess
@@ -93,6 +94,8 @@ class HttpCamera:
         self.jpegs, self.mjpeg_fps = jpegs, mjpeg_fps
         self.files: dict[str, tuple[str, bytes]] = {}  # other paths: (content type, body)
         self.requests: dict[str, int] = {}
+        # /private.jpg wants HTTP Basic auth as admin:secret, like many cameras' snapshot URLs
+        self.basic_auth = "Basic " + base64.b64encode(b"admin:secret").decode()
         self._lock = threading.Lock()
         self._closing = threading.Event()
         camera = self
@@ -113,7 +116,12 @@ class HttpCamera:
                 with camera._lock:
                     n = camera.requests.get(self.path, 0)
                     camera.requests[self.path] = n + 1
-                if self.path == "/snap.jpg":
+                if self.path == "/private.jpg" and self.headers.get("Authorization") != camera.basic_auth:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif self.path in ("/snap.jpg", "/private.jpg"):
                     body = camera.jpegs[n % len(camera.jpegs)]
                     self.send_response(200)
                     self.send_header("Content-Type", "image/jpeg")

@@ -170,6 +170,20 @@ def test_http_error_status_is_reported(http_camera: HttpCamera) -> None:
         assert error.startswith("HTTP 404 ") and error.endswith(f"from {http_camera.base}/nothing.jpg"), error
 
 
+def test_wrong_camera_credentials_are_reported(http_camera: HttpCamera) -> None:
+    host = http_camera.base.removeprefix("http://")
+    cfg = CameraConfig(name="locked", url=f"http://admin:wrong@{host}/private.jpg", kind="snapshot")
+    with CameraReader(cfg, backoff_initial_s=0.1, backoff_max_s=0.2) as reader:
+        assert wait_until(lambda: reader.state().last_error is not None, timeout=3)
+        state = reader.state()
+        assert not state.connected and state.frames_out == 0
+        assert state.last_error.startswith("HTTP 401 ") and "check the user:password" in state.last_error
+        assert "wrong" not in state.last_error, "the password is never logged"
+    cfg = CameraConfig(name="unlocked", url=f"http://admin:secret@{host}/private.jpg", kind="snapshot")
+    with CameraReader(cfg, backoff_initial_s=0.1, backoff_max_s=0.2) as reader:
+        assert reader.wait(0, timeout=5) is not None, reader.state()
+
+
 def test_stop_is_prompt_while_backing_off() -> None:
     cfg = CameraConfig(name="later", url=f"rtsp://127.0.0.1:{free_port()}/cam")
     reader = CameraReader(cfg, backoff_initial_s=30).start()

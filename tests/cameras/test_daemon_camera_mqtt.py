@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import httpx
 import pytest
 import yaml
 
@@ -63,6 +64,55 @@ def test_person_entering_an_rtsp_camera_reaches_home_assistant(scene_server, tmp
         ended = watcher.wait_for(lambda m: m.topic == "edgewatch/e2e/front/events"
                                  and json.loads(m.payload)["type"] == "end", timeout=30)
         assert json.loads(ended.payload)["end_time"] is not None
+    finally:
+        daemon.stop()
+        watcher.close()
+        broker.stop()
+
+
+def _threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def test_camera_outage_is_visible_and_recovers(scene_server, tmp_path: Path, data_dir: Path, cache_dir: Path) -> None:
+    """The RTSP server goes away and comes back: the camera's state says so on MQTT and in the API
+    within seconds, the reader reconnects by itself, and no threads pile up in the daemon."""
+    if not Path(MOSQUITTO).exists():
+        pytest.fail("mosquitto is not installed: run scripts/bootstrap-deps.sh --test")
+    broker = Broker(tmp_path)
+    broker.start()
+    config = tmp_path / "edgewatch.yaml"
+    config.write_text(yaml.safe_dump({"cameras": [{"name": "yard", "url": scene_server.url, "fps": 5,
+                                                   "read_timeout_s": 2, "open_timeout_s": 3}]}))
+    watcher = Client(broker.port, "ha")
+    daemon = DaemonProcess(data_dir, cache_dir, env={"EDGEWATCH_MQTT_HOST": "127.0.0.1",
+                                                    "EDGEWATCH_MQTT_PORT": str(broker.port),
+                                                    "EDGEWATCH_NODE_ID": "out", "EDGEWATCH_CONFIG": str(config)})
+
+    def state(m) -> dict:
+        return json.loads(m.payload) if m.topic == "edgewatch/out/yard/state" else {}
+
+    try:
+        watcher.subscribe("edgewatch/out/yard/state")
+        daemon.start()
+        watcher.wait_for(lambda m: state(m).get("connected") is True, timeout=30)
+        threads_before = _threads(daemon.proc.pid)
+
+        scene_server.stop()
+        down = watcher.wait_for(lambda m: state(m).get("connected") is False, timeout=15)
+        assert state(down)["last_error"], "a disconnected camera says why"
+        api = httpx.get(f"{daemon.url}/v1/cameras", timeout=10).json()
+        yard = next(c for c in api["cameras"] if c["name"] == "yard")
+        assert yard["connected"] is False and yard["last_error"]
+
+        scene_server.start()
+        up = watcher.wait_for(lambda m: state(m).get("connected") is True, timeout=45)
+        assert state(up)["reconnects"] >= 1
+        api = httpx.get(f"{daemon.url}/v1/cameras", timeout=10).json()
+        assert next(c for c in api["cameras"] if c["name"] == "yard")["connected"] is True
+        assert _threads(daemon.proc.pid) <= threads_before + 1, "a reconnect must not leave threads behind"
+        log = daemon.stop()
+        assert "camera yard: disconnected" in log and "camera yard: connected" in log
     finally:
         daemon.stop()
         watcher.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import queue
 import shutil
 import socket
@@ -18,11 +19,24 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 class Broker:
-    def __init__(self, workdir: Path) -> None:
+    """mosquitto on a free loopback port; optionally with a password file and/or a TLS listener."""
+
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None) -> None:
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                             "log_dest stdout\n")
+        # run as whoever runs the tests (as root mosquitto would switch to a user that cannot read tmp_path)
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stdout", f"user {getpass.getuser()}"]
+        if users:
+            passwd = workdir / "mosquitto.passwd"
+            passwd.touch(mode=0o600)
+            for user, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
+            lines += ["allow_anonymous false", f"password_file {passwd}"]
+        else:
+            lines.append("allow_anonymous true")
+        if tls:  # cafile, certfile, keyfile
+            lines += [f"{key} {path}" for key, path in tls.items()]
+        self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -46,9 +60,13 @@ class Broker:
 class Client:
     """A test MQTT v5 client collecting every message it receives."""
 
-    def __init__(self, port: int, name: str) -> None:
+    def __init__(self, port: int, name: str, auth: tuple[str, str] | None = None, ca_file: Path | None = None) -> None:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=MQTTProtocolVersion.MQTTv5)
+        if auth:
+            self.c.username_pw_set(*auth)
+        if ca_file:
+            self.c.tls_set(ca_certs=str(ca_file))
         self.c.on_message = lambda c, u, m: self.messages.put(m)
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()

@@ -21,6 +21,7 @@ class BackendError(RuntimeError):
 class ProbeResult:
     available: bool
     reason: str  # what was found, or exactly why the backend cannot run here and what to install
+    hardware: bool | None = None  # the accelerator device was found (None: a CPU runtime, no device)
 
 
 class BackendConfig(BaseModel):

@@ -33,15 +33,18 @@ class EdgeTpuBackend(TfliteCpuBackend):
     def probe(cls) -> ProbeResult:
         devices = coral_devices()
         if not devices:
-            return ProbeResult(False, "no EdgeTPU device found (no USB 1a6e:089a / 18d1:9302, no /dev/apex_*)")
+            return ProbeResult(False, "no EdgeTPU device found (no USB 1a6e:089a / 18d1:9302, no /dev/apex_*)",
+                               hardware=False)
         found = f"EdgeTPU found ({', '.join(devices)})"
         module = interpreter_module()
         if module is None:
-            return ProbeResult(False, f"{found} but no TFLite interpreter importable: pip install ai-edge-litert")
+            return ProbeResult(False, f"{found} but no TFLite interpreter importable: pip install ai-edge-litert",
+                               hardware=True)
         if not libedgetpu_present():
             return ProbeResult(False, f"{found} but {EDGETPU_LIB} missing: install libedgetpu1-std from "
-                                      "Coral's apt repository")
-        return ProbeResult(True, f"{found}, {module.__name__.split('.')[0]} interpreter, {EDGETPU_LIB} present")
+                                      "Coral's apt repository", hardware=True)
+        return ProbeResult(True, f"{found}, {module.__name__.split('.')[0]} interpreter, {EDGETPU_LIB} present",
+                           hardware=True)
 
     @property
     def execution_provider(self) -> str:

@@ -43,12 +43,13 @@ class RknnBackend(Backend):
     def probe(cls) -> ProbeResult:
         soc, nodes = rockchip_soc(), rknpu_nodes()
         if not soc and not nodes:
-            return ProbeResult(False, "no Rockchip NPU found (no /dev/rknpu*, no rknpu driver, device tree is not rockchip)")
+            return ProbeResult(False, "no Rockchip NPU found (no /dev/rknpu*, no rknpu driver, device tree is not rockchip)",
+                               hardware=False)
         found = f"Rockchip {soc or 'SoC'} NPU ({', '.join(nodes) or 'no rknpu driver node'})"
         if not importable("rknnlite"):
             return ProbeResult(False, f"{found} but rknnlite not importable: pip install rknn-toolkit-lite2 "
-                                      "(aarch64 wheels) and make sure librknnrt.so is in /usr/lib")
-        return ProbeResult(True, f"{found}, rknnlite importable")
+                                      "(aarch64 wheels) and make sure librknnrt.so is in /usr/lib", hardware=True)
+        return ProbeResult(True, f"{found}, rknnlite importable", hardware=True)
 
     def pick_variant(self, manifest: ModelManifest) -> str | None:
         soc = rockchip_soc()

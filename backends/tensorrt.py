@@ -67,13 +67,15 @@ class TensorRtBackend(Backend):
     def probe(cls) -> ProbeResult:
         release = jetson_release()
         if not release:
-            return ProbeResult(False, "no Jetson found (no /etc/nv_tegra_release, no tegra in the device tree)")
+            return ProbeResult(False, "no Jetson found (no /etc/nv_tegra_release, no tegra in the device tree)",
+                               hardware=False)
         if not importable("tensorrt"):
             return ProbeResult(False, f"{release} found but tensorrt not importable: install JetPack's "
-                                      "python3-libnvinfer and use a venv with --system-site-packages")
+                                      "python3-libnvinfer and use a venv with --system-site-packages", hardware=True)
         if not importable("cuda"):
-            return ProbeResult(False, f"{release} with tensorrt, but cuda-python not importable: pip install cuda-python")
-        return ProbeResult(True, f"{release}, tensorrt and cuda-python importable")
+            return ProbeResult(False, f"{release} with tensorrt, but cuda-python not importable: pip install cuda-python",
+                               hardware=True)
+        return ProbeResult(True, f"{release}, tensorrt and cuda-python importable", hardware=True)
 
     def pick_variant(self, manifest: ModelManifest) -> str | None:
         wanted = "int8" if self.config.precision == "int8" else "fp32"

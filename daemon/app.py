@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import uuid
+from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -12,7 +15,7 @@ from litestar import Litestar, MediaType, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgewatch.backends.registry import probe_all
 from edgewatch.daemon import __version__
@@ -22,24 +25,85 @@ from edgewatch.daemon.api.settings import SettingsController
 from edgewatch.daemon.api.status import LogController, StatusController
 from edgewatch.daemon.api.vision import VisionController
 from edgewatch.daemon.config import Settings
-from edgewatch.daemon.detection import MODULE_ID, DetectionModule
+from edgewatch.daemon.detection import MODULE_ID, DetectionModule, NoModelInstalled
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.logbuffer import LogBuffer
+from edgewatch.daemon.logsetup import request_id
 from edgewatch.daemon.module_settings import ModuleSettingsStore
+from edgewatch.daemon.reload import reload_config
+from edgewatch.daemon.systemd_notify import Notifier, run_watchdog, watchdog_interval
 from edgewatch.models.store import ModelStore
 
 log = logging.getLogger("edgewatch")
 
 
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
 def stamp_arrival(app: ASGIApp) -> ASGIApp:
-    """Record when a request arrived, for analysisRoundTripMs."""
+    """Record when a request arrived (for analysisRoundTripMs) and give it an id: the client's
+    X-Request-ID when it sends a sane one, else a new one; echoed in the answer and put in the log."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope.setdefault("state", {})["received_at"] = time.perf_counter()  # type: ignore[typeddict-unknown-key]
-        await app(scope, receive, send)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["received_at"] = time.perf_counter()  # type: ignore[typeddict-unknown-key]
+        sent = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
+        rid = sent if _CLIENT_ID.match(sent) else uuid.uuid4().hex[:12]
+        token = request_id.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
 
     return middleware
+
+
+def _default_model(module: DetectionModule) -> str | None:
+    try:
+        return module.default_model_name()
+    except NoModelInstalled:
+        return None
+
+
+def serving_status(app: Litestar) -> str:
+    """One line for systemd's STATUS= and the start log: port, backend, model."""
+    config: Settings = app.state.config
+    module: DetectionModule = app.state.detection
+    backend = module.backend
+    model = _default_model(module)
+    what = (f"backend {backend.type_key} ({backend.execution_provider}), model {model}" if backend and model
+            else "no detection model installed: run `edgewatch models install --default`")
+    cameras = len(app.state.cameras.running) if app.state.get("cameras") else 0
+    mqtt = "MQTT on" if app.state.get("mqtt") is not None else "MQTT off"
+    return f"serving on :{config.server.port} with {what}; {cameras} camera(s); {mqtt}"
+
+
+def _start_watchdog(app: Litestar, notifier: Notifier) -> asyncio.Task | None:
+    interval = watchdog_interval()
+    if interval is None or not notifier.enabled:
+        return None
+    hang_after = app.state.config.inference.hang_after_s or interval  # hung → trigger within WatchdogSec
+
+    def stuck() -> str | None:
+        queue, module = app.state.get("queue"), app.state.get("detection")
+        if queue is None or (module is not None and module.loading):
+            return None  # starting, or loading a model: that may take long, and is not a hang
+        running = queue.longest_running_s()
+        if running > hang_after:
+            return f"an inference has run for {running:.0f} s (limit {hang_after:.0f} s)"
+        return None
+
+    log.info("systemd watchdog: pinging every %.1f s; an inference running over %.0f s counts as hung",
+             interval, hang_after)
+    return asyncio.get_running_loop().create_task(run_watchdog(notifier, interval, stuck))
 
 
 @get("/", include_in_schema=False, media_type=MediaType.JSON)
@@ -48,19 +112,26 @@ async def root() -> dict[str, object]:
             "schema": "/schema/openapi.json"}
 
 
-def create_app(config: Settings) -> Litestar:
+def create_app(config: Settings, config_file: Path | None = None, notifier: Notifier | None = None) -> Litestar:
+    """The application; ``config_file`` is re-read on SIGHUP, ``notifier`` tells systemd what happens."""
     log_buffer = LogBuffer()
     logging.getLogger("edgewatch").setLevel(config.log_level.upper())
     logging.getLogger("edgewatch").addHandler(log_buffer)
+    notifier = notifier or Notifier()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.update(config=config, queue=None, detection=None, reload=None)
+        watchdog = _start_watchdog(app, notifier)
         settings_store = ModuleSettingsStore(config.data_dir / "settings.json")
         store = ModelStore(config.models_dir)
         module = DetectionModule(config, store, settings_store.module(MODULE_ID))
+        app.state.detection = module
+        notifier.status("probing accelerators")
         probes = await asyncio.to_thread(probe_all)
         for key, probe in probes.items():
             log.info("backend %s: %s — %s", key, "available" if probe.available else "unavailable", probe.reason)
+        notifier.status(f"loading model {_default_model(module) or '(none installed)'}")
         await asyncio.to_thread(module.warm_up)
         queue = InferenceQueue(config.inference.workers, config.inference.queue_size)
         app.state.update(config=config, store=store, detection=module, queue=queue, probes=probes,
@@ -79,14 +150,28 @@ def create_app(config: Settings) -> Litestar:
         cameras = CameraService(config.cameras, config.data_dir, module, queue, link)
         app.state.cameras = cameras
         await cameras.start()
+
+        async def reload() -> None:
+            """What SIGHUP does (the server wires the signal: only the main thread may)."""
+            notifier.reloading()
+            try:
+                await reload_config(app, config_file)
+            except Exception:  # a reload must never take the daemon down
+                log.exception("reload failed; the daemon keeps running")
+            notifier.ready(serving_status(app))
+
+        app.state.reload = reload
         try:
             yield
         finally:
+            app.state.reload = None
             await cameras.stop()
-            if link is not None:
-                await asyncio.to_thread(link.stop)
+            if app.state.mqtt is not None:
+                await asyncio.to_thread(app.state.mqtt.stop)
             queue.close()
             module.close()
+            if watchdog is not None:
+                watchdog.cancel()
             logging.getLogger("edgewatch").removeHandler(log_buffer)
 
     return Litestar(

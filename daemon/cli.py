@@ -15,7 +15,14 @@ CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(dir_okay
                              envvar="EDGEWATCH_CONFIG", help="YAML config file (default: none, embedded defaults)")
 
 
+def _config_path(config_file: Path | None) -> Path | None:
+    from edgewatch.daemon.paths import default_config_file
+
+    return config_file if config_file is not None else default_config_file()
+
+
 def _settings(config_file: Path | None, **overrides: object) -> Settings:
+    config_file = _config_path(config_file)
     if config_file is not None and not config_file.is_file():
         raise click.ClickException(f"config file {config_file} does not exist; omit --config to use the defaults")
     try:
@@ -41,7 +48,23 @@ def serve(host: str | None, port: int | None, config_file: Path | None) -> None:
     config = _settings(config_file)
     if host or port:
         config.server = config.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
-    run(config)
+    run(config, _config_path(config_file))
+
+
+@main.command()
+@click.option("--url", help="the daemon to ask (default: this box, the configured port)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@CONFIG_OPTION
+def status(url: str | None, as_json: bool, config_file: Path | None) -> None:
+    """What the running daemon is doing: accelerator, models, cameras, MQTT, and what to fix.
+
+    Exits 3 when the daemon does not answer (like `systemctl status` for a stopped unit)."""
+    from edgewatch.daemon.status_report import collect, daemon_url, render
+
+    report = collect(url or daemon_url(_settings(config_file)))
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else render(report), nl=as_json)
+    if not report.running:
+        sys.exit(3)
 
 
 @main.command()

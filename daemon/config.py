@@ -71,6 +71,8 @@ class MqttConfig(_Section):
 class InferenceConfig(_Section):
     workers: int = Field(2, ge=1, le=16, description="requests processed at once")
     queue_size: int = Field(16, ge=1, le=4096, description="requests waiting or running before 503")
+    hang_after_s: float | None = Field(None, gt=0, description="an inference running longer is a hang and the "
+                                       "systemd watchdog restarts the daemon; default: half of WatchdogSec")
 
 
 class DetectionConfig(_Section):

@@ -119,6 +119,7 @@ class DetectionModule:
         self._detectors: dict[str, Detector] = {}
         self._lock = threading.Lock()
         self.backend_notes: list[str] = []
+        self.loading: str | None = None  # the model being loaded (a TensorRT engine build can take minutes)
 
     # -- model resolution -------------------------------------------------------------------
     def default_model_name(self) -> str:
@@ -151,10 +152,15 @@ class DetectionModule:
             manifest = self.store.get(name)
             if manifest.task != "detection":
                 raise ModelNotFound(name)
-            selection = load_backend(self.settings.backend, self.store, manifest,
-                                     self.config.backends.by_key(self.config.cache_dir))
+            self.loading = name
+            try:
+                selection = load_backend(self.settings.backend, self.store, manifest,
+                                         self.config.backends.by_key(self.config.cache_dir))
+            finally:
+                self.loading = None
             self.backend_notes = selection.notes
-            log.info("loaded %s (%s variant) on %s", name, manifest.default_variant, selection.backend.type_key)
+            log.info("loaded %s (%s variant) on %s", name, manifest.default_variant, selection.backend.type_key,
+                     extra={"model": name})
             self._detectors[name] = Detector(manifest, selection.backend)
             return self._detectors[name]
 

@@ -28,6 +28,8 @@ class InferenceQueue:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
         self._pending = 0
         self._avg_s = 0.05  # moving average of one job's duration, for Retry-After
+        self._started: dict[int, float] = {}  # job -> when a worker began it (the watchdog reads this)
+        self._next_job = 0
 
     @property
     def pending(self) -> int:
@@ -40,12 +42,27 @@ class InferenceQueue:
         if self._pending >= self.queue_size:
             raise QueueFull(self.retry_after())
         self._pending += 1
+        self._next_job += 1
+        job = self._next_job
         start = time.perf_counter()
+
+        def timed() -> T:
+            self._started[job] = time.monotonic()
+            try:
+                return fn(*args)
+            finally:
+                self._started.pop(job, None)
+
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
         finally:
             self._pending -= 1
             self._avg_s = 0.9 * self._avg_s + 0.1 * (time.perf_counter() - start)
+
+    def longest_running_s(self) -> float:
+        """How long the oldest job now in a worker has been running (0 when none is)."""
+        started = list(self._started.values())
+        return time.monotonic() - min(started) if started else 0.0
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

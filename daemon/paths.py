@@ -30,3 +30,12 @@ def default_cache_dir() -> Path:
     if running_as_system_service():
         return SYSTEM_CACHE_DIR
     return platformdirs.user_cache_path("edgewatch")
+
+
+def default_config_file() -> Path | None:
+    """``config.yaml`` in systemd's ConfigurationDirectory= (/etc/edgewatch for the service), if present."""
+    if conf := os.environ.get("CONFIGURATION_DIRECTORY"):
+        path = Path(conf.split(":")[0]) / "config.yaml"
+        if path.is_file():
+            return path
+    return None

@@ -1,25 +1,103 @@
-"""Run the daemon: logging, the ASGI server, clean shutdown on SIGTERM."""
+"""Run the daemon: logging, the ASGI server, systemd readiness, graceful stop on SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import socket
+from pathlib import Path
 
 import uvicorn
+from litestar import Litestar
 
-from edgewatch.daemon.app import create_app
+from edgewatch.daemon import __version__
+from edgewatch.daemon.app import create_app, serving_status
 from edgewatch.daemon.config import Settings
+from edgewatch.daemon.logsetup import configure_logging
+from edgewatch.daemon.systemd_notify import Notifier
+
+log = logging.getLogger("edgewatch")
+
+DRAIN_S = 10  # requests in flight get this long to finish after SIGTERM
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class NotifyingServer(uvicorn.Server):
+    """uvicorn's server, telling systemd READY=1 once it listens (models are loaded by then:
+    the app's start-up runs first) and STOPPING=1 as soon as a stop is asked for."""
+
+    def __init__(self, config: uvicorn.Config, notifier: Notifier) -> None:
+        super().__init__(config)
+        self.notifier = notifier
+
+    @property
+    def app(self) -> Litestar:
+        app = self.config.loaded_app
+        while not isinstance(app, Litestar) and hasattr(app, "app"):  # uvicorn wraps the app in middleware
+            app = app.app
+        return app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            app = self.app
+            status = serving_status(app)
+            self.notifier.ready(status)
+            log.info("ready: %s", status)
+            log_first_run_hints(app)
+
+    def _on_sighup(self) -> None:
+        reload = self.app.state.get("reload")
+        if reload is None or self.should_exit:
+            log.warning("SIGHUP ignored: the daemon is starting or stopping")
+            return
+        self._reload_task = asyncio.get_running_loop().create_task(reload())
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        if not self.should_exit:
+            self.notifier.stopping()
+            log.info("stopping: finishing requests in flight (up to %d s), then saying offline on MQTT", DRAIN_S)
+        super().handle_exit(sig, frame)
 
 
-def serve(config: Settings) -> None:
-    configure_logging(config.log_level)
-    log = logging.getLogger("edgewatch")
-    log.info("edgewatch starting on %s:%d, data in %s", config.server.host, config.server.port, config.data_dir)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(config),
+def log_first_run_hints(app: object) -> None:
+    """What `journalctl -u edgewatch` should tell someone who just installed the box."""
+    state = app.state  # type: ignore[attr-defined]
+    config: Settings = state.config
+    host = config.server.host
+    if host in ("0.0.0.0", "::"):
+        host = _lan_address() or socket.gethostname()
+    base = f"http://{host}:{config.server.port}"
+    log.info("API: %s/v1/vision/detection (CodeProject.AI-compatible); API schema: %s/schema/openapi.json", base, base)
+    active = state.detection.backend
+    for key, probe in state.probes.items():
+        if probe.hardware and (active is None or key != active.type_key):
+            log.warning("accelerator found but not used (%s): %s", key, probe.reason)
+    for note in state.detection.backend_notes:
+        log.warning("backend: %s", note)
+    if state.mqtt is None:
+        log.info("MQTT off: set mqtt.host in /etc/edgewatch/config.yaml (or EDGEWATCH_MQTT_HOST) for Home Assistant")
+
+
+def _lan_address() -> str | None:
+    """The address other machines reach this box on (no packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the outgoing interface
+            return s.getsockname()[0]
+    except OSError:
+        return None
+
+
+def serve(config: Settings, config_file: Path | None = None) -> None:
+    kind = configure_logging(config.log_level)
+    notifier = Notifier()
+    log.info("edgewatch %s starting on %s:%d, data in %s (log: %s%s)", __version__, config.server.host,
+             config.server.port, config.data_dir, kind, ", systemd notify on" if notifier.enabled else "")
+    server = NotifyingServer(uvicorn.Config(
+        create_app(config, config_file, notifier),
         host=config.server.host,
         port=config.server.port,
         log_level=config.log_level,
@@ -27,6 +105,6 @@ def serve(config: Settings) -> None:
         access_log=False,
         server_header=False,
         lifespan="on",
-        timeout_graceful_shutdown=5,
-    ))
+        timeout_graceful_shutdown=DRAIN_S,
+    ), notifier)
     server.run()

@@ -24,6 +24,7 @@ from edgewatch.models.quantize import agreement, calibration_tensors, latency_p5
 from edgewatch.models.store import ModelStore
 
 RECIPE = "tfjs2onnx-tf2onnx1.17/int8-qdq-conv-perchannel-minmax/v2"  # change when outputs would differ
+DEB_MODEL_PACK = Path("/usr/share/edgewatch/model-pack")  # shipped by the .deb (image-build/build-deb)
 AGREEMENT_REQUIRED = 0.95  # int8 becomes the default only when it is faster and agrees this well
 
 
@@ -47,6 +48,10 @@ def install(name: str, store: ModelStore, cache: Path) -> tuple[ModelManifest, b
         if (current.source == entry.source and current.quantization_report.get("recipe") == RECIPE
                 and not store.verify(current)):
             return current, True
+    packed = _from_model_pack(entry)
+    if packed is not None:
+        pack, manifest = packed
+        return store.commit(manifest, {k: pack.path(manifest, k) for k in manifest.variants}), False
     built = cache / "conversions" / conversion_key(entry)
     if not (built / "report.json").is_file():
         _build(entry, built, cache)
@@ -60,6 +65,34 @@ def install(name: str, store: ModelStore, cache: Path) -> tuple[ModelManifest, b
         quantization_report=report["quantization"],
     )
     return store.commit(manifest, {k: built / f"{k}.onnx" for k in variants}), False
+
+
+def model_pack_dirs() -> list[Path]:
+    """Where ready-converted models may already be: ``EDGEWATCH_MODEL_PACK``, then the .deb's pack."""
+    dirs = [Path(p) for p in os.environ.get("EDGEWATCH_MODEL_PACK", "").split(os.pathsep) if p]
+    return dirs + [DEB_MODEL_PACK]
+
+
+def _from_model_pack(entry: CatalogueEntry) -> tuple[ModelStore, ModelManifest] | None:
+    """A packed build of exactly this source and recipe whose files verify, if there is one."""
+    for folder in model_pack_dirs():
+        pack = ModelStore(folder)
+        try:
+            if not pack.has(entry.name):
+                continue
+            manifest = pack.get(entry.name)
+        except (OSError, ValueError, RuntimeError) as exc:
+            tqdm.write(f"model pack {folder}: {entry.name} unreadable ({exc}); converting instead")
+            continue
+        if manifest.source != entry.source or manifest.quantization_report.get("recipe") != RECIPE:
+            continue  # packed from another source or recipe: not what this version would build
+        problems = pack.verify(manifest)
+        if problems:
+            tqdm.write(f"model pack {folder}: {entry.name} is damaged ({'; '.join(problems)}); converting instead")
+            continue
+        tqdm.write(f"{entry.name}: taking the converted model from the model pack in {folder}")
+        return pack, manifest
+    return None
 
 
 def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:

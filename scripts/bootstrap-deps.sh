@@ -14,6 +14,11 @@ if [ "${1:-}" = "--test" ]; then
     # a real RTSP stream on loopback: GStreamer's RTSP server, run with the system python3
     /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null ||
         need="$need python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp"
+    # systemd-python (sd_notify, journald) builds from source against libsystemd
+    pkg-config --exists libsystemd 2>/dev/null || need="$need libsystemd-dev pkg-config"
+    command -v gcc >/dev/null 2>&1 || need="$need gcc"
+    python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+        2>/dev/null || need="$need python3-dev"
     command -v gst-inspect-1.0 >/dev/null 2>&1 && gst-inspect-1.0 x264enc >/dev/null 2>&1 ||
         need="$need gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 fi

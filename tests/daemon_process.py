@@ -30,13 +30,14 @@ class DaemonProcess:
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self.stderr: int | object = subprocess.STDOUT  # or a file, to stand in for the journal's stream
 
     def start(self, timeout: float = 30.0) -> float:
         """Start and wait for ping; returns seconds from spawn to the first answered ping."""
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edgewatch.daemon.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             *self.args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             *self.args], env=self.env, stdout=subprocess.PIPE, stderr=self.stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

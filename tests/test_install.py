@@ -43,3 +43,20 @@ def test_int8_agrees_with_fp32_on_real_photos(installed_data_dir: Path, photos: 
     assert result["reference_detections"] >= 10  # the photos give fp32 plenty to find
     assert result["agreement"] >= 0.95, result
     assert manifest.default_variant == "int8"  # faster and agreeing, so it is what the daemon runs
+
+
+def test_install_takes_a_model_pack_without_converting(tmp_path: Path, installed_data_dir: Path) -> None:
+    """A box that cannot convert (no npm, no TensorFlow) installs from the pack the .deb ships."""
+    empty_cache = tmp_path / "cache"
+    env = {**os.environ, "EDGEWATCH_DATA_DIR": str(tmp_path / "data"), "EDGEWATCH_CACHE_DIR": str(empty_cache),
+           "EDGEWATCH_MODEL_PACK": str(installed_data_dir / "models")}
+    out = subprocess.run([sys.executable, "-m", "edgewatch.daemon.cli", "models", "install", "--default"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "taking the converted model from the model pack" in out.stdout + out.stderr
+    assert not (empty_cache / "conversions").exists() and not (empty_cache / "packages").exists()
+    store, pack = ModelStore(tmp_path / "data" / "models"), ModelStore(installed_data_dir / "models")
+    for name in ("nanodet",):
+        installed, packed = store.get(name), pack.get(name)
+        assert not store.verify(installed)
+        assert {k: v.sha256 for k, v in installed.variants.items()} == {k: v.sha256 for k, v in packed.variants.items()}

@@ -30,6 +30,9 @@ def _command(path: str) -> str | None:
 
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    # a client's mistakes are worth a line: a misconfigured NVR shows up here first
+    log.log(logging.WARNING if status >= 500 else logging.INFO, "%d on %s %s: %s", status, request.method,
+            request.url.path, message)
     command = _command(request.url.path)
     if command is not None:
         body = vision_envelope(request, command, success=False, code=status, error=message)

@@ -124,11 +124,15 @@ class CameraReader:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def _log(self) -> logging.LoggerAdapter:
+        return logging.LoggerAdapter(log, {"camera": self.config.name})
+
     def start(self) -> CameraReader:
         if self._thread is not None:
             raise RuntimeError(f"camera {self.name}: already started")
         if not self.config.enabled:
-            log.info("camera %s is disabled; not reading it", self.name)
+            self._log.info("camera %s is disabled; not reading it", self.name)
             return self
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
         self._thread.start()
@@ -146,7 +150,7 @@ class CameraReader:
             timeout = self.config.open_timeout_s + self.config.read_timeout_s + 2
         thread.join(timeout)
         if thread.is_alive():
-            log.warning("camera %s: reader thread still blocked in the source after %.1f s", self.name, timeout)
+            self._log.warning("camera %s: reader thread still blocked in the source after %.1f s", self.name, timeout)
             return False
         return True
 
@@ -209,7 +213,7 @@ class CameraReader:
                         self._open_time = round(time.monotonic() - started, 3)
                         self._kind = getattr(source, "kind", self._kind)
                         self._retry_in = None
-                    log.debug("camera %s: opened %s in %.2f s", self.name, source.description, self._open_time)
+                    self._log.debug("camera %s: opened %s in %.2f s", self.name, source.description, self._open_time)
                     self._pump(source)
                 except Exception as e:  # noqa: BLE001 - any failure means: close, back off, reopen
                     self._failed(e)
@@ -220,7 +224,7 @@ class CameraReader:
                 delay = self._backoff.next()
                 with self._cond:
                     self._retry_in = delay
-                log.debug("camera %s: reconnecting in %.1f s", self.name, delay)
+                self._log.debug("camera %s: reconnecting in %.1f s", self.name, delay)
                 self._stop.wait(delay)
         finally:
             with self._cond:
@@ -228,7 +232,7 @@ class CameraReader:
                 self._connected = False
                 self._retry_in = None
                 self._cond.notify_all()
-            log.info("camera %s: stopped%s", self.name, " (was connected)" if was else "")
+            self._log.info("camera %s: stopped%s", self.name, " (was connected)" if was else "")
 
     def _pump(self, source: FrameSource) -> None:
         period = 1.0 / self.config.fps
@@ -276,12 +280,12 @@ class CameraReader:
                     self._size = size
                 self._cond.notify_all()
             if first:
-                log.info("camera %s: connected to %s, %dx%d, opened in %.2f s%s", self.name,
+                self._log.info("camera %s: connected to %s, %dx%d, opened in %.2f s%s", self.name,
                          source.description, size[0], size[1], self._open_time or 0,
                          f" (after: {error})" if error else "")
                 first = False
             elif size != self._size:
-                log.info("camera %s: frame size changed to %dx%d", self.name, *size)
+                self._log.info("camera %s: frame size changed to %dx%d", self.name, *size)
                 with self._cond:
                     self._size = size
 
@@ -293,10 +297,10 @@ class CameraReader:
             self._error = message
             self._cond.notify_all()
         if was_connected:
-            log.warning("camera %s: disconnected: %s", self.name, message)
+            self._log.warning("camera %s: disconnected: %s", self.name, message)
         elif message != previous:
-            log.warning("camera %s: %s", self.name, message)
+            self._log.warning("camera %s: %s", self.name, message)
         else:
-            log.debug("camera %s: %s", self.name, message)
+            self._log.debug("camera %s: %s", self.name, message)
         if not isinstance(e, SourceError):
-            log.debug("camera %s: unexpected error", self.name, exc_info=e)
+            self._log.debug("camera %s: unexpected error", self.name, exc_info=e)

@@ -37,17 +37,19 @@ class CameraService:
                  queue: InferenceQueue, sink: CameraSink | None) -> None:
         self.store_path = data_dir / "cameras.json"
         self.module, self.queue, self.sink = module, queue, sink
-        self.entries: dict[str, CameraEntry] = {c.name: c for c in configured}
-        self._apply_saved()
+        self.entries = self._merged(configured)
         self.running: dict[str, tuple[CameraReader, CameraWorker, asyncio.Task]] = {}
         self._state_task: asyncio.Task | None = None
 
     # -- persistence ------------------------------------------------------------------------------
-    def _apply_saved(self) -> None:
+    def _merged(self, configured: list[CameraEntry]) -> dict[str, CameraEntry]:
+        """The configured cameras, with the API's additions and removals applied."""
+        entries = {c.name: c for c in configured}
         added, removed = self._saved()
         for name in removed:
-            self.entries.pop(name, None)
-        self.entries.update(added)
+            entries.pop(name, None)
+        entries.update(added)
+        return entries
 
     def _save(self, added: dict[str, CameraEntry], removed: set[str]) -> None:
         atomic_write_json(self.store_path, {"added": [e.model_dump(mode="json") for e in added.values()],
@@ -85,7 +87,7 @@ class CameraService:
         if self.sink is not None and hasattr(self.sink, "add_camera"):
             self.sink.add_camera(entry.name, list(entry.detect.filters.labels or ["person"]))
         self.running[entry.name] = (reader, worker, asyncio.create_task(worker.run()))
-        log.info("camera %s: started (%s)", entry.name, entry.redacted_url)
+        log.info("camera %s: started (%s)", entry.name, entry.redacted_url, extra={"camera": entry.name})
 
     async def _stop(self, name: str) -> None:
         reader, worker, task = self.running.pop(name)
@@ -101,13 +103,15 @@ class CameraService:
 
     async def _publish_states(self) -> None:
         """Send each camera's state when it connects, drops or fails differently, and every 10 s."""
-        if self.sink is None or not hasattr(self.sink, "camera_state"):
-            return
         sent: dict[str, tuple[Any, ...]] = {}
-        last_full = 0.0
+        last_full, last_sink = 0.0, None
         while True:
+            await asyncio.sleep(STATE_POLL_S)
+            if self.sink is None or not hasattr(self.sink, "camera_state"):
+                continue
             now = asyncio.get_running_loop().time()
-            full = now - last_full >= STATE_EVERY_S
+            full = now - last_full >= STATE_EVERY_S or self.sink is not last_sink
+            last_sink = self.sink
             for name, state in self.states().items():
                 key = (state.get("connected"), state.get("last_error"), state.get("enabled"))
                 if full or sent.get(name) != key:
@@ -115,9 +119,32 @@ class CameraService:
                     self.sink.camera_state(name, state)
             if full:
                 last_full = now
-            await asyncio.sleep(STATE_POLL_S)
 
     # -- run-time changes -------------------------------------------------------------------------
+    async def reconfigure(self, configured: list[CameraEntry]) -> list[str]:
+        """Apply a reloaded config: stop removed or changed cameras, start new or changed ones.
+        Returns the names of the cameras that changed."""
+        new = self._merged(configured)
+        changed = sorted(name for name in self.entries.keys() | new.keys() if self.entries.get(name) != new.get(name))
+        for name in changed:
+            if name in self.running:
+                await self._stop(name)
+            if name not in new and self.sink is not None and hasattr(self.sink, "remove_camera"):
+                self.sink.remove_camera(name)
+        self.entries = new
+        for name in changed:
+            if name in new and new[name].enabled:
+                self._start(new[name])
+        return changed
+
+    def set_sink(self, sink: CameraSink | None) -> None:
+        """Send events to a new sink (a new broker connection after a reload)."""
+        self.sink = sink
+        for name, (_, worker, _) in self.running.items():
+            worker.sink = sink or _NoSink()
+            if sink is not None and hasattr(sink, "add_camera"):
+                sink.add_camera(name, list(self.entries[name].detect.filters.labels or ["person"]))
+
     async def add(self, entry: CameraEntry) -> None:
         if entry.name in self.entries:
             raise CameraError(409, f"camera {entry.name!r} exists; remove it first or pick another name")
@@ -161,4 +188,4 @@ class _NoSink:
 
     def camera_update(self, camera: str, events: list, counts: dict, frame: Any, located: list) -> None:
         for e in events:
-            log.info("camera %s: %s %s (%s)", camera, e.kind, e.track.label, e.track.id)
+            log.info("camera %s: %s %s (%s)", camera, e.kind, e.track.label, e.track.id, extra={"camera": camera})

@@ -60,7 +60,7 @@ class CameraWorker:
                 self.skipped_busy += 1  # the box is saturated: drop this frame, the next one is newer
                 continue
             except (NoModelInstalled, ImageError) as exc:
-                log.warning("camera %s: %s", self.name, exc)
+                log.warning("camera %s: %s", self.name, exc, extra={"camera": self.name})
                 await asyncio.sleep(5)
                 continue
             self.detections += 1

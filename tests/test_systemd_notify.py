@@ -1,0 +1,191 @@
+"""systemd integration against a real notify socket: READY only once the API answers, STATUS lines,
+WATCHDOG pings, RELOADING/READY around SIGHUP, STOPPING on SIGTERM, and the watchdog giving up
+on a really hung inference (an ONNX model whose Loop never ends, run by the real onnxruntime)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from daemon_process import DaemonProcess
+
+pytest.importorskip("systemd.daemon", reason="systemd-python is needed: pip install -e '.[test]' "
+                                             "after scripts/bootstrap-deps.sh --test (libsystemd-dev)")
+
+
+class NotifySocket:
+    """What systemd listens on for a Type=notify service: an AF_UNIX datagram socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []  # (perf_counter, datagram)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.messages.append((time.perf_counter(), data.decode()))
+
+    def wait_for(self, predicate, after: int = 0, timeout: float = 30) -> tuple[int, float, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i, (t, msg) in enumerate(self.messages[after:], start=after):
+                if predicate(msg):
+                    return i, t, msg
+            time.sleep(0.02)
+        raise AssertionError(f"no such notify message; got {[m for _, m in self.messages[after:]][-10:]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def fields(message: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in message.splitlines() if "=" in line)
+
+
+@pytest.fixture()
+def notify(tmp_path: Path):
+    s = NotifySocket(tmp_path / "notify.sock")
+    yield s
+    s.close()
+
+
+def test_ready_status_watchdog_reload_and_stop(notify: NotifySocket, data_dir: Path, cache_dir: Path,
+                                               tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"detection": {"min_confidence": 0.4}}))
+    daemon = DaemonProcess(data_dir, cache_dir, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000",
+                                                    "EDGEWATCH_CONFIG": str(config)})
+    daemon.start()
+    try:
+        i, ready_at, ready = notify.wait_for(lambda m: "READY=1" in m)
+        statuses = [fields(m).get("STATUS", "") for _, m in notify.messages[:i]]
+        assert any(s.startswith("probing") for s in statuses) and any(s.startswith("loading model nanodet")
+                                                                       for s in statuses), statuses
+        assert fields(ready)["STATUS"].startswith(f"serving on :{daemon.port} with backend onnxruntime")
+        print(f"READY {ready_at - daemon.started_at:.2f} s after start")  # the figure bench/startup.py reports
+        # READY means the API answers: nothing sent READY before the port listened
+        assert httpx.get(f"{daemon.url}/v1/status/ping", timeout=5).status_code == 200
+
+        # watchdog pings at half of WATCHDOG_USEC (1 s)
+        before = sum("WATCHDOG=1" in m for _, m in notify.messages)
+        time.sleep(2.2)
+        assert sum("WATCHDOG=1" in m for _, m in notify.messages) - before >= 3
+
+        # SIGHUP: RELOADING=1, the new config applied, READY=1 again
+        config.write_text(yaml.safe_dump({"detection": {"min_confidence": 0.7}}))
+        mark = len(notify.messages)
+        daemon.proc.send_signal(signal.SIGHUP)
+        i, _, _ = notify.wait_for(lambda m: "RELOADING=1" in m and "MONOTONIC_USEC=" in m, after=mark)
+        notify.wait_for(lambda m: "READY=1" in m, after=i)
+        settings = httpx.get(f"{daemon.url}/v1/settings/ObjectDetectionEdgewatch", timeout=5).json()["settings"]
+        assert settings["min_confidence"] == 0.7
+
+        # a broken config is refused on reload; the daemon keeps the one it runs
+        config.write_text("detection: {min_confidence: 7}\n")
+        mark = len(notify.messages)
+        daemon.proc.send_signal(signal.SIGHUP)
+        notify.wait_for(lambda m: "READY=1" in m, after=mark)
+        settings = httpx.get(f"{daemon.url}/v1/settings/ObjectDetectionEdgewatch", timeout=5).json()["settings"]
+        assert settings["min_confidence"] == 0.7
+
+        # SIGTERM: STOPPING=1 at once, then a clean exit
+        mark = len(notify.messages)
+        daemon.proc.send_signal(signal.SIGTERM)
+        notify.wait_for(lambda m: "STOPPING=1" in m, after=mark, timeout=5)
+        assert daemon.proc.wait(15) in (0, -signal.SIGTERM)
+    finally:
+        log = daemon.stop()
+    assert "reload refused, keeping the running configuration" in log and "detection.min_confidence" in log
+    assert "systemd watchdog: pinging every 0.5 s" in log
+
+
+def _never_ending_detector(path: Path) -> None:
+    """A YOLOv8-shaped ONNX model whose Loop runs 2**62 times: a real inference that never returns."""
+    zeros = np.zeros((1, 84, 10), np.float32)
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "zero"], ["v_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1, 84, 10])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1, 84, 10])],
+        [numpy_helper.from_array(zeros, "zero")])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
+         helper.make_node("Mul", ["m", "nought"], ["m0"]),
+         helper.make_node("Add", ["v0", "m0"], ["v_init"]),
+         helper.make_node("Loop", ["trips", "cond", "v_init"], ["output0"], body=body)],
+        "hang",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 84, 10])],
+        [numpy_helper.from_array(np.array(2**62, np.int64), "trips"), numpy_helper.from_array(np.array(True), "cond"),
+         numpy_helper.from_array(zeros, "v0"), numpy_helper.from_array(np.zeros((), np.float32), "nought")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_hung_inference_stops_the_watchdog(notify: NotifySocket, data_dir: Path, cache_dir: Path, tmp_path: Path,
+                                           photo_bytes: dict[str, bytes]) -> None:
+    model, labels = tmp_path / "hang.onnx", tmp_path / "labels.txt"
+    _never_ending_detector(model)
+    labels.write_text("\n".join(f"class{i}" for i in range(80)) + "\n")
+    env = {"EDGEWATCH_DATA_DIR": str(data_dir), "EDGEWATCH_CACHE_DIR": str(cache_dir)}
+    subprocess.run([sys.executable, "-m", "edgewatch.daemon.cli", "models", "add", str(model), "--name", "hang",
+                    "--labels", str(labels)], check=True, env={**os.environ, **env},
+                   capture_output=True)
+    watchdog_sec = 2.0
+    daemon = DaemonProcess(data_dir, cache_dir, env={"NOTIFY_SOCKET": notify.path,
+                                                    "WATCHDOG_USEC": str(int(watchdog_sec * 1e6))})
+    daemon.start()
+    try:
+        notify.wait_for(lambda m: "READY=1" in m)
+        notify.wait_for(lambda m: "WATCHDOG=1" in m)
+        hung_at = time.perf_counter()
+
+        def hang() -> None:
+            try:
+                httpx.post(f"{daemon.url}/v1/vision/custom/hang", timeout=60, files={"image": photo_bytes["bus"]})
+            except httpx.HTTPError:
+                pass  # the daemon is killed while this request hangs
+
+        threading.Thread(target=hang, daemon=True).start()
+        i, trigger_at, msg = notify.wait_for(lambda m: "WATCHDOG=trigger" in m, timeout=15)
+        assert "an inference has run for" in fields(msg)["STATUS"]
+        # systemd acts on the trigger at once; without it, the pings stop and WatchdogSec runs out
+        print(f"watchdog trigger {trigger_at - hung_at:.2f} s after the inference hung (WatchdogSec {watchdog_sec} s)")
+        assert trigger_at - hung_at <= 2 * watchdog_sec
+        time.sleep(1.5)
+        assert not any("WATCHDOG=1" in m for _, m in notify.messages[i + 1:])
+        # the other worker still serves, so a person looking can see why
+        r = httpx.post(f"{daemon.url}/v1/vision/detection", files={"image": photo_bytes["bus"]}, timeout=30)
+        assert r.status_code == 200
+    finally:
+        daemon.proc.kill()  # what systemd does to a hung service after WatchdogSignal= and TimeoutAbortSec=
+        log = daemon.stop()
+    assert "watchdog: an inference has run for" in log

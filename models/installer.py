@@ -7,6 +7,7 @@ sha256 of the source files and of the conversion recipe, so a second install (or
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -68,8 +69,12 @@ def install(name: str, store: ModelStore, cache: Path) -> tuple[ModelManifest, b
 
 
 def model_pack_dirs() -> list[Path]:
-    """Where ready-converted models may already be: ``EDGEWATCH_MODEL_PACK``, then the .deb's pack."""
+    """Where ready-converted models may already be: ``EDGEWATCH_MODEL_PACK``, the model-pack wheel
+    (``pip install edgewatch_model_pack-*.whl``, built by image-build/build-model-pack), the .deb's pack."""
     dirs = [Path(p) for p in os.environ.get("EDGEWATCH_MODEL_PACK", "").split(os.pathsep) if p]
+    spec = importlib.util.find_spec("edgewatch_model_pack")
+    if spec is not None and spec.origin:
+        dirs.append(Path(spec.origin).parent / "models")
     return dirs + [DEB_MODEL_PACK]
 
 

@@ -14,6 +14,13 @@ if [ "${1:-}" = "--test" ]; then
     # a real RTSP stream on loopback: GStreamer's RTSP server, run with the system python3
     /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null ||
         need="$need python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp"
+    # .deb and SD-card image tests (tests/test_deb.py): lint, a throwaway Debian root, images without mounts
+    command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"
+    command -v mmdebstrap >/dev/null 2>&1 || need="$need mmdebstrap"
+    [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need="$need fdisk"
+    [ -x /usr/sbin/mkfs.vfat ] || [ -x /sbin/mkfs.vfat ] || need="$need dosfstools"
+    command -v mcopy >/dev/null 2>&1 || need="$need mtools"
+    command -v genimage >/dev/null 2>&1 || need="$need genimage"
     # systemd-python (sd_notify, journald) builds from source against libsystemd
     pkg-config --exists libsystemd 2>/dev/null || need="$need libsystemd-dev pkg-config"
     command -v gcc >/dev/null 2>&1 || need="$need gcc"

@@ -137,9 +137,12 @@ def models() -> None:
 
 
 def _store(config_file: Path | None):
+    from edgewatch.daemon.paths import SERVICE_USER, become_service_user
     from edgewatch.models.store import ModelStore
 
-    cfg = _settings(config_file)
+    cfg = _settings(config_file)  # read as root: /etc/edgewatch/config.yaml is root:edgewatch 0640
+    if become_service_user():
+        click.echo(f"(running as the service user {SERVICE_USER!r}, on {cfg.data_dir})", err=True)
     return cfg, ModelStore(cfg.models_dir)
 
 

@@ -313,7 +313,7 @@ def rootfs_tarball(cache_dir: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_install_upgrade_remove_reinstall_purge_in_a_debian_root(deb: Path, rootfs_tarball: Path, cache_dir: Path,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path, installed_data_dir: Path) -> None:
     upgrade = build_deb(tmp_path / "dist2", cache_dir, "--no-models", "--version", f"{VERSION}+upgrade1")
     root = DebianRoot(tmp_path / "root", rootfs_tarball)
 
@@ -338,6 +338,16 @@ def test_install_upgrade_remove_reinstall_purge_in_a_debian_root(deb: Path, root
     assert (root / "/lib/udev/rules.d/60-edgewatch.rules").is_file()
     first_venv = os.readlink(root / "/opt/edgewatch/venv")
 
+    # an admin types `sudo edgewatch models install` in a shell: it works on the service's data
+    # dir, as the service user, so the service can replace those files later
+    shutil.copytree(installed_data_dir / "models", root / "/srv/pack")
+    out = root.run("EDGEWATCH_MODEL_PACK=/srv/pack", "edgewatch", "models", "install", "--default")
+    assert "running as the service user 'edgewatch', on /var/lib/edgewatch" in out.stderr
+    owner = root.run("stat", "-c", "%U", "/var/lib/edgewatch/models/nanodet/manifest.json").stdout.strip()
+    assert owner == "edgewatch"
+    assert "nanodet" in root.run("edgewatch", "models", "list").stdout
+    assert "not running" in root.run("edgewatch", "status", check=False).stdout
+
     # configuring again with nothing changed keeps the venv (no rebuild), as dpkg-reconfigure would
     root.run("/var/lib/dpkg/info/edgewatch.postinst", "configure", VERSION)
     assert os.readlink(root / "/opt/edgewatch/venv") == first_venv
@@ -355,7 +365,7 @@ def test_install_upgrade_remove_reinstall_purge_in_a_debian_root(deb: Path, root
     config.write_text(config.read_text() + "\nmqtt:\n  host: broker.lan\n")
     (root / "/etc/default/edgewatch").write_text("EDGEWATCH_NODE_ID=test-box\n")
     (root / "/var/lib/edgewatch/settings.json").write_text('{"min_confidence": 0.6}')
-    (root / "/var/lib/edgewatch/models").mkdir()
+    (root / "/var/lib/edgewatch/models").mkdir(exist_ok=True)
 
     # -- upgrade: config and data kept, venv rebuilt for the new version, the old one kept --
     out = root.install(upgrade).stdout

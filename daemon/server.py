@@ -78,7 +78,8 @@ def log_first_run_hints(app: object) -> None:
     for note in state.detection.backend_notes:
         log.warning("backend: %s", note)
     if state.mqtt is None:
-        log.info("MQTT off: set mqtt.host in /etc/edgewatch/config.yaml (or EDGEWATCH_MQTT_HOST) for Home Assistant")
+        log.info("MQTT off: set mqtt.host in the config file (/etc/edgewatch/config.yaml for the .deb) "
+                 "or EDGEWATCH_MQTT_HOST for Home Assistant")
 
 
 def _lan_address() -> str | None:

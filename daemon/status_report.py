@@ -67,8 +67,8 @@ def advice(r: Report) -> list[str]:
             todo.append(f"camera {cam['name']} is not connected ({cam.get('last_error') or 'connecting'}): "
                         "check its URL, user:password and that it is reachable from this box")
     if not r.mqtt.get("enabled"):
-        todo.append("MQTT is off: set mqtt.host in /etc/edgewatch/config.yaml (or EDGEWATCH_MQTT_HOST) "
-                    "for Home Assistant, then `sudo systemctl reload edgewatch`")
+        todo.append("MQTT is off: set mqtt.host in the config file (/etc/edgewatch/config.yaml for the .deb) "
+                    "or EDGEWATCH_MQTT_HOST for Home Assistant, then `sudo systemctl reload edgewatch`")
     elif not r.mqtt.get("connected"):
         todo.append(f"MQTT broker {r.mqtt.get('host')}:{r.mqtt.get('port')} not connected: {r.mqtt.get('last_error')}")
     return todo
@@ -87,8 +87,10 @@ def render(r: Report) -> str:
     if r.cameras:
         lines.append("  cameras:")
         for c in r.cameras:
-            state = ("connected, {:.1f} fps".format(c.get("fps_out") or 0) if c.get("connected")
-                     else "disabled" if not c.get("enabled") else f"NOT connected: {c.get('last_error') or 'connecting'}")
+            if c.get("connected"):
+                state = f"connected, {c.get('fps_out') or 0:.1f} fps"
+            else:
+                state = "disabled" if not c.get("enabled") else f"NOT connected: {c.get('last_error') or 'connecting'}"
             lines.append(f"    {c['name']:12} {state}")
     else:
         lines.append("  cameras: none (add them under `cameras:` in the config or with POST /v1/cameras)")

@@ -123,8 +123,9 @@ def test_ready_status_watchdog_reload_and_stop(notify: NotifySocket, data_dir: P
     assert "systemd watchdog: pinging every 0.5 s" in log
 
 
-def _never_ending_detector(path: Path) -> None:
-    """A YOLOv8-shaped ONNX model whose Loop runs 2**62 times: a real inference that never returns."""
+def _looping_detector(path: Path, trips: int = 2**62) -> None:
+    """A YOLOv8-shaped ONNX model whose Loop runs ``trips`` times: 2**62 is a real inference that never
+    returns; 2 million take about 2 s here."""
     zeros = np.zeros((1, 84, 10), np.float32)
     body = helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "zero"], ["v_out"])],
@@ -143,22 +144,51 @@ def _never_ending_detector(path: Path) -> None:
         "hang",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 84, 10])],
-        [numpy_helper.from_array(np.array(2**62, np.int64), "trips"), numpy_helper.from_array(np.array(True), "cond"),
+        [numpy_helper.from_array(np.array(trips, np.int64), "trips"), numpy_helper.from_array(np.array(True), "cond"),
          numpy_helper.from_array(zeros, "v0"), numpy_helper.from_array(np.zeros((), np.float32), "nought")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
 
 
+def _add_model(model: Path, name: str, data_dir: Path, cache_dir: Path) -> None:
+    labels = model.with_suffix(".txt")
+    labels.write_text("\n".join(f"class{i}" for i in range(80)) + "\n")
+    env = {**os.environ, "EDGEWATCH_DATA_DIR": str(data_dir), "EDGEWATCH_CACHE_DIR": str(cache_dir)}
+    subprocess.run([sys.executable, "-m", "edgewatch.daemon.cli", "models", "add", str(model), "--name", name,
+                    "--labels", str(labels)], check=True, env=env, capture_output=True)
+
+
+def test_sigterm_lets_the_request_in_flight_finish(notify: NotifySocket, data_dir: Path, cache_dir: Path,
+                                                  tmp_path: Path, photo_bytes: dict[str, bytes]) -> None:
+    model = tmp_path / "slow.onnx"
+    _looping_detector(model, trips=2_000_000)
+    _add_model(model, "slow", data_dir, cache_dir)
+    daemon = DaemonProcess(data_dir, cache_dir, env={"NOTIFY_SOCKET": notify.path})
+    daemon.start()
+    answers: list[httpx.Response] = []
+    try:
+        notify.wait_for(lambda m: "READY=1" in m)
+        client = threading.Thread(target=lambda: answers.append(httpx.post(
+            f"{daemon.url}/v1/vision/custom/slow", files={"image": photo_bytes["bus"]}, timeout=30)))
+        client.start()
+        time.sleep(0.7)  # the slow inference is running now
+        mark = len(notify.messages)
+        daemon.proc.send_signal(signal.SIGTERM)
+        notify.wait_for(lambda m: "STOPPING=1" in m, after=mark, timeout=2)
+        client.join(30)
+        assert daemon.proc.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        daemon.stop()
+    assert answers and answers[0].status_code == 200 and answers[0].json()["success"] is True
+    assert answers[0].json()["inferenceMs"] > 500, "the answer came from the slow model, after the SIGTERM"
+
+
 def test_hung_inference_stops_the_watchdog(notify: NotifySocket, data_dir: Path, cache_dir: Path, tmp_path: Path,
                                            photo_bytes: dict[str, bytes]) -> None:
-    model, labels = tmp_path / "hang.onnx", tmp_path / "labels.txt"
-    _never_ending_detector(model)
-    labels.write_text("\n".join(f"class{i}" for i in range(80)) + "\n")
-    env = {"EDGEWATCH_DATA_DIR": str(data_dir), "EDGEWATCH_CACHE_DIR": str(cache_dir)}
-    subprocess.run([sys.executable, "-m", "edgewatch.daemon.cli", "models", "add", str(model), "--name", "hang",
-                    "--labels", str(labels)], check=True, env={**os.environ, **env},
-                   capture_output=True)
+    model = tmp_path / "hang.onnx"
+    _looping_detector(model)
+    _add_model(model, "hang", data_dir, cache_dir)
     watchdog_sec = 2.0
     daemon = DaemonProcess(data_dir, cache_dir, env={"NOTIFY_SOCKET": notify.path,
                                                     "WATCHDOG_USEC": str(int(watchdog_sec * 1e6))})

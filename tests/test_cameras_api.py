@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 from litestar.testing import TestClient
+
+from media import write_video
 
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
@@ -16,14 +17,7 @@ from edgewatch.daemon.config import load_settings
 @pytest.fixture()
 def video(tmp_path: Path, photos) -> Path:
     """A real MJPG video of a street scene and a portrait, 2 s at 5 fps."""
-    path = tmp_path / "scene.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 480))
-    for name in ("bus", "astronaut"):
-        frame = cv2.resize(cv2.imread(str(photos[name])), (640, 480))
-        for _ in range(5):
-            writer.write(frame)
-    writer.release()
-    return path
+    return write_video(tmp_path / "scene.avi", photos, ("bus", "astronaut"), (640, 480), 5)
 
 
 def client_for(data_dir: Path, cache_dir: Path) -> TestClient:

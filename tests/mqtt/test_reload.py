@@ -8,22 +8,12 @@ import signal
 import time
 from pathlib import Path
 
-import cv2
 import httpx
 import yaml
 
 from daemon_process import DaemonProcess
+from media import write_video
 from mqtt_harness import Client
-
-
-def _clip(photos: dict[str, Path], path: Path) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 360))
-    for name in ("coffee", "bus"):
-        frame = cv2.resize(cv2.imread(str(photos[name])), (640, 360))
-        for _ in range(10):
-            writer.write(frame)
-    writer.release()
-    return path
 
 
 def _until(fn, timeout: float = 20):
@@ -38,7 +28,7 @@ def _until(fn, timeout: float = 20):
 
 def test_sighup_adds_a_camera_and_a_broker_then_removes_the_camera(broker, data_dir: Path, cache_dir: Path,
                                                                   tmp_path: Path, photos) -> None:
-    clip = _clip(photos, tmp_path / "porch.avi")
+    clip = write_video(tmp_path / "porch.avi", photos, ("coffee", "bus"), (640, 360), 10)
     config = tmp_path / "config.yaml"
     config.write_text("node_id: reloaded\n")
     daemon = DaemonProcess(data_dir, cache_dir, env={"EDGEWATCH_CONFIG": str(config)})

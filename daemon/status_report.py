@@ -43,7 +43,7 @@ def collect(url: str, timeout: float = 5.0) -> Report:
             report.models = client.post("/v1/vision/custom/list").json().get("models", [])
             report.cameras = client.get("/v1/cameras").json().get("cameras", [])
             report.mqtt = client.get("/v1/status/mqtt").json().get("mqtt", {})
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         report.error = str(exc) or type(exc).__name__
     report.todo = advice(report)
     return report

@@ -43,24 +43,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import runpy
 import sys
 import tempfile
 import time
 
-def _load_worker_io():
-    """The sibling worker_io.py, loaded by file path: this script runs isolated (-I) in another venv
-    without edgewatch, and putting its folder on sys.path would let our rknn.py/tflite.py shadow
-    the real packages of those names (rknn-toolkit2's rknn is a namespace package: any module wins)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_edgewatch_worker_io", os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_io.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fsync_dir = _load_worker_io().fsync_dir
+# The sibling worker_io.py, run by file path: this script runs isolated (-I) in another venv without
+# edgewatch, and putting its folder on sys.path would let our rknn.py/tflite.py shadow the real
+# packages of those names (rknn-toolkit2's rknn is a namespace package: any module wins).
+_WORKER_IO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_io.py")
+fsync_dir = runpy.run_path(_WORKER_IO)["fsync_dir"]
 
 PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566")  # the ones verified with this script
 QUANT_DTYPE = "asymmetric_quantized-8"

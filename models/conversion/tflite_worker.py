@@ -39,25 +39,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import runpy
 import shutil
 import sys
 import tempfile
 import time
 
-def _load_worker_io():
-    """The sibling worker_io.py, loaded by file path: this script runs isolated (-I) in another venv
-    without edgewatch, and putting its folder on sys.path would let our rknn.py/tflite.py shadow
-    the real packages of those names (rknn-toolkit2's rknn is a namespace package: any module wins)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_edgewatch_worker_io", os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_io.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-write_atomically = _load_worker_io().write_atomically
+# The sibling worker_io.py, run by file path: this script runs isolated (-I) in another venv without
+# edgewatch, and putting its folder on sys.path would let our rknn.py/tflite.py shadow the real
+# packages of those names (rknn-toolkit2's rknn is a namespace package: any module wins).
+_WORKER_IO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_io.py")
+write_atomically = runpy.run_path(_WORKER_IO)["write_atomically"]
 
 # Quiet TensorFlow's C++ logging and keep it on the CPU; must be set before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -136,15 +136,9 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
         queue = InferenceQueue(config.inference.workers, config.inference.queue_size)
         app.state.update(config=config, store=store, detection=module, queue=queue, probes=probes,
                          settings_store=settings_store, log_buffer=log_buffer)
-        link = None
-        if config.mqtt.host:
-            from edgewatch.daemon.mqtt.link import MqttLink
+        from edgewatch.daemon.mqtt.link import start_link
 
-            link = MqttLink(config, module, queue, asyncio.get_running_loop())
-            link.start()
-        else:
-            log.info("MQTT off: no broker configured (set mqtt.host in the config or EDGEWATCH_MQTT_HOST)")
-        app.state.mqtt = link
+        link = app.state.mqtt = start_link(config, module, queue)
         from edgewatch.daemon.pipeline.camera_service import CameraService
 
         cameras = CameraService(config.cameras, config.data_dir, module, queue, link)

@@ -61,13 +61,7 @@ async def _replace_mqtt(app: Litestar, config: Settings) -> None:
     old = app.state.mqtt
     if old is not None:
         await asyncio.to_thread(old.stop)
-    link = None
-    if config.mqtt.host:
-        from edgewatch.daemon.mqtt.link import MqttLink
+    from edgewatch.daemon.mqtt.link import start_link
 
-        link = MqttLink(config, app.state.detection, app.state.queue, asyncio.get_running_loop())
-        link.start()
-    else:
-        log.info("reload: MQTT off (no broker configured)")
-    app.state.mqtt = link
+    link = app.state.mqtt = start_link(config, app.state.detection, app.state.queue)
     app.state.cameras.set_sink(link)

@@ -234,3 +234,13 @@ class MqttLink:
             out.CorrelationData = correlation
         out.UserProperty = [("processedBy", self.node_id)]
         self.client.publish(response_topic, body, qos=1, properties=out)
+
+
+def start_link(config: Settings, module: DetectionModule, queue: InferenceQueue) -> MqttLink | None:
+    """Connect to the configured broker (in the background), or say that MQTT is off."""
+    if not config.mqtt.host:
+        log.info("MQTT off: no broker configured (set mqtt.host in the config or EDGEWATCH_MQTT_HOST)")
+        return None
+    link = MqttLink(config, module, queue, asyncio.get_running_loop())
+    link.start()
+    return link

@@ -26,6 +26,12 @@ STATE_EVERY_S = 10.0  # fps and frame age otherwise
 CameraEntry = CameraSettings  # one model for the config file, the API and cameras.json
 
 
+def announced_labels(entry: CameraEntry) -> list[str]:
+    """Labels that get Home Assistant entities up front: the camera's filter, else ``person``
+    (others get theirs when first seen)."""
+    return list(entry.detect.filters.labels or ["person"])
+
+
 class CameraError(ValueError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -85,7 +91,7 @@ class CameraService:
         reader = CameraReader(entry).start()
         worker = CameraWorker(entry.name, reader, entry.detect, self.module, self.queue, self.sink or _NoSink())
         if self.sink is not None and hasattr(self.sink, "add_camera"):
-            self.sink.add_camera(entry.name, list(entry.detect.filters.labels or ["person"]))
+            self.sink.add_camera(entry.name, announced_labels(entry))
         self.running[entry.name] = (reader, worker, asyncio.create_task(worker.run()))
         log.info("camera %s: started (%s)", entry.name, entry.redacted_url, extra={"camera": entry.name})
 
@@ -143,7 +149,7 @@ class CameraService:
         for name, (_, worker, _) in self.running.items():
             worker.sink = sink or _NoSink()
             if sink is not None and hasattr(sink, "add_camera"):
-                sink.add_camera(name, list(self.entries[name].detect.filters.labels or ["person"]))
+                sink.add_camera(name, announced_labels(self.entries[name]))
 
     async def add(self, entry: CameraEntry) -> None:
         if entry.name in self.entries:

@@ -6,6 +6,8 @@ Nested keys map to one underscore after the section: ``server.port`` is ``EDGEWA
 
 from __future__ import annotations
 
+import os
+
 import re
 import socket
 from contextvars import ContextVar
@@ -95,10 +97,15 @@ class BackendsConfig(_Section):
     tflite: TfliteConfig = TfliteConfig()
     onnxruntime: OnnxRuntimeConfig = OnnxRuntimeConfig()
 
-    def by_key(self, cache_dir: Path) -> dict[str, BackendConfig]:
+    def by_key(self, cache_dir: Path, workers: int) -> dict[str, BackendConfig]:
+        """Each backend's config, with the defaults that depend on the rest of the config filled in."""
         configs = {key: getattr(self, key) for key in type(self).model_fields}
         if configs["tensorrt"].engine_dir is None:
             configs["tensorrt"] = configs["tensorrt"].model_copy(update={"engine_dir": cache_dir / "tensorrt"})
+        ort = configs["onnxruntime"]
+        if ort.split_threads == 0:  # overlapping requests share the cores out evenly
+            threads = ort.threads or (os.cpu_count() or 1)
+            configs["onnxruntime"] = ort.model_copy(update={"split_threads": max(1, threads // workers)})
         return configs
 
 

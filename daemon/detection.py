@@ -155,7 +155,8 @@ class DetectionModule:
             self.loading = name
             try:
                 selection = load_backend(self.settings.backend, self.store, manifest,
-                                         self.config.backends.by_key(self.config.cache_dir))
+                                         self.config.backends.by_key(self.config.cache_dir,
+                                                                     self.config.inference.workers))
             finally:
                 self.loading = None
             self.backend_notes = selection.notes

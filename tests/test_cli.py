@@ -88,8 +88,14 @@ def test_models_add_user_yolo_export(tmp_path: Path) -> None:
     _tiny_yolov8(model, 2)
     labels = tmp_path / "labels.txt"
     labels.write_text("plate\ncar\n")
-    out = cli("models", "add", str(model), "--name", "plates", "--labels", str(labels), data_dir=tmp_path)
+    empty = tmp_path / "snapshots"
+    empty.mkdir()
+    r = cli("models", "add", str(model), "--name", "plates", "--labels", str(labels), "--calibration", str(empty),
+            data_dir=tmp_path, check=False)
+    assert r.returncode != 0 and "has no .jpg/.png images" in r.stderr
+    out = cli("models", "add", str(model), "--name", "plates", "--labels", str(labels), "--no-int8", data_dir=tmp_path)
     assert "yolov8" in out.stdout and "2 classes" in out.stdout and "64x64" in out.stdout
+    assert "default fp32" in out.stdout
     m = next(m for m in json.loads(cli("models", "list", "--json", data_dir=tmp_path).stdout)["installed"])
     assert m["name"] == "plates" and m["labels"] == ["plate", "car"] and m["postprocessing"] == "yolov8"
     labels.write_text("one\ntwo\nthree\n")

@@ -14,7 +14,9 @@ from typing import AsyncIterator
 from litestar import Litestar, MediaType, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgewatch.backends.registry import probe_all
@@ -109,7 +111,16 @@ def _start_watchdog(app: Litestar, notifier: Notifier) -> asyncio.Task | None:
 @get("/", include_in_schema=False, media_type=MediaType.JSON)
 async def root() -> dict[str, object]:
     return {"success": True, "message": f"edgewatch {__version__}: CodeProject.AI-compatible API",
-            "schema": "/schema/openapi.json"}
+            "schema": "/schema/openapi.json", "docs": "/schema/swagger"}
+
+
+DOCS_ASSETS = "/schema/assets"  # Swagger UI 5's files, from the swagger-ui-bundle-v2 package: no CDN
+
+
+def swagger_offline() -> SwaggerRenderPlugin:
+    return SwaggerRenderPlugin(js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                               standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+                               favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>")
 
 
 def create_app(config: Settings, config_file: Path | None = None, notifier: Notifier | None = None) -> Litestar:
@@ -169,7 +180,8 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
             logging.getLogger("edgewatch").removeHandler(log_buffer)
 
     return Litestar(
-        route_handlers=[root, VisionController, StatusController, LogController, SettingsController, CameraController],
+        route_handlers=[root, VisionController, StatusController, LogController, SettingsController, CameraController,
+                        create_static_files_router(DOCS_ASSETS, [swagger_ui_path], include_in_schema=False)],
         lifespan=[lifespan],
         middleware=[stamp_arrival],
         request_max_body_size=config.server.max_body_bytes,
@@ -178,7 +190,7 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
         openapi_config=OpenAPIConfig(
             title="edgewatch", version=__version__, path="/schema",
             description="CodeProject.AI-compatible detection API served by edgewatch",
-            render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()]),
+            render_plugins=[JsonRenderPlugin(), YamlRenderPlugin(), swagger_offline()]),
         logging_config=None,  # our handler (configured in server.py) logs synchronously; no listener thread to lose lines
         debug=False,
     )

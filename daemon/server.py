@@ -70,7 +70,8 @@ def log_first_run_hints(app: object) -> None:
     if host in ("0.0.0.0", "::"):
         host = _lan_address() or socket.gethostname()
     base = f"http://{host}:{config.server.port}"
-    log.info("API: %s/v1/vision/detection (CodeProject.AI-compatible); API schema: %s/schema/openapi.json", base, base)
+    log.info("API: %s/v1/vision/detection (CodeProject.AI-compatible); API docs: %s/schema/swagger "
+             "(schema: %s/schema/openapi.json)", base, base, base)
     active = state.detection.backend
     for key, probe in state.probes.items():
         if probe.hardware and (active is None or key != active.type_key):

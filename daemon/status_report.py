@@ -79,7 +79,7 @@ def render(r: Report) -> str:
         return "edgewatch: not running\n" + "".join(f"  → {t}\n" for t in r.todo)
     inf = r.inference
     lines = [f"edgewatch {r.version}: running at {r.url}",
-             f"  API:   {r.url}/v1/vision/detection   schema: {r.url}/schema/openapi.json",
+             f"  API:   {r.url}/v1/vision/detection   docs: {r.url}/schema/swagger",
              f"  accelerator in use: {inf.get('active') or 'none'} ({inf.get('executionProvider') or '-'})"]
     for b in inf.get("backends", []):
         lines.append(f"    {b['type']:12} {'available  ' if b['available'] else 'unavailable'}  {b['reason']}")

@@ -233,3 +233,19 @@ def test_status_log_and_schema(client: TestClient) -> None:
     assert "image" in schema["paths"]["/v1/vision/detection"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     nf = client.get("/v1/nothing")
     assert nf.status_code == 404 and nf.json()["success"] is False
+
+
+def test_swagger_ui_works_offline(client: TestClient) -> None:
+    """The docs page loads Swagger UI from the daemon itself, never from a CDN the box cannot reach."""
+    import re
+
+    page = client.get("/schema/swagger")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    assert not re.findall(r"https?://", page.text.split("SwaggerUIBundle(")[0]), "the page head loads from the internet"
+    assert any(u.endswith("swagger-ui-bundle.js") for u in urls), urls
+    for url in urls:
+        assert url.startswith("/"), f"{url} is not served by the daemon"
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 100, url
+    assert client.get("/").json()["docs"] == "/schema/swagger"

@@ -28,7 +28,7 @@ def test_status_of_a_running_daemon(daemon: DaemonProcess) -> None:
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert f"running at {daemon.url}" in text and "accelerator in use: onnxruntime (CPU)" in text
-    assert "models: " in text and "nanodet" in text and f"{daemon.url}/schema/openapi.json" in text
+    assert "models: " in text and "nanodet" in text and f"{daemon.url}/schema/swagger" in text
     assert "MQTT is off: set mqtt.host" in text, "it says what to do about what is missing"
     report = json.loads(status("--url", daemon.url, "--json").stdout)
     assert report["running"] is True and report["inference"]["active"] == "onnxruntime"

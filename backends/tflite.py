@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +17,7 @@ from pydantic import Field
 
 from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
 from edgewatch.backends.devices import importable
+from edgewatch.backends.lanes import Lanes, LaneSettings, split_threads
 from edgewatch.models.manifest import ModelManifest
 
 INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -34,11 +34,15 @@ def interpreter_module() -> ModuleType | None:
     return None
 
 
-class TfliteConfig(BackendConfig):
-    threads: int = Field(0, ge=0, le=64, description="XNNPACK threads; 0 = one per core")
+class TfliteConfig(BackendConfig, LaneSettings):
+    threads: int = Field(0, ge=0, le=64, description="XNNPACK threads of a lone inference; 0 = one per core")
 
 
 class TfliteCpuBackend(Backend):
+    """A lone request runs on an interpreter with ``threads`` threads; overlapping requests on
+    lane interpreters with ``split_threads`` threads each (see :mod:`.lanes`). An interpreter
+    is never invoked by two threads at once."""
+
     type_key = "tflite"
     title = "TFLite (CPU, XNNPACK)"
     runtime = "tflite"
@@ -46,8 +50,7 @@ class TfliteCpuBackend(Backend):
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         super().__init__(config)
-        self._interpreter = None
-        self._lock = threading.Lock()  # one interpreter is not safe to invoke from two threads
+        self._lanes: Lanes | None = None
 
     @classmethod
     def probe(cls) -> ProbeResult:
@@ -61,16 +64,35 @@ class TfliteCpuBackend(Backend):
     def execution_provider(self) -> str:
         return "CPU"
 
-    def _make_interpreter(self, module: ModuleType, model_path: Path):
-        return module.Interpreter(model_path=str(model_path), num_threads=self.config.threads or os.cpu_count() or 1)
+    @property
+    def threads(self) -> int:
+        return self.config.threads or (os.cpu_count() or 1)
+
+    @property
+    def lanes(self) -> Lanes | None:
+        """The interpreters requests run on (None before load)."""
+        return self._lanes
+
+    def _make_interpreter(self, module: ModuleType, model_path: Path, threads: int):
+        return module.Interpreter(model_path=str(model_path), num_threads=threads)
+
+    def _max_lanes(self, lane_threads: int) -> int:
+        """Lanes that fit in the threads; 0 when requests take turns on one interpreter."""
+        if self.config.overlap == "share" or self.threads == 1:
+            return 0
+        return max(1, self.threads // lane_threads)
+
+    def _ready_interpreter(self, module: ModuleType, model_path: Path, threads: int):
+        interpreter = self._make_interpreter(module, model_path, threads)
+        interpreter.allocate_tensors()
+        return interpreter
 
     def _open(self, model_path: Path, manifest: ModelManifest) -> None:
         module = interpreter_module()
         if module is None:
             raise BackendError("no TFLite interpreter importable: pip install ai-edge-litert")
         try:
-            interpreter = self._make_interpreter(module, model_path)
-            interpreter.allocate_tensors()
+            interpreter = self._ready_interpreter(module, model_path, self.threads)
         except BackendError:
             raise
         except (ValueError, RuntimeError, OSError) as exc:  # what the interpreter raises for bad files
@@ -78,20 +100,24 @@ class TfliteCpuBackend(Backend):
                                f"edgewatch models convert {manifest.name} --target {self.type_key}") from exc
         self._input = interpreter.get_input_details()[0]
         self._outputs = interpreter.get_output_details()
-        self._interpreter = interpreter
+        lane_threads = split_threads(self.threads, getattr(self.config, "split_threads", 0))
+        self._lanes = Lanes(interpreter, lambda: self._ready_interpreter(module, model_path, lane_threads),
+                            self._max_lanes(lane_threads))
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        if self._interpreter is None:
+        if self._lanes is None:
             raise BackendError("no model loaded")
         x = _quantise(batch, self._input)
-        with self._lock:
-            self._interpreter.set_tensor(self._input["index"], x)
-            self._interpreter.invoke()
-            raw = [self._interpreter.get_tensor(o["index"]) for o in self._outputs]
+        with self._lanes.runtime() as interpreter:
+            interpreter.set_tensor(self._input["index"], x)
+            interpreter.invoke()
+            raw = [interpreter.get_tensor(o["index"]) for o in self._outputs]
         return [_dequantise(r, o) for r, o in zip(raw, self._outputs)]
 
     def close(self) -> None:
-        self._interpreter = None
+        if self._lanes is not None:
+            self._lanes.close()
+        self._lanes = None
         super().close()
 
 

@@ -30,7 +30,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from daemon_process import DaemonProcess  # noqa: E402  (the same real-process harness the tests use)
 
-from edgewatch.backends.onnxruntime_cpu import SPLIT_HOLD_S, OnnxRuntimeCpuBackend  # noqa: E402
+from edgewatch.backends.lanes import SPLIT_HOLD_S  # noqa: E402
+from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend  # noqa: E402
 from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
 from edgewatch.models.installer import install  # noqa: E402
 from edgewatch.models.photos import ensure_photos  # noqa: E402

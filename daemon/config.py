@@ -102,10 +102,11 @@ class BackendsConfig(_Section):
         configs = {key: getattr(self, key) for key in type(self).model_fields}
         if configs["tensorrt"].engine_dir is None:
             configs["tensorrt"] = configs["tensorrt"].model_copy(update={"engine_dir": cache_dir / "tensorrt"})
-        ort = configs["onnxruntime"]
-        if ort.split_threads == 0:  # overlapping requests share the cores out evenly
-            threads = ort.threads or (os.cpu_count() or 1)
-            configs["onnxruntime"] = ort.model_copy(update={"split_threads": max(1, threads // workers)})
+        for key in ("onnxruntime", "tflite"):  # overlapping requests share the cores out evenly
+            cpu = configs[key]
+            if cpu.split_threads == 0:
+                threads = cpu.threads or (os.cpu_count() or 1)
+                configs[key] = cpu.model_copy(update={"split_threads": max(1, threads // workers)})
         return configs
 
 

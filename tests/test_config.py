@@ -56,8 +56,8 @@ def test_invalid_yaml_and_non_mapping(tmp_path: Path) -> None:
 
 def test_overlapping_requests_share_the_cores_out_by_workers(tmp_path: Path) -> None:
     cfg = tmp_path / "edgewatch.yaml"
-    cfg.write_text("inference:\n  workers: 4\nbackends:\n  onnxruntime: {threads: 8}\n")
-    ort = load_settings(cfg).backends.by_key(tmp_path, workers=4)["onnxruntime"]
-    assert ort.split_threads == 2
+    cfg.write_text("inference:\n  workers: 4\nbackends:\n  onnxruntime: {threads: 8}\n  tflite: {threads: 4}\n")
+    configs = load_settings(cfg).backends.by_key(tmp_path, workers=4)
+    assert configs["onnxruntime"].split_threads == 2 and configs["tflite"].split_threads == 1
     cfg.write_text("backends:\n  onnxruntime: {threads: 8, split_threads: 3}\n")
     assert load_settings(cfg).backends.by_key(tmp_path, workers=2)["onnxruntime"].split_threads == 3

@@ -52,10 +52,7 @@ class EdgeTpuBackend(TfliteCpuBackend):
 
     @property
     def threads(self) -> int:
-        return 1  # the TPU runs the model; the host only feeds it
-
-    def _max_lanes(self, lane_threads: int) -> int:
-        return 0  # one TPU: requests take turns on its one interpreter
+        return 1  # the TPU runs the model, so no lanes: requests take turns on its one interpreter
 
     def _make_interpreter(self, module: ModuleType, model_path: Path, threads: int):
         options = {"device": self.config.device} if self.config.device else {}

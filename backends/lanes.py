@@ -11,6 +11,7 @@ requests of one two-thread session.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -136,3 +137,35 @@ class Lanes(Generic[R]):
             while not self._idle.empty():
                 self._idle.get_nowait()
             self._made = 0
+
+
+class LaneBackendMixin:
+    """For a CPU backend whose config has ``threads`` and :class:`LaneSettings`: builds its
+    :class:`Lanes` from the wide runtime and a factory of runtimes with N threads."""
+
+    _lanes: Lanes | None = None
+    config: BaseModel
+
+    @property
+    def threads(self) -> int:
+        return getattr(self.config, "threads", 0) or (os.cpu_count() or 1)
+
+    @property
+    def lanes(self) -> Lanes | None:
+        """The runtimes requests run on (None before load)."""
+        return self._lanes
+
+    def _max_lanes(self, lane_threads: int) -> int:
+        """Lanes that fit in the threads; 0 when requests take turns on the wide runtime."""
+        if getattr(self.config, "overlap", "share") == "share" or self.threads == 1:
+            return 0
+        return max(1, self.threads // lane_threads)
+
+    def _start_lanes(self, wide: R, make: Callable[[int], R]) -> None:
+        lane_threads = split_threads(self.threads, getattr(self.config, "split_threads", 0))
+        self._lanes = Lanes(wide, lambda: make(lane_threads), self._max_lanes(lane_threads))
+
+    def _close_lanes(self) -> None:
+        if self._lanes is not None:
+            self._lanes.close()
+        self._lanes = None

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
 from edgewatch.backends.devices import importable
-from edgewatch.backends.lanes import Lanes, LaneSettings, split_threads
+from edgewatch.backends.lanes import LaneBackendMixin, LaneSettings
 from edgewatch.models.manifest import ModelManifest
 
 _arena_lock = threading.Lock()
@@ -43,7 +43,7 @@ class OnnxRuntimeConfig(BackendConfig, LaneSettings):
                     "cameras need the CPU")
 
 
-class OnnxRuntimeCpuBackend(Backend):
+class OnnxRuntimeCpuBackend(LaneBackendMixin, Backend):
     """A lone request runs on a session with ``threads`` threads (lowest latency); overlapping
     requests on lane sessions with ``split_threads`` threads each (see :mod:`.lanes`)."""
 
@@ -53,7 +53,6 @@ class OnnxRuntimeCpuBackend(Backend):
 
     def __init__(self, config: OnnxRuntimeConfig | None = None) -> None:
         super().__init__(config)
-        self._lanes: Lanes | None = None
         self._input_name = ""
 
     @classmethod
@@ -67,15 +66,6 @@ class OnnxRuntimeCpuBackend(Backend):
     @property
     def execution_provider(self) -> str:
         return "CPU"
-
-    @property
-    def threads(self) -> int:
-        return self.config.threads or (os.cpu_count() or 1)
-
-    @property
-    def lanes(self) -> Lanes | None:
-        """The sessions requests run on (None before load)."""
-        return self._lanes
 
     def _new_session(self, model_path: Path, threads: int):
         import onnxruntime as ort
@@ -98,10 +88,7 @@ class OnnxRuntimeCpuBackend(Backend):
                 f"edgewatch models install {manifest.name}"
             ) from exc
         self._input_name = session.get_inputs()[0].name
-        lane_threads = split_threads(self.threads, self.config.split_threads)
-        share = self.config.overlap == "share" or self.threads == 1
-        self._lanes = Lanes(session, lambda: self._new_session(model_path, lane_threads),
-                            0 if share else max(1, self.threads // lane_threads))
+        self._start_lanes(session, lambda threads: self._new_session(model_path, threads))
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._lanes is None:
@@ -110,7 +97,5 @@ class OnnxRuntimeCpuBackend(Backend):
             return session.run(None, {self._input_name: batch})
 
     def close(self) -> None:
-        if self._lanes is not None:
-            self._lanes.close()
-        self._lanes = None
+        self._close_lanes()
         super().close()

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
 from edgewatch.backends.devices import importable
-from edgewatch.backends.lanes import Lanes, LaneSettings, split_threads
+from edgewatch.backends.lanes import LaneBackendMixin, LaneSettings
 from edgewatch.models.manifest import ModelManifest
 
 INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -38,7 +38,7 @@ class TfliteConfig(BackendConfig, LaneSettings):
     threads: int = Field(0, ge=0, le=64, description="XNNPACK threads of a lone inference; 0 = one per core")
 
 
-class TfliteCpuBackend(Backend):
+class TfliteCpuBackend(LaneBackendMixin, Backend):
     """A lone request runs on an interpreter with ``threads`` threads; overlapping requests on
     lane interpreters with ``split_threads`` threads each (see :mod:`.lanes`). An interpreter
     is never invoked by two threads at once."""
@@ -47,10 +47,6 @@ class TfliteCpuBackend(Backend):
     title = "TFLite (CPU, XNNPACK)"
     runtime = "tflite"
     config_model = TfliteConfig
-
-    def __init__(self, config: BackendConfig | None = None) -> None:
-        super().__init__(config)
-        self._lanes: Lanes | None = None
 
     @classmethod
     def probe(cls) -> ProbeResult:
@@ -64,23 +60,8 @@ class TfliteCpuBackend(Backend):
     def execution_provider(self) -> str:
         return "CPU"
 
-    @property
-    def threads(self) -> int:
-        return self.config.threads or (os.cpu_count() or 1)
-
-    @property
-    def lanes(self) -> Lanes | None:
-        """The interpreters requests run on (None before load)."""
-        return self._lanes
-
     def _make_interpreter(self, module: ModuleType, model_path: Path, threads: int):
         return module.Interpreter(model_path=str(model_path), num_threads=threads)
-
-    def _max_lanes(self, lane_threads: int) -> int:
-        """Lanes that fit in the threads; 0 when requests take turns on one interpreter."""
-        if self.config.overlap == "share" or self.threads == 1:
-            return 0
-        return max(1, self.threads // lane_threads)
 
     def _ready_interpreter(self, module: ModuleType, model_path: Path, threads: int):
         interpreter = self._make_interpreter(module, model_path, threads)
@@ -100,9 +81,7 @@ class TfliteCpuBackend(Backend):
                                f"edgewatch models convert {manifest.name} --target {self.type_key}") from exc
         self._input = interpreter.get_input_details()[0]
         self._outputs = interpreter.get_output_details()
-        lane_threads = split_threads(self.threads, getattr(self.config, "split_threads", 0))
-        self._lanes = Lanes(interpreter, lambda: self._ready_interpreter(module, model_path, lane_threads),
-                            self._max_lanes(lane_threads))
+        self._start_lanes(interpreter, lambda threads: self._ready_interpreter(module, model_path, threads))
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._lanes is None:
@@ -115,9 +94,7 @@ class TfliteCpuBackend(Backend):
         return [_dequantise(r, o) for r, o in zip(raw, self._outputs)]
 
     def close(self) -> None:
-        if self._lanes is not None:
-            self._lanes.close()
-        self._lanes = None
+        self._close_lanes()
         super().close()
 
 

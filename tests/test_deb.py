@@ -516,6 +516,27 @@ def test_genimage_config_builds_the_same_layout(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
+@needs_dpkg
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_trixie_deb_installs_in_a_trixie_root(tmp_path: Path, cache_dir: Path) -> None:
+    """Debian 13 / Raspberry Pi OS trixie has Python 3.13: --suite trixie ships cp313 wheels."""
+    if reason := chroot_prerequisites():
+        pytest.skip(reason)
+    deb = build_deb(tmp_path, cache_dir, "--suite", "trixie", "--no-models")
+    assert deb_field(deb, "Version").endswith("+deb13")
+    assert "python3 (>= 3.13), python3 (<< 3.14)" in deb_field(deb, "Depends")
+    wheels = [name for name in deb_contents(deb) if name.endswith(".whl")]
+    assert any("-cp313-" in w for w in wheels) and not any("-cp311-" in w for w in wheels)
+    proc = subprocess.run([str(ROOTFS_TEST), "--arch", host_arch(), "--suite", "trixie", "--deb", str(deb)],
+                          capture_output=True, text=True, timeout=1100, stdin=subprocess.DEVNULL,
+                          env=dict(os.environ, EDGEWATCH_CACHE_DIR=str(cache_dir)))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert re.search(r"^rootfs:\s+trixie ", proc.stdout, re.M), proc.stdout
+    assert re.search(rf"^version:\s+edgewatch, version {re.escape(VERSION)}$", proc.stdout, re.M), proc.stdout
+    assert "onnxruntime" in proc.stdout and "systemd.daemon ok" in proc.stdout
+
+
 @pytest.mark.skipif(os.environ.get("EDGEWATCH_SLOW_TESTS") != "1",
                     reason="arm64 under qemu takes 10+ minutes: set EDGEWATCH_SLOW_TESTS=1")
 def test_arm64_deb_installs_and_runs_under_qemu(cache_dir: Path) -> None:

@@ -4,11 +4,13 @@
 
 Installs the model into a temporary data dir (reusing the conversion cache) and starts the
 daemon as a real process. This CPU's speed drifts by tens of percent over seconds, so every
-comparison is paired: one raw ONNX Runtime inference (same variant, same threads, same
-letterboxed photo) alternates with one HTTP request, and sequential and concurrent phases
-alternate over several rounds. Prints raw p50, end-to-end HTTP p50 of /v1/vision/detection and
-their ratio, concurrent vs sequential throughput (and errors), CPU used per request, the
-daemon's peak RSS, and seconds from process start to the first answered ping.
+comparison is interleaved: blocks of 10 raw ONNX Runtime inferences (same variant, same
+threads, same letterboxed photo) alternate with blocks of 10 HTTP requests, and sequential and
+concurrent phases alternate over several rounds. Requests come from a lean load generator
+(LeanClient) so that the client takes little of the CPU it shares with the daemon. Prints raw
+p50, end-to-end HTTP p50 of /v1/vision/detection and their ratio, concurrent vs sequential
+throughput (and errors), CPU used per request by the daemon and by the client, the daemon's
+peak RSS, and seconds from process start to the first answered ping.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ class Broker:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        if not Path(MOSQUITTO).exists():
+            raise RuntimeError("mosquitto is not installed: run scripts/bootstrap-deps.sh --test "
+                               "(apt-get install mosquitto)")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -11,15 +11,13 @@ import httpx
 import pytest
 
 from daemon_process import DaemonProcess
-from mqtt_harness import MOSQUITTO, Broker, Client
+from mqtt_harness import Broker, Client
 
 USERS = {"edgewatch": "right-password", "ha": "ha-password"}
 
 
 @pytest.fixture()
 def auth_broker(tmp_path: Path):
-    if not Path(MOSQUITTO).exists():
-        pytest.fail("mosquitto is not installed: run scripts/bootstrap-deps.sh --test")
     b = Broker(tmp_path, users=USERS)
     b.start()
     yield b
@@ -90,8 +88,6 @@ def _make_ca_and_server_cert(d: Path) -> dict[str, Path]:
 
 
 def test_tls_with_the_users_ca(tmp_path: Path, data_dir, cache_dir) -> None:
-    if not Path(MOSQUITTO).exists():
-        pytest.fail("mosquitto is not installed: run scripts/bootstrap-deps.sh --test")
     certs = _make_ca_and_server_cert(tmp_path)
     broker = Broker(tmp_path, tls=certs)
     broker.start()
@@ -111,8 +107,6 @@ def test_tls_with_the_users_ca(tmp_path: Path, data_dir, cache_dir) -> None:
 
 
 def test_tls_with_an_unknown_ca_is_reported(tmp_path: Path, data_dir, cache_dir) -> None:
-    if not Path(MOSQUITTO).exists():
-        pytest.fail("mosquitto is not installed: run scripts/bootstrap-deps.sh --test")
     certs = _make_ca_and_server_cert(tmp_path)
     broker = Broker(tmp_path, tls=certs)
     broker.start()

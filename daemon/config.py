@@ -47,6 +47,11 @@ class ServerConfig(_Section):
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
     max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="larger requests get 413")
     max_image_pixels: int = Field(40_000_000, ge=10_000, description="larger images are refused (decompression bombs)")
+    allowed_hosts: list[str] = Field(default_factory=list, description=(
+        "extra names this box answers to in the Host header (DNS names on your LAN); IP addresses, localhost "
+        "and the box's own host names always work; ['*'] turns the check off"))
+    allowed_origins: list[str] = Field(default_factory=list, description=(
+        "web origins (https://ha.example:8123) allowed to change state from a browser and to read answers (CORS)"))
 
 
 class CameraSettings(CameraConfig):
@@ -68,6 +73,8 @@ class MqttConfig(_Section):
     prefix: str | None = Field(None, description="topic prefix; default edgewatch/<node_id>")
     discovery_prefix: str = "homeassistant"
     keepalive: int = Field(30, ge=5, le=3600)
+    response_topic_prefix: str | None = Field(None, description=(
+        "when set, MQTT jobs may only ask for answers on topics under this prefix"))
 
 
 class InferenceConfig(_Section):
@@ -146,6 +153,7 @@ class Settings(BaseSettings):
     server: ServerConfig = ServerConfig()
     mqtt: MqttConfig = MqttConfig()
     cameras: list[CameraSettings] = Field(default_factory=list, description="cameras to watch (also /v1/cameras)")
+    max_cameras: int = Field(32, ge=1, le=256, description="most cameras, configured and added through the API")
     inference: InferenceConfig = InferenceConfig()
     detection: DetectionConfig = DetectionConfig()
     backends: BackendsConfig = BackendsConfig()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edgewatch.daemon.redaction import redact_url
 
 CameraKind = Literal["auto", "rtsp", "snapshot", "mjpeg", "v4l2", "file"]
 
@@ -97,14 +99,7 @@ class CameraConfig(BaseModel):
 
     @property
     def redacted_url(self) -> str:
-        """The url with any password replaced by ``***`` (for logs and errors)."""
+        """The url with any password replaced by ``***`` (for logs, errors and answers); never raises."""
         if isinstance(self.url, int):
             return str(self.url)
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        host = parts.hostname or ""
-        netloc = f"{parts.username}:***@{f'[{host}]' if ':' in host else host}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        return redact_url(self.url)

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from litestar import Litestar, MediaType, get
+from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
@@ -21,6 +22,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from edgewatch.backends.registry import probe_all
 from edgewatch.daemon import __version__
+from edgewatch.daemon.api.browser_guard import BrowserGuard, browser_guard
 from edgewatch.daemon.api.errors import ApiError, handle_api_error, handle_http_exception, handle_internal_error
 from edgewatch.daemon.api.cameras import CameraController
 from edgewatch.daemon.api.settings import SettingsController
@@ -32,6 +34,7 @@ from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.logbuffer import LogBuffer
 from edgewatch.daemon.logsetup import request_id
 from edgewatch.daemon.module_settings import ModuleSettingsStore
+from edgewatch.daemon.redaction import register_secret
 from edgewatch.daemon.reload import reload_config
 from edgewatch.daemon.systemd_notify import Notifier, run_watchdog, watchdog_interval
 from edgewatch.models.store import ModelStore
@@ -125,6 +128,7 @@ def swagger_offline() -> SwaggerRenderPlugin:
 
 def create_app(config: Settings, config_file: Path | None = None, notifier: Notifier | None = None) -> Litestar:
     """The application; ``config_file`` is re-read on SIGHUP, ``notifier`` tells systemd what happens."""
+    register_secret(config.mqtt.password)
     log_buffer = LogBuffer()
     logging.getLogger("edgewatch").setLevel(config.log_level.upper())
     logging.getLogger("edgewatch").addHandler(log_buffer)
@@ -183,7 +187,9 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
         route_handlers=[root, VisionController, StatusController, LogController, SettingsController, CameraController,
                         create_static_files_router(DOCS_ASSETS, [swagger_ui_path], include_in_schema=False)],
         lifespan=[lifespan],
-        middleware=[stamp_arrival],
+        middleware=[stamp_arrival, browser_guard(BrowserGuard(config.server.allowed_hosts, config.server.allowed_origins,
+                                                              config.node_id))],
+        cors_config=CORSConfig(allow_origins=config.server.allowed_origins) if config.server.allowed_origins else None,
         request_max_body_size=config.server.max_body_bytes,
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception,
                             Exception: handle_internal_error},

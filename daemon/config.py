@@ -28,6 +28,7 @@ from edgewatch.backends.tflite import TfliteConfig
 from edgewatch.backends.base import BackendConfig
 from edgewatch.backends.registry import BackendChoice
 from edgewatch.daemon.paths import default_cache_dir, default_data_dir
+from edgewatch.daemon.redaction import MASK, is_secret_name, printable, redact
 from edgewatch.models.labels import LABEL_STYLES
 
 DEFAULT_PORT = 32168
@@ -133,7 +134,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"config file {path} is not valid YAML: {redact(str(exc))}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must be a mapping of keys to values, not {type(data).__name__}")
         return data
@@ -186,7 +187,8 @@ def describe_errors(exc: ValidationError, config_file: Path | None = None) -> st
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key; see README 'Configuration' for the keys edgewatch accepts")
+            lines.append(f"  {printable(key, 120)}: unknown key; see README 'Configuration' for the keys edgewatch accepts")
         else:
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+            shown = MASK if is_secret_name(key) else printable(repr(err.get("input")), 120)
+            lines.append(f"  {printable(key, 120)}: {redact(err['msg'])} (got {shown})")
     return "\n".join(lines)

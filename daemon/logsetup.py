@@ -12,6 +12,8 @@ import os
 import sys
 from contextvars import ContextVar
 
+from edgewatch.daemon.redaction import RedactingFilter
+
 request_id: ContextVar[str | None] = ContextVar("edgewatch_request_id", default=None)
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -66,6 +68,7 @@ def configure_logging(level: str) -> str:
     if handler is None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    handler.addFilter(RedactingFilter())  # every line, ours and the libraries', without secrets
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -8,8 +8,11 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from edgewatch.daemon.api.schemas import vision_envelope
+from edgewatch.daemon.redaction import printable, redact
 
 log = logging.getLogger("edgewatch.api")
+
+MAX_MESSAGE = 1000  # longest error text answered or logged
 
 
 class ApiError(Exception):
@@ -30,9 +33,13 @@ def _command(path: str) -> str | None:
 
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    # a client's mistakes are worth a line: a misconfigured NVR shows up here first
-    log.log(logging.WARNING if status >= 500 else logging.INFO, "%d on %s %s: %s", status, request.method,
-            request.url.path, message)
+    # a client's mistakes are worth a line: a misconfigured NVR shows up here first. Messages echo
+    # client text: secrets hidden, control characters escaped (no forged log lines), length capped.
+    message = redact(message)
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "…"
+    log.log(logging.WARNING if status >= 500 else logging.INFO, "%d on %s %s: %s", status,
+            printable(request.method, 16), printable(request.url.path), printable(message, MAX_MESSAGE))
     command = _command(request.url.path)
     if command is not None:
         body = vision_envelope(request, command, success=False, code=status, error=message)
@@ -48,9 +55,9 @@ def handle_api_error(request: Request, exc: ApiError) -> Response:
 def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     if status == 404:
-        message = f"no such endpoint {request.method} {request.url.path}; see /schema for the API"
+        message = f"no such endpoint {printable(request.method, 16)} {printable(request.url.path)}; see /schema for the API"
     elif status == 405:
-        message = f"{request.method} is not allowed on {request.url.path}; see /schema for the API"
+        message = f"{printable(request.method, 16)} is not allowed on {printable(request.url.path)}; see /schema for the API"
     elif status == 413:
         message = "request body too large: send a smaller image or raise server.max_body_bytes"
     elif isinstance(exc, ValidationException):
@@ -63,5 +70,5 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
 
 
 def handle_internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("internal error on %s %s", request.method, request.url.path)
+    log.exception("internal error on %s %s", printable(request.method, 16), printable(request.url.path))
     return error_response(request, 500, f"internal error ({type(exc).__name__}); the daemon log has details")

@@ -3,6 +3,7 @@ filename or content type, fields in any order, extra fields), urlencoded, JSON, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from dataclasses import dataclass, field
@@ -32,15 +33,45 @@ class Form:
                             "in a part named 'image'")
 
 
-async def read_form(request: Request) -> Form:
-    """Parse the body (size-limited by the app: over the limit is 413) plus query parameters."""
+URLENCODED_MAX_BYTES = 64 * 1024  # urlencoded and JSON forms carry a few small settings, never an image
+URLENCODED_MAX_FIELDS = 100
+OFF_LOOP_BYTES = 256 * 1024  # bodies this large are parsed on a worker thread, so pings never wait behind them
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded", "application/json")
+
+
+async def read_form(request: Request, max_small_body: int = URLENCODED_MAX_BYTES,
+                    require_form_type: bool = False) -> Form:
+    """Parse the body (size-limited by the app: over the limit is 413) plus query parameters.
+
+    Urlencoded and JSON bodies over ``max_small_body`` are refused with 413. With
+    ``require_form_type`` a body of any other content type is refused with 415 (a browser page on
+    another site can send ``text/plain`` without asking first; it cannot send these types).
+    """
     body = await request.body()
     form = Form(fields={k: v for k, v in request.query_params.items()})
     mime, options = parse_options_header(request.headers.get("content-type", ""))
+    if mime in FORM_TYPES[1:] and len(body) > max_small_body:
+        raise ApiError(413, f"a {mime} body of {len(body)} bytes is over the limit of {max_small_body}: it carries "
+                            "only small fields; send images as multipart/form-data")
+    if require_form_type and body and mime not in FORM_TYPES:
+        raise ApiError(415, f"unsupported Content-Type {mime or '(none)'!r}: send multipart/form-data, "
+                            "application/x-www-form-urlencoded or application/json")
+    if len(body) > OFF_LOOP_BYTES:
+        await asyncio.to_thread(_parse_body, body, mime, options, form)
+    else:
+        _parse_body(body, mime, options, form)
+    return form
+
+
+def _parse_body(body: bytes, mime: str, options: dict[str, str], form: Form) -> None:
     if mime == "multipart/form-data":
         _parse_multipart(body, options.get("boundary", ""), form)
     elif mime == "application/x-www-form-urlencoded":
-        form.fields.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        try:
+            form.fields.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
+                                         max_num_fields=URLENCODED_MAX_FIELDS))
+        except ValueError:
+            raise ApiError(400, f"too many fields in the form (at most {URLENCODED_MAX_FIELDS})") from None
     elif mime == "application/json" and body:
         try:
             data = json.loads(body)
@@ -48,8 +79,9 @@ async def read_form(request: Request) -> Form:
             raise ApiError(400, "the JSON body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the JSON body must be an object of names to values")
+        if len(data) > URLENCODED_MAX_FIELDS:
+            raise ApiError(400, f"too many fields in the JSON object (at most {URLENCODED_MAX_FIELDS})")
         form.fields.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()})
-    return form
 
 
 def _parse_multipart(body: bytes, boundary: str, form: Form) -> None:

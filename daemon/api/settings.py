@@ -13,6 +13,8 @@ from edgewatch.daemon.api.errors import ApiError
 from edgewatch.daemon.api.forms import read_form
 from edgewatch.daemon.api.schemas import SettingsResponse, inference_summary
 from edgewatch.daemon.detection import MODULE_ID, DetectionModule, DetectionSettings
+from edgewatch.daemon.redaction import MASK, is_secret_name, printable, redact
+from edgewatch.models.manifest import check_model_name
 
 
 def _module(request: Request, module_id: str) -> DetectionModule:
@@ -22,7 +24,7 @@ def _module(request: Request, module_id: str) -> DetectionModule:
 
 
 def _response(request: Request, module: DetectionModule, message: str = "") -> SettingsResponse:
-    env = {k: v for k, v in os.environ.items() if k.startswith("EDGEWATCH_") and "PASSWORD" not in k}
+    env = {k: MASK if is_secret_name(k) else redact(v) for k, v in os.environ.items() if k.startswith("EDGEWATCH_")}
     return SettingsResponse(success=True, moduleId=MODULE_ID, settings=module.settings.model_dump(mode="json"),
                             environmentVariables=env, inference=inference_summary(request), message=message)
 
@@ -39,7 +41,7 @@ class SettingsController(Controller):
           summary="Change one setting (fields name, value) or several (JSON object); persisted, module reloaded")
     async def change(self, request: Request, module_id: FromPath[str]) -> SettingsResponse:
         module = _module(request, module_id)
-        form = await read_form(request)
+        form = await read_form(request, require_form_type=True)
         fields = dict(form.fields)
         if "name" in fields:
             if "value" not in fields:
@@ -49,7 +51,7 @@ class SettingsController(Controller):
             changes = {k: v for k, v in fields.items() if k in DetectionSettings.model_fields}
         unknown = [k for k in changes if k not in DetectionSettings.model_fields]
         if not changes or unknown:
-            raise ApiError(400, f"unknown setting {unknown[0] if unknown else '(none sent)'!r}; settings of "
+            raise ApiError(400, f"unknown setting {printable(unknown[0] if unknown else '(none sent)', 64)!r}; settings of "
                                 f"{MODULE_ID}: {', '.join(DetectionSettings.model_fields)}")
         if changes.get("model") == "":
             changes["model"] = None
@@ -57,7 +59,13 @@ class SettingsController(Controller):
             new = DetectionSettings.model_validate(module.settings.model_dump() | changes)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ApiError(400, f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})") from None
+            raise ApiError(400, f"{'.'.join(map(str, err['loc']))}: {err['msg']} "
+                                f"(got {printable(repr(err.get('input')), 64)})") from None
+        if new.model is not None:
+            try:
+                check_model_name(new.model)
+            except ValueError as exc:
+                raise ApiError(400, f"model: {printable(exc, 300)}") from None
         if new.model is not None and not module.store.has(new.model):
             raise ApiError(404, f"model {new.model!r} is not installed; see `edgewatch models list`")
         saved = request.app.state.settings_store.update(MODULE_ID, new.model_dump(mode="json", include=set(changes)))

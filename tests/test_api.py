@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +12,11 @@ import pytest
 from litestar.testing import TestClient
 from PIL import Image
 
+from edgewatch.backends.registry import BACKENDS, PROBE_ORDER, probe_all
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
 from edgewatch.daemon.detection import MODULE_ID
+from edgewatch.models.store import ModelStore
 
 ENVELOPE = {"success", "message", "predictions", "count", "inferenceMs", "processMs", "moduleId", "moduleName",
             "command", "executionProvider", "canUseGPU", "analysisRoundTripMs"}
@@ -49,6 +51,27 @@ def post_raw(client: TestClient, path: str, parts, **kw):
     return client.post(path, content=body, headers={"content-type": ctype}, **kw)
 
 
+def expected_backend(data_dir: Path, notes: list[str], model: str = "nanodet") -> str:
+    """The backend the registry's rules pick for ``model`` on this machine, whatever it is (a PC, an
+    RK3588, a Pi with a Coral): the first in probe order that probes available here, has a variant
+    of the model and did not fail to load (the daemon notes each one it skipped, and why)."""
+    probes, manifest = probe_all(), ModelStore(data_dir / "models").get(model)
+    return next(cls.type_key for cls in PROBE_ORDER
+                if probes[cls.type_key].available and cls().pick_variant(manifest) is not None
+                and not any(n.startswith(f"{cls.type_key} failed to load") for n in notes))
+
+
+def check_inference_summary(summary: dict, data_dir: Path) -> None:
+    """What the daemon says about backends is what the probe says here, and it runs the one the
+    registry's rules pick, reporting that backend's execution provider."""
+    probes = probe_all()
+    assert [b["type"] for b in summary["backends"]] == list(probes) == list(BACKENDS)
+    assert {b["type"]: (b["available"], b["reason"]) for b in summary["backends"]} == {
+        k: (p.available, p.reason) for k, p in probes.items()}
+    assert summary["active"] == expected_backend(data_dir, summary["notes"]), summary
+    assert summary["executionProvider"] == BACKENDS[summary["active"]]().execution_provider
+
+
 def by_label(preds: list[dict]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for p in preds:
@@ -56,12 +79,14 @@ def by_label(preds: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def test_bus_photo_real_detections(client: TestClient, photo_bytes: dict[str, bytes]) -> None:
+def test_bus_photo_real_detections(client: TestClient, photo_bytes: dict[str, bytes], data_dir: Path) -> None:
     r = client.post("/v1/vision/detection", files={"image": ("bus.jpg", photo_bytes["bus"], "image/jpeg")})
     assert r.status_code == 200, r.text
     body = r.json()
     assert ENVELOPE <= body.keys() and body["success"] is True
-    assert body["command"] == "detect" and body["moduleId"] == MODULE_ID and body["executionProvider"] == "CPU"
+    assert body["command"] == "detect" and body["moduleId"] == MODULE_ID
+    active = expected_backend(data_dir, client.get("/v1/status/backends").json()["notes"])
+    assert body["executionProvider"] == BACKENDS[active]().execution_provider  # what really ran it
     assert body["count"] == len(body["predictions"]) > 0
     labels = by_label(body["predictions"])
     # bus.jpg (810x1080): a bus across the middle, people standing in front of it on the left
@@ -195,33 +220,49 @@ def test_custom_model_names(client: TestClient, photo_bytes, name: str, status: 
     assert r.json()["success"] is False and r.json()["error"]
 
 
-def test_queue_full_is_503_with_retry_after(client: TestClient, photo_bytes) -> None:
-    queue = client.app.state.queue
-    release = threading.Event()
-    blockers = [queue._pool.submit(release.wait, 10) for _ in range(queue.workers)]
-    queue._pending = queue.queue_size  # every slot taken by the blocked jobs above and waiting ones
-    try:
-        r = client.post("/v1/vision/detection", files={"image": photo_bytes["chelsea"]})
-        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
-        assert r.json()["success"] is False and "retry" in r.json()["error"]
-    finally:
-        queue._pending = 0
-        release.set()
-        [b.result() for b in blockers]
-    assert client.post("/v1/vision/detection", files={"image": photo_bytes["chelsea"]}).status_code == 200
+def test_queue_full_is_503_with_retry_after(data_dir: Path, cache_dir: Path, photo_bytes,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker, one place in the queue: while a request is inside the inference, the next one is
+    refused by the queue's own admission check with 503 and Retry-After, and served once it is free."""
+    with make_client(data_dir, cache_dir, inference={"workers": 1, "queue_size": 1}) as client:
+        backend = client.app.state.detection.detector("nanodet").backend  # loaded at start-up
+        inside, release = threading.Event(), threading.Event()
+        real_infer = backend.infer
+
+        def held_infer(batch):  # the real inference, held until the test lets it go
+            inside.set()
+            assert release.wait(60), "the test never released the inference"
+            return real_infer(batch)
+
+        monkeypatch.setattr(backend, "infer", held_infer)
+        image = {"image": photo_bytes["chelsea"]}
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.post, "/v1/vision/detection", files=image)
+            try:
+                assert inside.wait(30), "the first request never reached the inference"
+                refused = client.post("/v1/vision/detection", files=image)
+            finally:
+                release.set()
+            served = first.result(60)
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1, refused.text
+        assert refused.json()["success"] is False and "retry" in refused.json()["error"]
+        assert served.status_code == 200 and served.json()["success"] is True
+        assert served.json()["predictions"][0]["label"] == "cat"
+        inside.clear()  # the queue has room again: the next request is served at once
+        again = client.post("/v1/vision/detection", files=image)
+        assert again.status_code == 200 and inside.is_set()
 
 
-def test_status_log_and_schema(client: TestClient) -> None:
+def test_status_log_and_schema(client: TestClient, data_dir: Path) -> None:
     assert client.get("/v1/status/ping").json()["success"] is True
     v = client.get("/v1/status/version").json()
     assert v["success"] and {"major", "minor", "patch"} <= v["version"].keys()
-    assert v["inference"]["active"] == "onnxruntime" and v["inference"]["executionProvider"] == "CPU"
-    assert any(b["type"] == "rknn" and "no Rockchip NPU" in b["reason"] for b in v["inference"]["backends"])
-    assert client.get(f"/v1/settings/{MODULE_ID}").json()["inference"]["active"] == "onnxruntime"
+    check_inference_summary(v["inference"], data_dir)
+    assert client.get(f"/v1/settings/{MODULE_ID}").json()["inference"] == v["inference"]
     u = client.get("/v1/status/updateavailable").json()
     assert u["success"] is True and u["updateAvailable"] is False and "cannot check" in u["message"]
     b = client.get("/v1/status/backends").json()
-    assert b["active"] == "onnxruntime" and {x["type"] for x in b["backends"]} == {"rknn", "edgetpu", "tensorrt", "tflite", "onnxruntime"}
+    assert b["success"] and {k: b[k] for k in v["inference"]} == v["inference"]
     entries = client.get("/v1/log/list?count=5").json()["entries"]
     assert entries and len(entries) <= 5 and any("backend" in e["entry"] or "loaded" in e["entry"] for e in entries)
     later = client.get(f"/v1/log/list?last_id={entries[0]['id']}&count=1000").json()["entries"]

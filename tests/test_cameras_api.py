@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +22,12 @@ from edgewatch.daemon.config import load_settings
 def video(tmp_path: Path, photos) -> Path:
     """A real MJPG video of a street scene and a portrait, 2 s at 5 fps."""
     return write_video(tmp_path / "scene.avi", photos, ("bus", "astronaut"), (640, 480), 5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def client_for(data_dir: Path, cache_dir: Path) -> TestClient:
@@ -72,3 +82,138 @@ def test_unreachable_camera_reports_its_error_and_the_daemon_serves(data_dir: Pa
         state = wait_state(client, "gone", lambda c: c["last_error"])
         assert not state["connected"]
         assert client.post("/v1/vision/detection", files={"image": photo_bytes["bus"]}).json()["success"]
+
+
+def _saved(data_dir: Path) -> dict:
+    path = data_dir / "cameras.json"
+    return json.loads(path.read_text()) if path.exists() else {"added": [], "removed": []}
+
+
+def test_bad_port_with_a_password_is_400_and_nothing_is_saved(data_dir: Path, cache_dir: Path) -> None:
+    with client_for(data_dir, cache_dir) as client:
+        r = client.post("/v1/cameras", json={"name": "badport", "url": "http://u:hunter22@127.0.0.1:99999/x"})
+        assert r.status_code == 400 and "url: the url's port must be a number from 1 to 65535" in r.json()["error"]
+        assert "hunter22" not in r.text
+        assert _saved(data_dir)["added"] == []
+        listed = client.get("/v1/cameras")
+        assert listed.status_code == 200 and listed.json()["cameras"] == []
+
+
+def test_an_invalid_saved_camera_is_listed_not_started_and_removable(data_dir: Path, cache_dir: Path,
+                                                                      video: Path) -> None:
+    """cameras.json as an older daemon left it: a bad port (with a password) and junk next to a
+    good camera. The daemon starts, runs the good one, lists the bad ones with the reason and
+    removes them on DELETE."""
+    (data_dir / "cameras.json").write_text(json.dumps({"added": [
+        {"name": "badport", "url": "http://u:hunter22@127.0.0.1:99999/x"},
+        "junk",
+        {"name": "yard", "url": f"file:{video}"}], "removed": []}))
+    with client_for(data_dir, cache_dir) as client:
+        wait_state(client, "yard", lambda c: c["connected"])
+        listed = client.get("/v1/cameras")
+        assert listed.status_code == 200 and "hunter22" not in listed.text
+        cams = {c["name"]: c for c in listed.json()["cameras"]}
+        bad = cams["badport"]
+        assert bad["enabled"] is False and bad["running"] is False and bad["invalid"] is True
+        assert bad["url"] == "http://u:***@127.0.0.1:99999/x"
+        assert "port must be a number" in bad["last_error"] and "DELETE /v1/cameras/badport" in bad["last_error"]
+        junk = next(c for name, c in cams.items() if name.startswith("invalid-"))
+        assert f"DELETE /v1/cameras/{junk['name']}" in junk["last_error"]
+        assert client.post("/v1/cameras", json={"name": "badport", "url": f"file:{video}"}).status_code == 409
+        assert client.delete("/v1/cameras/badport").json() == {"success": True, "removed": "badport"}
+        assert client.delete(f"/v1/cameras/{junk['name']}").status_code == 200
+        assert [c["name"] for c in client.get("/v1/cameras").json()["cameras"]] == ["yard"]
+    assert [e["name"] for e in _saved(data_dir)["added"]] == ["yard"]
+    with client_for(data_dir, cache_dir) as client:  # and the next start is clean
+        assert [c["name"] for c in client.get("/v1/cameras").json()["cameras"]] == ["yard"]
+
+
+def test_adding_beyond_max_cameras_is_refused(data_dir: Path, cache_dir: Path, video: Path) -> None:
+    config = load_settings(data_dir=data_dir, cache_dir=cache_dir, max_cameras=2)
+    with TestClient(create_app(config)) as client:
+        for name in ("one", "two"):
+            assert client.post("/v1/cameras", json={"name": name, "url": f"file:{video}"}).status_code == 201
+        r = client.post("/v1/cameras", json={"name": "three", "url": f"file:{video}"})
+        assert r.status_code == 409
+        assert "max_cameras (2)" in r.json()["error"] and "raise max_cameras in the config file" in r.json()["error"]
+        assert client.delete("/v1/cameras/one").status_code == 200
+        assert client.post("/v1/cameras", json={"name": "three", "url": f"file:{video}"}).status_code == 201
+    assert sorted(e["name"] for e in _saved(data_dir)["added"]) == ["three", "two"]
+
+
+def test_unknown_detect_model_is_400_naming_the_installed_ones(data_dir: Path, cache_dir: Path, video: Path) -> None:
+    with client_for(data_dir, cache_dir) as client:
+        r = client.post("/v1/cameras", json={"name": "odd", "url": f"file:{video}", "detect": {"model": "nosuchmodel"}})
+        assert r.status_code == 400
+        assert "'nosuchmodel' is not installed" in r.json()["error"]
+        assert "centernet" in r.json()["error"] and "nanodet" in r.json()["error"]
+        assert _saved(data_dir)["added"] == []
+        preset = {"name": "preset", "url": f"file:{video}", "detect": {"model": "ipcam-general"}}
+        assert client.post("/v1/cameras", json=preset).status_code == 201
+
+
+def test_configured_camera_with_an_unknown_model_says_so_and_can_be_removed(data_dir: Path, cache_dir: Path,
+                                                                            video: Path) -> None:
+    config = load_settings(data_dir=data_dir, cache_dir=cache_dir, cameras=[
+        {"name": "odd", "url": f"file:{video}", "detect": {"model": "nosuchmodel"}}])
+    with TestClient(create_app(config)) as client:
+        first = wait_state(client, "odd", lambda c: c["connected"] and c["frames_seen"] > 0)
+        assert "'nosuchmodel' is not installed" in first["detect_error"] and first["last_error"] == first["detect_error"]
+        later = wait_state(client, "odd", lambda c: c["frames_seen"] > first["frames_seen"] + 3)
+        assert later["detect_error"] and later["detections"] == 0  # the worker lives on and says why
+        log = client.get("/v1/log/list", params={"count": 1000}).json()["entries"]
+        assert any("camera odd: detect.model 'nosuchmodel' is not installed" in e["entry"] for e in log)
+        assert client.delete("/v1/cameras/odd").json() == {"success": True, "removed": "odd"}
+        assert not any(t.name == "camera-odd" for t in threading.enumerate()), "the reader was stopped"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None])
+def test_add_camera_needs_a_json_content_type(data_dir: Path, cache_dir: Path, video: Path,
+                                              content_type: str | None) -> None:
+    body = json.dumps({"name": "yard", "url": f"file:{video}"})
+    with client_for(data_dir, cache_dir) as client:
+        headers = {"content-type": content_type} if content_type else {}
+        r = client.post("/v1/cameras", content=body, headers=headers)
+        assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]
+        assert client.get("/v1/cameras").json()["cameras"] == [] and _saved(data_dir)["added"] == []
+        r = client.post("/v1/cameras", content=body, headers={"content-type": "application/json; charset=utf-8"})
+        assert r.status_code == 201
+
+
+class RawLines(logging.Handler):
+    """Log lines as the code wrote them, before any handler's redaction."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture()
+def raw_log() -> RawLines:
+    handler = RawLines()
+    loggers = [logging.getLogger(n) for n in ("edgewatch.daemon", "edgewatch.api")]  # below the log buffer's logger
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def test_camera_password_never_shows(data_dir: Path, cache_dir: Path, raw_log: RawLines) -> None:
+    with client_for(data_dir, cache_dir) as client:
+        url = f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/stream"
+        added = client.post("/v1/cameras", json={"name": "backyard", "url": url, "open_timeout_s": 1})
+        assert added.status_code == 201 and added.json()["camera"]["url"] == url.replace("s3cret", "***")
+        wait_state(client, "backyard", lambda c: c["last_error"])
+        bad = client.post("/v1/cameras", json={"name": "porch", "url": "rtsp://admin:s3cret@127.0.0.1:99999/x"})
+        assert bad.status_code == 400
+        listed = client.get("/v1/cameras")
+        log = client.get("/v1/log/list", params={"count": 1000})
+        for text in (added.text, bad.text, listed.text, log.text):
+            assert "s3cret" not in text
+        assert "camera backyard: started (rtsp://admin:***@" in log.text  # the camera's lines are there, redacted
+    lines = "\n".join(raw_log.lines)
+    assert "camera backyard: started" in lines and "s3cret" not in lines, "not even before the buffer's redaction"

@@ -16,11 +16,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from daemon_process import DaemonProcess
+
+from edgewatch.daemon.server import DRAIN_S
 
 pytest.importorskip("systemd.daemon", reason="systemd-python is needed: pip install -e '.[test]' "
                                              "after scripts/bootstrap-deps.sh --test (libsystemd-dev)")
@@ -90,10 +93,14 @@ def test_ready_status_watchdog_reload_and_stop(notify: NotifySocket, data_dir: P
         # READY means the API answers: nothing sent READY before the port listened
         assert httpx.get(f"{daemon.url}/v1/status/ping", timeout=5).status_code == 200
 
-        # watchdog pings at half of WATCHDOG_USEC (1 s)
-        before = sum("WATCHDOG=1" in m for _, m in notify.messages)
-        time.sleep(2.2)
-        assert sum("WATCHDOG=1" in m for _, m in notify.messages) - before >= 3
+        # watchdog pings at half of WATCHDOG_USEC (1 s): the next five pings, spaced about 0.5 s
+        after, pings = len(notify.messages), []
+        for _ in range(5):
+            i, at, _ = notify.wait_for(lambda m: "WATCHDOG=1" in m, after=after, timeout=10)
+            pings.append(at)
+            after = i + 1
+        gaps = np.diff(pings)
+        assert 0.25 <= float(np.median(gaps)) <= 0.75, gaps  # a late ping or two cannot move the median
 
         # SIGHUP: RELOADING=1, the new config applied, READY=1 again
         config.write_text(yaml.safe_dump({"detection": {"min_confidence": 0.7}}))
@@ -125,7 +132,7 @@ def test_ready_status_watchdog_reload_and_stop(notify: NotifySocket, data_dir: P
 
 def _looping_detector(path: Path, trips: int = 2**62) -> None:
     """A YOLOv8-shaped ONNX model whose Loop runs ``trips`` times: 2**62 is a real inference that never
-    returns; 2 million take about 2 s here."""
+    returns; :func:`_trips_lasting` finds how many take a given time on this CPU."""
     zeros = np.zeros((1, 84, 10), np.float32)
     body = helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "zero"], ["v_out"])],
@@ -151,6 +158,21 @@ def _looping_detector(path: Path, trips: int = 2**62) -> None:
     onnx.save(model, path)
 
 
+def _trips_lasting(seconds: float, scratch: Path) -> int:
+    """How many Loop trips of :func:`_looping_detector` run for about ``seconds`` on this CPU, measured
+    with onnxruntime on a run of at least 0.2 s (a Pi takes several times as long per trip as a PC)."""
+    probe, trips = scratch / "timing.onnx", 20_000
+    while True:
+        _looping_detector(probe, trips)
+        session = ort.InferenceSession(str(probe), providers=["CPUExecutionProvider"])
+        t0 = time.perf_counter()
+        session.run(None, {"images": np.zeros((1, 3, 64, 64), np.float32)})
+        took = time.perf_counter() - t0
+        if took >= 0.2:
+            return max(1, int(trips * seconds / took))
+        trips *= 4
+
+
 def _add_model(model: Path, name: str, data_dir: Path, cache_dir: Path) -> None:
     labels = model.with_suffix(".txt")
     labels.write_text("\n".join(f"class{i}" for i in range(80)) + "\n")
@@ -162,27 +184,44 @@ def _add_model(model: Path, name: str, data_dir: Path, cache_dir: Path) -> None:
 
 def test_sigterm_lets_the_request_in_flight_finish(notify: NotifySocket, data_dir: Path, cache_dir: Path,
                                                   tmp_path: Path, photo_bytes: dict[str, bytes]) -> None:
+    # An inference of about a quarter of the drain time on this CPU: long enough to still be running
+    # when SIGTERM comes, short enough to finish within the drain.
     model = tmp_path / "slow.onnx"
-    _looping_detector(model, trips=2_000_000)
+    _looping_detector(model, trips=_trips_lasting(DRAIN_S / 4, tmp_path))
     _add_model(model, "slow", data_dir, cache_dir)
-    daemon = DaemonProcess(data_dir, cache_dir, env={"NOTIFY_SOCKET": notify.path})
+    # The signal that the inference is running is the daemon's own view of its inference queue: the
+    # watchdog reports any inference in a worker for over hang_after_s (0.1 s), checking every 0.2 s.
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"inference": {"hang_after_s": 0.1}}))
+    daemon = DaemonProcess(data_dir, cache_dir, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000",
+                                                    "EDGEWATCH_CONFIG": str(config)})
     daemon.start()
-    answers: list[httpx.Response] = []
+    answers: list[tuple[float, httpx.Response]] = []
+
+    def ask() -> None:
+        r = httpx.post(f"{daemon.url}/v1/vision/custom/slow", files={"image": photo_bytes["bus"]}, timeout=60)
+        answers.append((time.perf_counter(), r))
+
     try:
         notify.wait_for(lambda m: "READY=1" in m)
-        client = threading.Thread(target=lambda: answers.append(httpx.post(
-            f"{daemon.url}/v1/vision/custom/slow", files={"image": photo_bytes["bus"]}, timeout=30)))
-        client.start()
-        time.sleep(0.7)  # the slow inference is running now
         mark = len(notify.messages)
+        client = threading.Thread(target=ask)
+        client.start()
+        i, _, running = notify.wait_for(lambda m: "WATCHDOG=trigger" in m, after=mark, timeout=60)
+        assert "an inference has run for" in fields(running)["STATUS"]  # the slow inference is running now
         daemon.proc.send_signal(signal.SIGTERM)
-        notify.wait_for(lambda m: "STOPPING=1" in m, after=mark, timeout=2)
-        client.join(30)
+        _, stopping_at, _ = notify.wait_for(lambda m: "STOPPING=1" in m, after=i, timeout=5)
+        client.join(60)
         assert daemon.proc.wait(20) in (0, -signal.SIGTERM)
     finally:
-        daemon.stop()
-    assert answers and answers[0].status_code == 200 and answers[0].json()["success"] is True
-    assert answers[0].json()["inferenceMs"] > 500, "the answer came from the slow model, after the SIGTERM"
+        log = daemon.stop()
+    assert answers, log[-3000:]
+    answered_at, answer = answers[0]
+    assert answer.status_code == 200 and answer.json()["success"] is True, answer.text
+    print(f"inference {answer.json()['inferenceMs'] / 1000:.2f} s, answered {answered_at - stopping_at:.2f} s "
+          f"after STOPPING=1 (drain {DRAIN_S} s)")
+    # still in flight when the daemon said STOPPING, and answered from the slow model after it
+    assert answered_at > stopping_at and answer.json()["inferenceMs"] > 100
 
 
 def test_hung_inference_stops_the_watchdog(notify: NotifySocket, data_dir: Path, cache_dir: Path, tmp_path: Path,

@@ -13,16 +13,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from litestar.testing import TestClient
 
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
-from edgewatch.models.quantize import AGREEMENT_REQUIRED, calibration_tensors, iou, measure_variants
+from edgewatch.models.quantize import calibration_tensors, measure_variants
 from edgewatch.models.store import ModelStore
 from edgewatch.models.user_models import MIN_REFERENCE
-from yolo_exports import nanodet_as_yolo
+from yolo_exports import (CANDIDATE_CONF, Detections, assert_default_follows_measurement, compare_detections,
+                          nanodet_as_yolo, photo_views)
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +39,7 @@ def add_model(data_dir: Path, path: Path, name: str, labels: Path) -> str:
 
 @pytest.mark.parametrize("kind", ["yolov8", "yolov5"])
 def test_user_yolo_export_finds_what_the_network_finds(kind: str, data_dir: Path, cache_dir: Path, tmp_path: Path,
-                                                      photo_bytes: dict[str, bytes]) -> None:
+                                                      photos: dict[str, Path]) -> None:
     store = ModelStore(data_dir / "models")
     nanodet = store.get("nanodet")
     export = nanodet_as_yolo(store.path(nanodet, "fp32"), nanodet, kind, tmp_path / f"my-{kind}.onnx")
@@ -48,38 +50,51 @@ def test_user_yolo_export_finds_what_the_network_finds(kind: str, data_dir: Path
     added = ModelStore(data_dir / "models").get(f"my-{kind}")
     q = added.quantization_report
     assert set(added.variants) == {"fp32", "int8"} and q["recipe"].startswith("user-onnx/")
-    assert q["reference_detections"] >= MIN_REFERENCE and q["agreement"] >= AGREEMENT_REQUIRED, q
+    assert q["reference_detections"] >= MIN_REFERENCE, q  # the photos give it enough objects to judge int8 by
     assert f"default {added.default_variant}: {q['reason']}" in out
-    # int8 is the default exactly when it was measured faster (it agrees well enough, above)
-    assert (added.default_variant == "int8") == (q["int8_ms_p50"] < q["fp32_ms_p50"]), q
+    # int8 is the default exactly when this CPU measured it faster and agreeing well enough
+    assert_default_follows_measurement(added.default_variant, q, MIN_REFERENCE)
 
+    # Served end to end, on each photo eight ways (about 80 detections), each model answers as its
+    # default variant, int8 or fp32, whichever this CPU's measurement picked.
+    views = {name: cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+             for name, img in photo_views(photos).items()}
     settings = load_settings(data_dir=data_dir, cache_dir=cache_dir, detection={"model": "nanodet"})
-    matched = 0
+    answers: dict[str, list[tuple[str, Detections]]] = {"nanodet": [], f"my-{kind}": []}
     with TestClient(create_app(settings)) as client:
         listed = client.post("/v1/vision/custom/list").json()["models"]
         assert f"my-{kind}" in listed
-        for name, image in photo_bytes.items():
-            def detect(model: str) -> list[dict]:
+        for model, got in answers.items():
+            for name, image in views.items():
                 body = client.post(f"/v1/vision/custom/{model}", files={"image": image},
-                                   data={"min_confidence": "0.3"}).json()
+                                   data={"min_confidence": str(CANDIDATE_CONF)}).json()
                 assert body["success"], body
-                return body["predictions"]
+                got.append((name, as_detections(body["predictions"], nanodet.labels)))
+    ref, mine = answers["nanodet"], answers[f"my-{kind}"]
+    # Each model's detections are in the other's answer: same label, same place in the original
+    # photo, similar score. That checks the export-layout detection, the RGB/255 letterbox, the
+    # YOLO decoder and the box mapping; a wrong one would lose most boxes or scores.
+    both_ways = [compare_detections(((n, a, b) for (n, a), (_, b) in zip(x, y)), labels=nanodet.labels)
+                 for x, y in ((ref, mine), (mine, ref))]
+    for result in both_ways:
+        print(f"{kind}: {result.summary()}")
+        # whichever variants ran, as close as a faithful int8 quantisation is to fp32 (yolo_exports.py:
+        # which statistics, and why they hold on any CPU); two int8 models, quantised separately, add
+        # up their errors and still pass by a wide margin (about 100 % matched, median score 0.00 off).
+        result.assert_faithful()
+    if nanodet.default_variant == added.default_variant == "fp32":
+        # the same fp32 network behind two input conventions: equal up to float rounding
+        for result in both_ways:
+            assert result.share >= 0.95 and np.median(result.ious) >= 0.99, result.summary()
+            assert np.median(result.score_deltas) <= 0.005, result.summary()
 
-            ref, got = detect("nanodet"), detect(f"my-{kind}")
-            # Each may run int8 or fp32 (whichever measured faster): every confident detection
-            # of either must be in the other's answer, same label, same place, similar score.
-            for strong, other in ((ref, got), (got, ref)):
-                for p in (p for p in strong if p["confidence"] >= 0.5):
-                    same = [o for o in other if o["label"] == p["label"]]
-                    best = max(same, key=lambda o: iou(box(p), box(o)[None])[0], default=None)
-                    assert best is not None and iou(box(p), box(best)[None])[0] >= 0.85, (name, p, other)
-                    assert abs(best["confidence"] - p["confidence"]) < 0.1, (name, p, best)
-                    matched += 1
-    assert matched >= 10, "too few confident detections to compare"
 
-
-def box(p: dict) -> np.ndarray:
-    return np.array([p["x_min"], p["y_min"], p["x_max"], p["y_max"]], float)
+def as_detections(predictions: list[dict], labels: tuple[str, ...]) -> Detections:
+    """API predictions as (boxes in original pixels, scores, class ids)."""
+    ids = {name: i for i, name in enumerate(labels)}
+    boxes = np.array([[p["x_min"], p["y_min"], p["x_max"], p["y_max"]] for p in predictions], float).reshape(-1, 4)
+    return (boxes, np.array([p["confidence"] for p in predictions], float),
+            np.array([ids[p["label"]] for p in predictions], np.int64))
 
 
 def test_int8_needs_enough_detections_to_be_judged(installed_data_dir: Path, photos: dict[str, Path]) -> None:

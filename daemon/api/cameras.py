@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from pydantic import ValidationError
 
 from edgewatch.daemon.api.errors import ApiError
+from edgewatch.daemon.cameras.config import describe
 from edgewatch.daemon.config import CameraSettings
 from edgewatch.daemon.pipeline.camera_service import CameraError, CameraService
 
@@ -28,13 +29,15 @@ class CameraController(Controller):
 
     @post("/", status_code=201, summary="Add a camera (JSON body as in the config file); persisted")
     async def add_camera(self, request: Request) -> dict[str, Any]:
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":  # a form or text/plain post from another site's page
+            raise ApiError(415, "send the camera as JSON with the header Content-Type: application/json")
         try:
             entry = CameraSettings.model_validate(json.loads(await request.body() or b"null"))
-        except json.JSONDecodeError:
+        except ValueError as exc:
+            if isinstance(exc, ValidationError):  # its text would repeat the input (and any password)
+                raise ApiError(400, f"invalid camera: {describe(exc)}") from None
             raise ApiError(400, "send the camera as a JSON object, e.g. {\"name\": \"front\", \"url\": \"rtsp://…\"}") from None
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ApiError(400, f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}") from None
         try:
             await _service(request).add(entry)
         except CameraError as exc:

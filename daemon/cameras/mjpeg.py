@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""The largest JPEG taken from an HTTP camera (an MJPEG part or a snapshot body): more is refused."""
+
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)\s*$")
 _SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
 
@@ -22,7 +25,7 @@ class MjpegParser:
     to JPEG start/end markers. More than ``max_part_bytes`` without a complete part raises ValueError.
     """
 
-    def __init__(self, boundary: str | None, max_part_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(self, boundary: str | None, max_part_bytes: int = MAX_FRAME_BYTES) -> None:
         self._delim = boundary.lstrip("-").encode() if boundary else None
         self._buf = bytearray()
         self._max = max_part_bytes

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgewatch.daemon.cameras.config import CameraConfig
 from edgewatch.daemon.cameras.sources import FrameSource, SourceError, open_source
+from edgewatch.daemon.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ class CameraReader:
                     self._size = size
 
     def _failed(self, e: Exception) -> None:
-        message = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
+        message = redact(str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}")
         with self._cond:
             was_connected, previous = self._connected, self._error
             self._connected = False

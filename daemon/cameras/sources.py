@@ -22,7 +22,8 @@ import httpx
 import numpy as np
 
 from edgewatch.daemon.cameras.config import CameraConfig
-from edgewatch.daemon.cameras.mjpeg import MjpegParser, boundary_of
+from edgewatch.daemon.cameras.mjpeg import MAX_FRAME_BYTES, MjpegParser, boundary_of
+from edgewatch.daemon.redaction import redact
 
 # FFmpeg demuxer options for every capture (OpenCV reads them from this variable on each open).
 # TCP: no lost packets and no UDP ports to open. Shorter probing: an RTSP open takes about 1.3 s
@@ -108,7 +109,7 @@ class CaptureSource(FrameSource):
         try:
             cap = cv2.VideoCapture(target, api, params)
         except cv2.error as e:
-            raise SourceError(f"cannot open {self.description}: {e}") from None
+            raise SourceError(f"cannot open {self.description}: {redact(str(e))}") from None
         if not cap.isOpened():
             cap.release()
             if kind in ("rtsp", "http") and time.monotonic() - started >= 0.9 * cfg.open_timeout_s:
@@ -159,11 +160,13 @@ class HttpSource(FrameSource):
 
     With kind ``auto`` the first response's Content-Type decides (``multipart/*``: MJPEG,
     ``image/*``: snapshot); any other video type is handed to FFmpeg. Credentials in the url are
-    sent as Basic auth, or Digest when the camera asks for it.
+    sent as Basic auth, or Digest when the camera asks for it. A snapshot or MJPEG part over
+    ``max_bytes`` is refused (read no further), so a wrong URL cannot fill the memory.
     """
 
-    def __init__(self, cfg: CameraConfig, kind: str) -> None:
+    def __init__(self, cfg: CameraConfig, kind: str, max_bytes: int = MAX_FRAME_BYTES) -> None:
         self.cfg, self.kind = cfg, kind  # kind: snapshot, mjpeg or http (= decide on open)
+        self.max_bytes = max_bytes
         self.description = f"{kind} {cfg.redacted_url}"
         self._client: httpx.Client | None = None
         self._resp: httpx.Response | None = None
@@ -197,12 +200,11 @@ class HttpSource(FrameSource):
                     return
             self.description = f"{mode} {cfg.redacted_url}"
             if mode == "snapshot":
-                self._pending.append(resp.read())
-                resp.close()
+                self._pending.append(self._read_capped(resp))
                 self.pace_s = 1.0 / cfg.fps
             else:
                 self._resp, self._chunks = resp, resp.iter_bytes()
-                self._parser = MjpegParser(boundary_of(ctype))
+                self._parser = MjpegParser(boundary_of(ctype), self.max_bytes)
                 self.pace_s = None
             self.kind = mode
         except httpx.HTTPError as e:
@@ -227,12 +229,29 @@ class HttpSource(FrameSource):
             raise SourceError(f"HTTP {resp.status_code} {resp.reason_phrase} from {self.cfg.redacted_url}{hint}")
         return resp
 
+    def _read_capped(self, resp: httpx.Response) -> bytes:
+        """A snapshot's body, refused early (Content-Length) or while reading once over ``max_bytes``."""
+        too_big = (f"the snapshot from {self.cfg.redacted_url} is over {self.max_bytes} bytes: point the camera "
+                   "at a JPEG snapshot or MJPEG URL (or lower its resolution)")
+        try:
+            length = resp.headers.get("content-length", "").strip()
+            if length.isdigit() and int(length) > self.max_bytes:
+                raise SourceError(f"{too_big} (Content-Length {length})")
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise SourceError(too_big)
+            return bytes(body)
+        finally:
+            resp.close()
+
     def grab(self) -> None:
         if self._ffmpeg is not None:
             return self._ffmpeg.grab()
         try:
             if self.kind == "snapshot":
-                self._jpeg = self._pending.popleft() if self._pending else self._send(stream=False).content
+                self._jpeg = self._pending.popleft() if self._pending else self._read_capped(self._send(stream=True))
                 return
             assert self._parser is not None and self._chunks is not None
             while not self._pending:
@@ -247,7 +266,8 @@ class HttpSource(FrameSource):
         except httpx.HTTPError as e:
             raise SourceError(_http_error(e, self.cfg)) from None
         except ValueError as e:
-            raise SourceError(f"bad MJPEG stream from {self.cfg.redacted_url}: {e}") from None
+            raise SourceError(f"bad MJPEG stream from {self.cfg.redacted_url}: {e} (the most is {self.max_bytes}); "
+                              "check that the URL is the camera's MJPEG stream") from None
 
     def retrieve(self) -> np.ndarray:
         if self._ffmpeg is not None:
@@ -270,7 +290,7 @@ class HttpSource(FrameSource):
 
 def _http_error(e: httpx.HTTPError, cfg: CameraConfig) -> str:
     url = cfg.redacted_url
-    detail = str(e).replace(str(cfg.url), url) or type(e).__name__
+    detail = redact(str(e).replace(str(cfg.url), url)) or type(e).__name__
     if isinstance(e, httpx.ConnectTimeout):
         return f"cannot connect to {url}: no answer within {cfg.open_timeout_s:g} s"
     if isinstance(e, httpx.ReadTimeout):

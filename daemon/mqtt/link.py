@@ -5,6 +5,16 @@ Jobs arrive on ``edgewatch/jobs/<command>`` through the shared subscription
 coordinator of ours. A job is the raw image bytes, with an MQTT v5 response topic, correlation
 data and optional user properties (``min_confidence``, ``model``); the answer is the same JSON
 envelope as ``POST /v1/vision/detection``, errors included.
+
+The daemon publishes only where it means to: a job's response topic must be a topic of the
+client's own (never under the discovery prefix, ``edgewatch/`` or this box's prefix, no wildcards,
+no ``$``), and under ``mqtt.response_topic_prefix`` when that is set. A refused job, and a job
+without a response topic, are answered on ``{prefix}/jobs/errors``. A job over
+``server.max_body_bytes`` is refused (413) before its bytes are copied or decoded. Camera states,
+events and error answers pass through :func:`redact` before they are published.
+
+``{prefix}/availability`` = ``online`` is published once the broker has acknowledged the
+subscriptions (SUBACK), so a client that sees it can send jobs and know they will be taken.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from edgewatch.daemon.mqtt.discovery import box_entities, camera_entities
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
 from edgewatch.daemon.pipeline.filters import Located
 from edgewatch.daemon.pipeline.tracker import Event
+from edgewatch.daemon.redaction import is_secret_name, printable, redact, register_secret
 from edgewatch.models.manifest import check_model_name
 
 log = logging.getLogger(__name__)
@@ -42,6 +53,60 @@ log = logging.getLogger(__name__)
 JOBS_ROOT = "edgewatch/jobs"
 SHARE_GROUP = "edgewatch"
 COMMANDS = ("detection",)
+RESERVED_ROOT = "edgewatch"  # every box's default prefix and the jobs root: never a response topic
+MAX_TOPIC_BYTES = 65535      # the MQTT limit on a topic name
+
+
+def _under(topic: str, prefix: str) -> bool:
+    """Whether ``topic`` is ``prefix`` or below it, level by level (``ab/c`` is not under ``a``)."""
+    prefix = prefix.rstrip("/")
+    return topic == prefix or topic.startswith(prefix + "/")
+
+
+def response_topic_problem(topic: str, *, prefix: str, discovery_prefix: str,
+                           allowed_prefix: str | None) -> str | None:
+    """Why a job may not be answered on ``topic`` (a message saying which topics may), or None."""
+    roots = {f"{discovery_prefix.rstrip('/')}/", f"{RESERVED_ROOT}/", f"{prefix.rstrip('/')}/"}
+    reserved = sorted(r for r in roots if not any(r != o and r.startswith(o) for o in roots))
+    rule = (f"answers go to a topic of the client's own: not empty, at most {MAX_TOPIC_BYTES} bytes, no NUL, "
+            f"no '+' or '#', not starting with '$', and not under {', '.join(reserved)}")
+    if allowed_prefix:
+        rule += f"; this box also allows only topics under {allowed_prefix.rstrip('/')}/ (mqtt.response_topic_prefix)"
+    else:
+        rule += "; set mqtt.response_topic_prefix to allow only the topics under one prefix"
+    why = None
+    if not topic:
+        why = "it is empty"
+    elif len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
+        why = f"it is longer than {MAX_TOPIC_BYTES} bytes"
+    elif "\x00" in topic:
+        why = "it contains a NUL character"
+    elif "+" in topic or "#" in topic:
+        why = "it contains a wildcard ('+' or '#')"
+    elif topic.startswith("$"):
+        why = "it starts with '$' (broker topics)"
+    else:
+        for root in reserved:
+            if _under(topic, root):
+                why = f"it is under {root}, where this box and Home Assistant keep their own topics"
+                break
+        else:
+            if allowed_prefix and not _under(topic, allowed_prefix):
+                why = f"it is not under {allowed_prefix.rstrip('/')}/"
+    if why is None:
+        return None
+    return f"response topic '{printable(topic, 100)}' refused: {why}; {rule}"
+
+
+def _scrub(value: Any, key: str = "") -> Any:
+    """``value`` (a JSON-able structure) with every secret in its strings hidden."""
+    if isinstance(value, str):
+        return "***" if key and value and is_secret_name(key) else redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
 
 
 class MqttLink:
@@ -57,7 +122,19 @@ class MqttLink:
         self.cameras: dict[str, list[str]] = {}  # camera -> labels with entities
         self._counts: dict[tuple[str, str], int] = {}
         self.connected = False
+        self.subscribed = False  # the broker acknowledged the subscriptions (jobs reach this box)
         self.last_error: str | None = None
+        self._subscriptions = [(f"{self.mq.discovery_prefix}/status", 1)] + [
+            (f"$share/{SHARE_GROUP}/{JOBS_ROOT}/{command}", 1) for command in COMMANDS]
+        self._subscribe_mid: int | None = None
+        register_secret(self.mq.password)  # never in a message, a log line or an answer
+        if self.mq.response_topic_prefix:
+            problem = response_topic_problem(f"{self.mq.response_topic_prefix.rstrip('/')}/x", prefix=self.prefix,
+                                             discovery_prefix=self.mq.discovery_prefix, allowed_prefix=None)
+            if problem:
+                log.error("MQTT: mqtt.response_topic_prefix %s cannot work, every MQTT job would be refused (%s); "
+                          "choose a prefix of your own, e.g. replies/", printable(self.mq.response_topic_prefix),
+                          problem)
         v5 = self.mq.protocol == "5"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edgewatch-{self.node_id}",
                                   protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
@@ -71,6 +148,7 @@ class MqttLink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -93,14 +171,34 @@ class MqttLink:
             log.error("MQTT: %s; check mqtt.username/password (EDGEWATCH_MQTT_USERNAME/PASSWORD) and the broker's "
                       "ACLs; retrying with backoff", self.last_error)
             return
-        self.connected, self.last_error = True, None
+        self.connected, self.last_error, self.subscribed = True, None, False
         log.info("MQTT: connected to %s:%d", self.mq.host, self.mq.port)
-        client.publish(self.availability, "online", qos=1, retain=True)
         self.publish_discovery()
         self.publish_status(force=True)
-        client.subscribe(f"{self.mq.discovery_prefix}/status", qos=1)
-        for command in COMMANDS:
-            client.subscribe(f"$share/{SHARE_GROUP}/{JOBS_ROOT}/{command}", qos=1)
+        # one SUBSCRIBE, one SUBACK: availability goes online in _on_subscribe, once jobs reach this box
+        # (paho runs its callbacks on one thread, so the SUBACK cannot overtake the mid set here)
+        result, self._subscribe_mid = client.subscribe(self._subscriptions)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            log.error("MQTT: cannot subscribe (%s); the connection will be retried with backoff",
+                      mqtt.error_string(result))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
+                      properties: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        for (topic, _), code in zip(self._subscriptions, reason_codes):
+            if not code.is_failure:
+                continue
+            if topic.startswith("$share/"):
+                log.error("MQTT: the broker refused the subscription to %s (%s): MQTT inference jobs will not reach "
+                          "this box; allow this user to subscribe to %s/# and to shared subscriptions "
+                          "($share/%s/...) in the broker's ACL", topic, code, JOBS_ROOT, SHARE_GROUP)
+            else:
+                log.error("MQTT: the broker refused the subscription to %s (%s): discovery will not be republished "
+                          "when Home Assistant restarts; allow this user to subscribe to it in the broker's ACL",
+                          topic, code)
+        self.subscribed = True
+        client.publish(self.availability, "online", qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         was, self.connected = self.connected, False
@@ -164,18 +262,19 @@ class MqttLink:
             self._publish_count(camera, label, counts.get(label, 0))
         for event in events:
             t = event.track
-            self.client.publish(f"{self.prefix}/{camera}/events", json.dumps({
+            self.client.publish(f"{self.prefix}/{camera}/events", json.dumps(_scrub({
                 "type": event.kind, "id": t.id, "camera": camera, "label": t.label, "score": round(t.score, 3),
                 "top_score": round(t.top_score, 3), "box": list(t.box), "zones": list(t.zones),
                 "start_time": t.first_seen_wall, "end_time": t.last_seen_wall if event.kind == "end" else None,
-                "node_id": self.node_id}), qos=1)
+                "node_id": self.node_id})), qos=1)
             if event.kind != "end" and frame is not None:
                 mine = [item for item in located if item.prediction.label == t.label]
                 self.client.publish(f"{self.prefix}/{camera}/{t.label.replace(' ', '_')}/snapshot",
                                     annotated_jpeg(frame, mine), qos=0, retain=True)
 
     def camera_state(self, camera: str, state: dict[str, Any]) -> None:
-        self.client.publish(f"{self.prefix}/{camera}/state", json.dumps(state), qos=1, retain=True)
+        # a camera's url and last error can carry its password, whatever the reader made of them
+        self.client.publish(f"{self.prefix}/{camera}/state", json.dumps(_scrub(state)), qos=1, retain=True)
 
     def publish_status(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -205,35 +304,51 @@ class MqttLink:
         response_topic = getattr(props, "ResponseTopic", None)
         correlation = getattr(props, "CorrelationData", None)
         user = dict(getattr(props, "UserProperty", None) or [])
+        refused = None
+        if response_topic:  # a client must not make this box publish wherever it likes
+            refused = response_topic_problem(response_topic, prefix=self.prefix,
+                                             discovery_prefix=self.mq.discovery_prefix,
+                                             allowed_prefix=self.mq.response_topic_prefix)
+        reply_to = response_topic if response_topic and refused is None else None
         try:
-            if command not in COMMANDS:
-                raise ApiError(404, f"unknown job command {command!r}; known: {', '.join(COMMANDS)}")
+            if refused is not None:
+                raise ApiError(400, refused)
             if not response_topic:
                 raise ApiError(400, "the request has no MQTT v5 response topic: set one so the answer can be sent")
+            if command not in COMMANDS:
+                raise ApiError(404, f"unknown job command '{printable(command, 100)}'; known: {', '.join(COMMANDS)}")
+            size, limit = len(msg.payload), self.config.server.max_body_bytes
+            if size > limit:  # refused before a byte of it is copied or decoded, as REST does
+                raise ApiError(413, f"the job is {size} bytes, over this box's limit of {limit} bytes: send a smaller "
+                                    "image, or raise server.max_body_bytes (EDGEWATCH_SERVER_MAX_BODY_BYTES)")
             model = user.get("model") or None
             if model is not None:
                 check_model_name(model)
             min_conf = confidence_value(user.get("min_confidence", ""), self.module.settings.min_confidence)
+            image = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
             result = await detect_image(self.module, self.queue, self.config.server.max_image_pixels,
-                                        bytes(msg.payload), min_conf, model, "detect", received)
+                                        image, min_conf, model, "detect", received)
             self._inference_ms = result.inferenceMs if self._inference_ms is None else \
                 0.8 * self._inference_ms + 0.2 * result.inferenceMs
             self.publish_status()
         except (ApiError, ValueError) as exc:
             status = exc.status if isinstance(exc, ApiError) else 400
             message = exc.message if isinstance(exc, ApiError) else str(exc)
+            # errors echo what the client sent (a model name, a topic): never a secret in them
             result = envelope("detect", success=False, received_at=received, module=self.module, code=status,
-                              error=message)
+                              error=redact(message))
         body = msgspec.json.encode(result)
-        if not response_topic:  # nowhere to answer: say so where operators look, never silence
-            log.warning("MQTT job on %s without a response topic: %s", msg.topic, result.error)
-            self.client.publish(f"{self.prefix}/jobs/errors", body, qos=1)
-            return
         out = Properties(PacketTypes.PUBLISH)
         if correlation is not None:
             out.CorrelationData = correlation
         out.UserProperty = [("processedBy", self.node_id)]
-        self.client.publish(response_topic, body, qos=1, properties=out)
+        properties = out if self.mq.protocol == "5" else None  # publish properties exist in MQTT v5 only
+        if reply_to is None:  # nowhere (allowed) to answer: say so where operators look, never silence
+            log.warning("MQTT job on %s refused (%d): %s; answered on %s/jobs/errors", printable(msg.topic, 100),
+                        result.code, printable(result.error, 400), self.prefix)
+            self.client.publish(f"{self.prefix}/jobs/errors", body, qos=1, properties=properties)
+            return
+        self.client.publish(reply_to, body, qos=1, properties=properties)
 
 
 def start_link(config: Settings, module: DetectionModule, queue: InferenceQueue) -> MqttLink | None:

@@ -1,5 +1,6 @@
 """One camera's loop: newest frame → motion gate → detection through the shared inference queue
-→ filters/zones → tracker → sink (MQTT). A static scene with nothing tracked costs no inference."""
+→ filters/zones → tracker → sink (MQTT). A static scene with nothing tracked costs no inference;
+a failure is logged, shown in the camera's state and retried with backoff."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from typing import Protocol
 
 import numpy as np
+from edgewatch.daemon.cameras.reader import Backoff
 from edgewatch.daemon.detection import DetectionModule, NoModelInstalled, Outcome
 from edgewatch.daemon.imaging import ImageError
 from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
@@ -16,8 +18,13 @@ from edgewatch.daemon.pipeline.filters import Located, apply
 from edgewatch.daemon.pipeline.rules import DetectConfig
 from edgewatch.daemon.pipeline.motion import MotionGate
 from edgewatch.daemon.pipeline.tracker import Event, Tracker
+from edgewatch.daemon.redaction import printable
+from edgewatch.models.store import ModelNotFound
 
 log = logging.getLogger(__name__)
+
+RETRY_INITIAL_S, RETRY_MAX_S = 1.0, 30.0  # backoff after a failed detection
+LOG_EVERY_S = 60.0  # the same failure is logged again at most this often
 
 
 class FrameSource(Protocol):
@@ -31,6 +38,10 @@ class CameraSink(Protocol):
 
 
 class CameraWorker:
+    """Runs until :meth:`stop`. Any failure (a missing model, a bad frame, a sink error) is logged
+    (once per distinct message, then at most every minute), kept in :attr:`error` for the camera's
+    state, and retried with backoff; the loop itself never ends on an error."""
+
     def __init__(self, name: str, source: FrameSource, config: DetectConfig, module: DetectionModule,
                  queue: InferenceQueue, sink: CameraSink) -> None:
         self.name, self.source, self.config = name, source, config
@@ -38,6 +49,9 @@ class CameraWorker:
         self.gate = MotionGate(min_changed=config.motion_threshold)
         self.tracker = Tracker(name, end_after_s=config.end_after_s)
         self.frames = self.detections = self.skipped_busy = 0
+        self.error: str | None = None  # why detection fails now; None once it works
+        self._backoff = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
+        self._logged: tuple[str, float] | None = None  # the last error logged, and when
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -46,28 +60,50 @@ class CameraWorker:
     async def run(self) -> None:
         seq = 0
         while not self._stop.is_set():
-            item = self.source.latest(seq)
-            if item is None:
-                await self._idle()
-                continue
-            seq, frame, _ = item
-            self.frames += 1
-            if not self.gate.moved(frame) and not self.tracker.tracks:
-                continue  # a static, empty scene: no inference at all
             try:
-                outcome = await self._detect(frame)
-            except QueueFull:
-                self.skipped_busy += 1  # the box is saturated: drop this frame, the next one is newer
-                continue
-            except (NoModelInstalled, ImageError) as exc:
-                log.warning("camera %s: %s", self.name, exc, extra={"camera": self.name})
-                await asyncio.sleep(5)
-                continue
-            self.detections += 1
-            h, w = frame.shape[:2]
-            located = apply(outcome.predictions, self.config.filters, w, h)
-            events = self.tracker.update(located, time.monotonic())
-            self.sink.camera_update(self.name, events, self.tracker.counts(), frame, located)
+                seq = await self._step(seq)
+            except Exception as exc:  # noqa: BLE001 - log, say why in the state, back off, go on
+                await self._failed(exc)
+
+    async def _step(self, seq: int) -> int:
+        """Handle the newest frame, if there is one; returns the seq of the last frame taken."""
+        item = self.source.latest(seq)
+        if item is None:
+            await self._idle()
+            return seq
+        seq, frame, _ = item
+        self.frames += 1
+        if not self.gate.moved(frame) and not self.tracker.tracks:
+            return seq  # a static, empty scene: no inference at all
+        try:
+            outcome = await self._detect(frame)
+        except QueueFull:
+            self.skipped_busy += 1  # the box is saturated: drop this frame, the next one is newer
+            return seq
+        self.detections += 1
+        h, w = frame.shape[:2]
+        located = apply(outcome.predictions, self.config.filters, w, h)
+        events = self.tracker.update(located, time.monotonic())
+        self.sink.camera_update(self.name, events, self.tracker.counts(), frame, located)
+        if self.error is not None:
+            log.info("camera %s: detection works again", self.name, extra={"camera": self.name})
+            self.error, self._logged = None, None
+        self._backoff.reset()
+        return seq
+
+    async def _failed(self, exc: Exception) -> None:
+        expected = isinstance(exc, (NoModelInstalled, ModelNotFound, ImageError))
+        self.error = printable(str(exc) if expected else f"detection failed: {type(exc).__name__}: {exc}", 300)
+        delay = self._backoff.next()
+        now = time.monotonic()
+        if self._logged is None or self._logged[0] != self.error or now - self._logged[1] >= LOG_EVERY_S:
+            self._logged = (self.error, now)
+            log.warning("camera %s: %s; trying again in %.0f s", self.name, self.error, delay,
+                        exc_info=None if expected else exc, extra={"camera": self.name})
+        try:
+            await asyncio.wait_for(self._stop.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
 
     async def _idle(self) -> None:
         await asyncio.sleep(0.02)

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from edgewatch.daemon.cameras import Backoff, CameraConfig
+from edgewatch.daemon.cameras.config import describe
 from edgewatch.daemon.cameras.mjpeg import MjpegParser, boundary_of
 
 
@@ -57,6 +58,41 @@ def test_defaults_and_explicit_kind() -> None:
 def test_invalid_configs_are_refused(fields: dict) -> None:
     with pytest.raises(ValidationError):
         CameraConfig(**fields)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://u:hunter22@127.0.0.1:99999/x", "port must be a number from 1 to 65535"),
+        ("rtsp://u:hunter22@cam.local:0/x", "port must be a number from 1 to 65535"),
+        ("rtsp://u:hunter22@cam.local:abc/x", "port must be a number from 1 to 65535"),
+        ("rtsp://u:hunt/er22@cam.local/x", "percent-encode"),      # '/' in the password cuts the host short
+        ("rtsp://u:hunter22@q@cam.local/x", "user:password part of the url is malformed"),
+        ("rtsp://u:hunter22%zz@cam.local/x", "user:password part of the url is malformed"),
+        ("rtsp://:hunter22@cam.local/x", "password but no user name"),
+        ("rtsp://u:hunter22@/x", "the url has no host"),
+        ("rtsp:///x", "the url has no host"),
+        ("rtsp://u:hunter 22@cam.local/x", "spaces or control characters"),
+        ("http://cam.local/snap\x01.jpg", "spaces or control characters"),
+        ("rtsp://[::1/x", "IPv6"),
+        ("rtsp://cam.local:554/a@b", "path contains '@'"),
+        ("file://otherhost/clip.mp4", "local file"),
+        ("/var/clips/a\nb.mp4", "control characters"),
+    ],
+)
+def test_bad_urls_say_what_is_wrong_without_the_password(url: str, words: str) -> None:
+    url = url.encode().decode("unicode_escape")
+    with pytest.raises(ValidationError) as info:
+        CameraConfig(name="cam", url=url)
+    message = describe(info.value)
+    assert message.startswith("url: ") and words in message, message
+    assert "hunter" not in message
+
+
+@pytest.mark.parametrize("url", ["rtsp://admin:p%40ss%2Fw0rd@cam.local:554/ch1", "rtsp://[fe80::1]:554/s",
+                                 "http://cam_1.local/snap.jpg", "rtsp://cam.local:/s", "/var/my clips/yard.mp4"])
+def test_unusual_but_valid_urls_are_accepted(url: str) -> None:
+    assert CameraConfig(name="cam", url=url).url == url
 
 
 def test_password_is_redacted() -> None:

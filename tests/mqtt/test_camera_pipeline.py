@@ -20,15 +20,33 @@ from edgewatch.daemon.pipeline.rules import DetectConfig
 from edgewatch.daemon.pipeline.rules import FilterConfig
 from edgewatch.models.store import ModelStore
 
+from mqtt_harness import Client
+
+COUNT = "edgewatch/cam-box/driveway/person/count"
+EVENTS = "edgewatch/cam-box/driveway/events"
+
+
+def _walked_in_and_out(history) -> bool:
+    """People were counted, every person who came got an end event, and the count is back to 0."""
+    counts = [int(m.payload) for m in history if m.topic == COUNT]
+    events = [json.loads(m.payload) for m in history if m.topic == EVENTS]
+    came = {e["id"] for e in events if e["label"] == "person" and e["type"] == "new"}
+    left = {e["id"] for e in events if e["type"] == "end"}
+    return bool(counts) and max(counts) >= 1 and counts[-1] == 0 and bool(came) and came <= left
+
 
 class PhotoScene:
-    """Frames at 5 fps following a script of (seconds, photo): the scene a camera would see."""
+    """Frames at 5 fps following a script of (seconds, photo): the scene a camera would see. Its
+    clock is deliberate time passing, as a real camera's is (the tracker's end_after_s counts in it)."""
 
     def __init__(self, script: list[tuple[float, np.ndarray]]) -> None:
         self.script, self.start, self.seq = script, time.monotonic(), 0
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
     def latest(self, after_seq: int):
-        elapsed = time.monotonic() - self.start
+        elapsed = self.elapsed()
         seq = int(elapsed * 5) + 1
         if seq <= after_seq:
             return None
@@ -56,31 +74,40 @@ def test_person_walks_in_and_out_as_home_assistant_sees_it(broker, client, data_
         link = MqttLink(config, module, queue, asyncio.get_running_loop())
         link.add_camera("driveway", ["person", "car"])
         link.start()
-        worker = CameraWorker("driveway", PhotoScene([(1.0, empty), (3.0, street), (30.0, empty)]),
+        # the scene starts once the link is online, so no frame's events go out before it can publish
+        await asyncio.to_thread(client.wait_seen, lambda m: m.topic == "edgewatch/cam-box/availability"
+                                and m.payload == b"online")
+        scene = PhotoScene([(1.0, empty), (3.0, street), (30.0, empty)])
+        worker = CameraWorker("driveway", scene,
                               DetectConfig(filters=FilterConfig(labels=["person", "car", "bus"]), end_after_s=1.5),
                               module, queue, link)
         task = asyncio.create_task(worker.run())
-        await asyncio.sleep(9)
-        worker.stop()
-        await task
-        await asyncio.to_thread(link.stop)
+        try:
+            # deliberate time passing: the script shows the street until 4 s, whatever MQTT says before
+            await asyncio.sleep(max(0.0, 4.0 - scene.elapsed()))
+            # then the signal: Home Assistant has seen the people come and go (end_after_s after the street)
+            await asyncio.to_thread(client.wait_history, _walked_in_and_out, 60)
+        finally:
+            worker.stop()
+            await task
+            await asyncio.to_thread(link.stop)
         queue.close()
         module.close()
         return worker
 
     worker = asyncio.run(scenario())
-    messages = []
-    while not client.messages.empty():
-        messages.append(client.messages.get())
+    # the link's last word is offline: everything it published before has arrived once that has
+    client.wait_seen(lambda m: m.topic == "edgewatch/cam-box/availability" and m.payload == b"offline")
+    messages = list(client.history)
     topics = {m.topic for m in messages}
     assert "homeassistant/binary_sensor/cam-box/driveway_person_occupancy/config" in topics
     occupancy = json.loads(next(m.payload for m in messages
                                 if m.topic == "homeassistant/binary_sensor/cam-box/driveway_person_occupancy/config"))
     assert occupancy["device"]["via_device"] == "edgewatch_cam-box" and occupancy["device_class"] == "occupancy"
     assert occupancy["state_topic"] == "edgewatch/cam-box/driveway/person/count"
-    counts = [int(m.payload) for m in messages if m.topic == "edgewatch/cam-box/driveway/person/count"]
+    counts = [int(m.payload) for m in messages if m.topic == COUNT]
     assert counts[0] == 0 and max(counts) >= 1 and counts[-1] == 0  # nobody, people, nobody again
-    events = [json.loads(m.payload) for m in messages if m.topic == "edgewatch/cam-box/driveway/events"]
+    events = [json.loads(m.payload) for m in messages if m.topic == EVENTS]
     people = {e["id"] for e in events if e["label"] == "person"}
     assert people and all(sum(e["id"] == i and e["type"] == "new" for e in events) == 1 for i in people)
     assert all(any(e["id"] == i and e["type"] == "end" for e in events) for i in people)
@@ -94,37 +121,39 @@ def test_removing_a_camera_removes_its_entities(broker, client, data_dir: Path, 
     config = load_settings(data_dir=data_dir, cache_dir=cache_dir, node_id="rm-box",
                            mqtt={"host": "127.0.0.1", "port": broker.port})
 
+    def porch(history) -> dict[str, list[bytes]]:
+        out: dict[str, list[bytes]] = {}
+        for m in history:
+            if m.topic.startswith("homeassistant/") and "/porch_" in m.topic:
+                out.setdefault(m.topic, []).append(m.payload)
+        return out
+
     async def scenario() -> None:
         module = DetectionModule(config, ModelStore(config.models_dir), {})
         queue = InferenceQueue(1, 4)
         link = MqttLink(config, module, queue, asyncio.get_running_loop())
         link.add_camera("porch", ["person"])
         link.start()
-        await asyncio.sleep(1.5)
-        link.remove_camera("porch")
-        await asyncio.sleep(0.5)
-        await asyncio.to_thread(link.stop)
-        queue.close()
+        try:
+            await asyncio.to_thread(client.wait_history, lambda h: len(porch(h)) == 4 and all(
+                p[0] for p in porch(h).values()))  # occupancy, count, snapshot image, camera state
+            link.remove_camera("porch")
+            await asyncio.to_thread(client.wait_history, lambda h: all(p[-1] == b"" for p in porch(h).values()))
+        finally:
+            await asyncio.to_thread(link.stop)
+            queue.close()
 
     client.subscribe("homeassistant/+/rm-box/+/config")
     asyncio.run(scenario())
-    payloads: dict[str, list[bytes]] = {}
-    while not client.messages.empty():
-        m = client.messages.get()
-        payloads.setdefault(m.topic, []).append(m.payload)
-    porch = {t: p for t, p in payloads.items() if "/porch_" in t}
-    assert len(porch) == 4  # occupancy, count, snapshot image, camera state
-    assert all(p[0] and p[-1] == b"" for p in porch.values())  # created, then emptied: Home Assistant deletes them
-
-    from mqtt_harness import Client
+    payloads = porch(client.history)
+    assert len(payloads) == 4  # occupancy, count, snapshot image, camera state
+    assert all(p[0] and p[-1] == b"" for p in payloads.values())  # created, then emptied: Home Assistant deletes them
 
     fresh = Client(broker.port, "fresh")
     try:
         fresh.subscribe("homeassistant/+/rm-box/+/config")
-        time.sleep(0.5)
-        retained = []
-        while not fresh.messages.empty():
-            retained.append(fresh.messages.get().topic)
+        fresh.sync()  # every retained config the broker holds for that filter has arrived
+        retained = [m.topic for m in fresh.history]
         assert not any("/porch_" in t for t in retained) and any("inference_ms" in t for t in retained)
     finally:
         fresh.close()

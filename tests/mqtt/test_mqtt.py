@@ -5,21 +5,32 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
 from pathlib import Path
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+import httpx
+
 from daemon_process import DaemonProcess
-from mqtt_harness import Client
+from mqtt_harness import Broker, Client, until
 
 
-def start_daemon(data_dir: Path, cache_dir: Path, broker, node: str) -> DaemonProcess:
+def start_daemon(data_dir: Path, cache_dir: Path, broker, node: str, client: Client | None = None,
+                 **env: str) -> DaemonProcess:
+    """Start a daemon on ``broker``; with ``client``, return once it takes jobs (its retained
+    availability is ``online``, which it publishes after the SUBACK of its job subscription)."""
     d = DaemonProcess(data_dir, cache_dir, env={"EDGEWATCH_MQTT_HOST": "127.0.0.1",
-                                               "EDGEWATCH_MQTT_PORT": str(broker.port), "EDGEWATCH_NODE_ID": node})
+                                               "EDGEWATCH_MQTT_PORT": str(broker.port), "EDGEWATCH_NODE_ID": node,
+                                               **env})
     d.start()
+    if client is not None:
+        try:
+            client.wait_online(f"edgewatch/{node}")
+        except BaseException:
+            print(d.stop()[-3000:])
+            raise
     return d
 
 
@@ -35,10 +46,9 @@ def send_job(client, image: bytes, reply: str, **user: str) -> bytes:
 
 
 def test_jobs_answered_with_the_rest_envelope_and_errors(broker, client, data_dir, cache_dir, photo_bytes) -> None:
-    daemon = start_daemon(data_dir, cache_dir, broker, "box-a")
+    client.subscribe("test/replies/#")
+    daemon = start_daemon(data_dir, cache_dir, broker, "box-a", client)
     try:
-        client.subscribe("test/replies/#")
-        time.sleep(1.0)  # the daemon subscribes to the jobs topic once connected
         corr = send_job(client, photo_bytes["bus"], "test/replies/1", min_confidence="0.5")
         msg = client.wait_for(lambda m: m.topic == "test/replies/1")
         assert msg.properties.CorrelationData == corr
@@ -62,6 +72,36 @@ def test_jobs_answered_with_the_rest_envelope_and_errors(broker, client, data_di
         assert err["success"] is False and "response topic" in err["error"]
     finally:
         daemon.stop()
+
+
+def test_online_only_once_the_broker_acknowledged_the_jobs_subscription(tmp_path, data_dir, cache_dir,
+                                                                        photo_bytes) -> None:
+    """A client that sees `online` can send a job at once: the box says online only after the SUBACK
+    of its job subscription (read in the broker's own packet log), and the job is answered."""
+    broker = Broker(tmp_path, verbose=True)
+    broker.start()
+    client = Client(broker.port, "asker")
+    daemon = None
+    try:
+        client.subscribe("test/online/#")
+        daemon = start_daemon(data_dir, cache_dir, broker, "box-o", client)
+        corr = send_job(client, photo_bytes["bus"], "test/online/1")  # the moment it is online
+        msg = client.wait_for(lambda m: m.topic == "test/online/1")
+        assert msg.properties.CorrelationData == corr and json.loads(msg.payload)["success"]
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        client.close()
+        broker.stop()
+    log = broker.log().splitlines()
+
+    def first(*parts: str) -> int:
+        return next((i for i, line in enumerate(log) if all(p in line for p in parts)), len(log))
+
+    subscribed = first("edgewatch-box-o 1 $share/edgewatch/edgewatch/jobs/detection")
+    suback = next(i for i in range(subscribed, len(log)) if "Sending SUBACK to edgewatch-box-o" in log[i])
+    online = first("Received PUBLISH from edgewatch-box-o", "'edgewatch/box-o/availability'")
+    assert subscribed < suback < online < len(log), "availability went online before the jobs subscription's SUBACK"
 
 
 def test_availability_last_will_and_discovery(broker, client, data_dir, cache_dir) -> None:
@@ -89,18 +129,22 @@ def test_availability_last_will_and_discovery(broker, client, data_dir, cache_di
 
 
 def test_broker_restart_reconnects_and_republishes(broker, data_dir, cache_dir) -> None:
-    daemon = start_daemon(data_dir, cache_dir, broker, "box-c")
+    first = Client(broker.port, "first-watcher")
+    daemon = start_daemon(data_dir, cache_dir, broker, "box-c", first)
+    first.close()
     try:
-        time.sleep(1.0)
         broker.stop()  # persistence is off: every retained message is gone with it
-        time.sleep(1.0)
+        until(lambda: not httpx.get(f"{daemon.url}/v1/status/mqtt", timeout=5).json()["mqtt"]["connected"],
+              what="the daemon noticing the broker is gone")
         broker.start()
         watcher = Client(broker.port, "watcher")
         try:
             watcher.subscribe("homeassistant/sensor/box-c/+/config")
             watcher.subscribe("edgewatch/box-c/availability")
-            watcher.wait_for(lambda m: m.topic == "edgewatch/box-c/availability" and m.payload == b"online", timeout=60)
-            watcher.wait_for(lambda m: m.topic.endswith("/inference_ms/config"), timeout=30)
+            watcher.wait_seen(lambda m: m.topic == "edgewatch/box-c/availability" and m.payload == b"online",
+                              timeout=60)
+            # discovery goes out before availability (that waits for the SUBACK): already here, or on its way
+            watcher.wait_seen(lambda m: m.topic.endswith("/inference_ms/config"), timeout=30)
         finally:
             watcher.close()
     finally:
@@ -112,11 +156,11 @@ def test_two_boxes_share_the_jobs_through_the_broker(broker, client, data_dir, c
 
     second = tmp_path / "second"
     shutil.copytree(data_dir, second)
-    a = start_daemon(data_dir, cache_dir, broker, "box-x")
-    b = start_daemon(second, cache_dir, broker, "box-y")
+    client.subscribe("test/shared/#")
+    a = start_daemon(data_dir, cache_dir, broker, "box-x", client)
+    b = None
     try:
-        client.subscribe("test/shared/#")
-        time.sleep(1.0)
+        b = start_daemon(second, cache_dir, broker, "box-y", client)
         for i in range(12):
             send_job(client, photo_bytes["chelsea"], f"test/shared/{i}")
         seen: dict[str, int] = {}
@@ -128,4 +172,5 @@ def test_two_boxes_share_the_jobs_through_the_broker(broker, client, data_dir, c
         assert set(seen) == {"box-x", "box-y"} and sum(seen.values()) == 12  # each job answered once, both worked
     finally:
         a.stop()
-        b.stop()
+        if b is not None:
+            b.stop()

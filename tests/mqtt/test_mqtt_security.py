@@ -4,14 +4,13 @@ harmless, MQTT 3.1.1 with a username works, and TLS with the box's own CA works.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from daemon_process import DaemonProcess
-from mqtt_harness import Broker, Client
+from mqtt_harness import Broker, Client, until
 
 USERS = {"edgewatch": "right-password", "ha": "ha-password"}
 
@@ -29,13 +28,19 @@ def mqtt_state(daemon: DaemonProcess) -> dict:
 
 
 def wait_state(daemon: DaemonProcess, predicate, timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = mqtt_state(daemon)
-        if predicate(state):
-            return state
-        time.sleep(0.2)
-    raise AssertionError(f"MQTT state never matched: {state}")
+    """Poll /v1/status/mqtt: a refused log-in or an untrusted certificate has no MQTT signal to wait
+    for (nothing reaches the broker), so the daemon's own state is the signal."""
+    seen: list[dict] = []
+
+    def matches() -> bool:
+        seen.append(mqtt_state(daemon))
+        return predicate(seen[-1])
+
+    try:
+        until(matches, timeout, what="the daemon's MQTT state matching")
+    except AssertionError:
+        raise AssertionError(f"MQTT state never matched within {timeout:g} s: {seen[-1:]}") from None
+    return seen[-1]
 
 
 def test_refused_login_is_visible_and_the_daemon_keeps_serving(auth_broker, data_dir, cache_dir, photo_bytes) -> None:
@@ -63,8 +68,8 @@ def test_mqtt_311_with_a_username(auth_broker, data_dir, cache_dir) -> None:
         "EDGEWATCH_MQTT_PROTOCOL": "3.1.1", "EDGEWATCH_NODE_ID": "v311"})
     daemon.start()
     try:
-        ha.wait_for(lambda m: m.topic == "edgewatch/v311/availability" and m.payload == b"online")
-        ha.wait_for(lambda m: m.topic == "homeassistant/sensor/v311/backend/config")
+        ha.wait_seen(lambda m: m.topic == "edgewatch/v311/availability" and m.payload == b"online")
+        ha.wait_seen(lambda m: m.topic == "homeassistant/sensor/v311/backend/config")  # sent before online
         state = mqtt_state(daemon)
         assert state["connected"] is True and state["protocol"] == "3.1.1" and state["last_error"] is None
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -13,17 +12,11 @@ import yaml
 
 from daemon_process import DaemonProcess
 from media import write_video
-from mqtt_harness import Client
+from mqtt_harness import Client, until
 
 
-def _until(fn, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
+def _cameras(daemon: DaemonProcess) -> list[dict]:
+    return httpx.get(f"{daemon.url}/v1/cameras", timeout=5).json()["cameras"]
 
 
 def test_sighup_adds_a_camera_and_a_broker_then_removes_the_camera(broker, data_dir: Path, cache_dir: Path,
@@ -42,20 +35,21 @@ def test_sighup_adds_a_camera_and_a_broker_then_removes_the_camera(broker, data_
             "cameras": [{"name": "porch", "url": str(clip), "fps": 5}], "server": {"port": 1}}))
         daemon.proc.send_signal(signal.SIGHUP)
 
-        mqtt = _until(lambda: (m := httpx.get(f"{daemon.url}/v1/status/mqtt", timeout=5).json()["mqtt"])
-                      .get("connected") and m)
-        assert mqtt["host"] == "127.0.0.1"
-        cams = _until(lambda: httpx.get(f"{daemon.url}/v1/cameras", timeout=5).json()["cameras"])
+        ha.wait_online("edgewatch/reloaded")  # the reload connected the new broker link
+        mqtt = httpx.get(f"{daemon.url}/v1/status/mqtt", timeout=5).json()["mqtt"]
+        assert mqtt["connected"] is True and mqtt["host"] == "127.0.0.1"
+        # the camera list has no MQTT signal of its own: poll the API for it
+        cams = until(lambda: _cameras(daemon), what="the reloaded camera in /v1/cameras")
         assert cams[0]["name"] == "porch"
-        disc = ha.wait_for(lambda m: m.topic == "homeassistant/binary_sensor/reloaded/porch_person_occupancy/config")
+        disc = ha.wait_seen(lambda m: m.topic == "homeassistant/binary_sensor/reloaded/porch_person_occupancy/config")
         assert json.loads(disc.payload)["state_topic"] == "edgewatch/reloaded/porch/person/count"
 
         config.write_text(yaml.safe_dump({"node_id": "reloaded", "mqtt": {"host": "127.0.0.1", "port": broker.port}}))
         daemon.proc.send_signal(signal.SIGHUP)
-        _until(lambda: httpx.get(f"{daemon.url}/v1/cameras", timeout=5).json()["cameras"] == [])
+        until(lambda: _cameras(daemon) == [], what="the camera gone from /v1/cameras")
         # an empty retained config is how Home Assistant is told to delete the entity
-        ha.wait_for(lambda m: m.topic == "homeassistant/binary_sensor/reloaded/porch_person_occupancy/config"
-                    and m.payload == b"")
+        ha.wait_seen(lambda m: m.topic == "homeassistant/binary_sensor/reloaded/porch_person_occupancy/config"
+                     and m.payload == b"")
         assert httpx.get(f"{daemon.url}/v1/status/ping", timeout=5).status_code == 200  # still on its port
     finally:
         log = daemon.stop()

@@ -23,6 +23,11 @@ from edgewatch.models.quantize import iou
 MAIN_CONF = 0.5      # fp32 detections this confident are the "main objects" a backend must find
 MATCH_IOU = 0.8
 CANDIDATE_CONF = 0.3
+# A quantised variant (int8, an NPU's or TPU's) rounds differently on each CPU and chip: one
+# borderline object may go. It must still find this share of the main objects, counted over each
+# photo and its mirror image, so a single detection cannot flip the verdict; an fp32 variant
+# must find them all.
+QUANTISED_SHARE = 0.85
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -76,19 +81,22 @@ class Conformance:
         try:
             total = matched = 0
             missing = []
-            for name, img in self.images.items():
-                rb, _, rc = detect(self.reference, self.manifest, img, MAIN_CONF)
-                cb, _, cc = detect(backend, self.manifest, img, CANDIDATE_CONF)
-                for box, cls in zip(rb, rc):
-                    total += 1
-                    same = cc == cls
-                    if same.any() and iou(box, cb[same]).max() >= MATCH_IOU:
-                        matched += 1
-                    else:
-                        missing.append(f"{name}:{self.manifest.labels[cls]}")
+            for name, photo in self.images.items():
+                for view, img in ((name, photo), (f"{name} mirrored", cv2.flip(photo, 1))):
+                    rb, _, rc = detect(self.reference, self.manifest, img, MAIN_CONF)
+                    cb, _, cc = detect(backend, self.manifest, img, CANDIDATE_CONF)
+                    for box, cls in zip(rb, rc):
+                        total += 1
+                        same = cc == cls
+                        if same.any() and iou(box, cb[same]).max() >= MATCH_IOU:
+                            matched += 1
+                        else:
+                            missing.append(f"{view}:{self.manifest.labels[cls]}")
             assert total > 0, "the reference found nothing on the photos"
-            assert not missing, f"{matched}/{total} main objects found; missing {missing}"
-            return f"{matched}/{total} main objects (fp32 conf ≥ {MAIN_CONF}) found with IoU ≥ {MATCH_IOU}"
+            need = total if self.variant == "fp32" else int(np.ceil(QUANTISED_SHARE * total))
+            assert matched >= need, f"{matched}/{total} main objects found (need {need}); missing {missing}"
+            return (f"{matched}/{total} main objects (fp32 conf ≥ {MAIN_CONF}, photos and mirrors) found with "
+                    f"IoU ≥ {MATCH_IOU}" + (f"; missed {missing}" if missing else ""))
         finally:
             backend.close()
 

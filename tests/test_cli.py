@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from yolo_exports import assert_default_follows_measurement

@@ -9,10 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from yolo_exports import (CANDIDATE_CONF, REFERENCE_CONF, assert_default_follows_measurement, compare_on_views,
-                          photo_views)
+from yolo_exports import assert_default_follows_measurement, judge_backend
 
-from edgewatch.backends.conformance import detect
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.models.store import ModelStore
 
@@ -46,13 +44,10 @@ def test_int8_agrees_with_fp32_on_real_photos(installed_data_dir: Path, photos: 
     fp32.load(store.path(manifest, "fp32"), manifest, "fp32")
     int8.load(store.path(manifest, "int8"), manifest, "int8")
     try:
-        result = compare_on_views(lambda img: detect(fp32, manifest, img, REFERENCE_CONF),
-                                  lambda img: detect(int8, manifest, img, CANDIDATE_CONF),
-                                  photo_views(photos), manifest.labels)
+        result = judge_backend(fp32, int8, manifest, photos)
     finally:
         fp32.close()
         int8.close()
-    print(result.summary())
     result.assert_faithful()
     # Whichever variant this CPU's measurement made the default (int8 only when faster and
     # agreeing >= 95 % on the calibration photos), the report says why, and the numbers back it.

@@ -265,3 +265,14 @@ def assert_default_follows_measurement(default_variant: str, q: dict, min_refere
         assert "int8 is not faster here" in q["reason"], q
     else:
         assert f"int8 agreement {q['agreement']:.1%} is below" in q["reason"], q
+
+
+def judge_backend(reference, candidate, manifest: ModelManifest, photos: dict[str, Path]) -> Comparison:
+    """Compare two loaded backends running ``manifest`` on every view of ``photos`` (printed, returned)."""
+    from edgewatch.backends.conformance import detect
+
+    result = compare_on_views(lambda img: detect(reference, manifest, img, REFERENCE_CONF),
+                              lambda img: detect(candidate, manifest, img, CANDIDATE_CONF),
+                              photo_views(photos), manifest.labels)
+    print(result.summary())
+    return result

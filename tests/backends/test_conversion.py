@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from yolo_exports import CANDIDATE_CONF, REFERENCE_CONF, compare_on_views, photo_views
+from yolo_exports import judge_backend
 
-from edgewatch.backends.conformance import detect
 from edgewatch.backends.tflite import TfliteCpuBackend
 from edgewatch.models.conversion import rknn as rknn_conversion
 from edgewatch.models.conversion.tool_env import ConverterEnvError
@@ -73,12 +72,9 @@ def test_rknn_conversion_validated_on_the_pc_simulator(data_dir: Path, cache_dir
     sim = RknnSimulatorBackend(cache_dir, list(photos.values()))
     sim.load(store.path(manifest, "fp32"), manifest, "rknn-rk3588")
     try:
-        result = compare_on_views(lambda img: detect(reference, manifest, img, REFERENCE_CONF),
-                                  lambda img: detect(sim, manifest, img, CANDIDATE_CONF),
-                                  photo_views(photos), manifest.labels)
+        result = judge_backend(reference, sim, manifest, photos)
     finally:
         sim.close()
-    print(result.summary())
     result.assert_faithful()
 
 
@@ -104,12 +100,9 @@ def test_tflite_conversion_recorded_with_provenance(converted_store: ModelStore,
     tflite = TfliteCpuBackend()
     tflite.load(converted_store.path(manifest, "tflite-int8"), manifest, "tflite-int8")
     try:
-        result = compare_on_views(lambda img: detect(reference, manifest, img, REFERENCE_CONF),
-                                  lambda img: detect(tflite, manifest, img, CANDIDATE_CONF),
-                                  photo_views(photos), manifest.labels)
+        result = judge_backend(reference, tflite, manifest, photos)
     finally:
         tflite.close()
-    print(result.summary())
     result.assert_faithful()
 
 

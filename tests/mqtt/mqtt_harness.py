@@ -14,8 +14,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from daemon_process import free_port
+from daemon_process import DaemonProcess, free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 BARRIER_ROOT = "edgewatch-test/barrier"  # Client.sync round trips (outside edgewatch/)
@@ -219,3 +221,31 @@ def until(condition, timeout: float = 20.0, every: float = 0.2, what: str = "con
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not met within {timeout:g} s")
         time.sleep(every)
+
+
+def start_daemon(data_dir: Path, cache_dir: Path, port: int, node: str, client: Client | None = None,
+                 **env: str) -> DaemonProcess:
+    """A daemon on the broker at ``port``; with ``client``, returned once it takes jobs (its retained
+    availability is ``online``, which it publishes after the SUBACK of its job subscription)."""
+    d = DaemonProcess(data_dir, cache_dir, env={"EDGEWATCH_MQTT_HOST": "127.0.0.1", "EDGEWATCH_MQTT_PORT": str(port),
+                                               "EDGEWATCH_NODE_ID": node, **env})
+    d.start()
+    if client is not None:
+        try:
+            client.wait_online(f"edgewatch/{node}")
+        except BaseException:
+            print(d.stop()[-3000:])
+            raise
+    return d
+
+
+def send_job(client: Client, image: bytes, reply: str, **user: str) -> bytes:
+    """Publish a detection job answered on ``reply``; returns its correlation data."""
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = reply
+    corr = uuid.uuid4().bytes
+    props.CorrelationData = corr
+    if user:
+        props.UserProperty = list(user.items())
+    client.c.publish("edgewatch/jobs/detection", image, qos=1, properties=props)
+    return corr

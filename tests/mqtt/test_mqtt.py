@@ -5,49 +5,16 @@ from __future__ import annotations
 
 import json
 import signal
-import uuid
-from pathlib import Path
 
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 import httpx
 
-from daemon_process import DaemonProcess
-from mqtt_harness import Broker, Client, until
-
-
-def start_daemon(data_dir: Path, cache_dir: Path, broker, node: str, client: Client | None = None,
-                 **env: str) -> DaemonProcess:
-    """Start a daemon on ``broker``; with ``client``, return once it takes jobs (its retained
-    availability is ``online``, which it publishes after the SUBACK of its job subscription)."""
-    d = DaemonProcess(data_dir, cache_dir, env={"EDGEWATCH_MQTT_HOST": "127.0.0.1",
-                                               "EDGEWATCH_MQTT_PORT": str(broker.port), "EDGEWATCH_NODE_ID": node,
-                                               **env})
-    d.start()
-    if client is not None:
-        try:
-            client.wait_online(f"edgewatch/{node}")
-        except BaseException:
-            print(d.stop()[-3000:])
-            raise
-    return d
-
-
-def send_job(client, image: bytes, reply: str, **user: str) -> bytes:
-    props = Properties(PacketTypes.PUBLISH)
-    props.ResponseTopic = reply
-    corr = uuid.uuid4().bytes
-    props.CorrelationData = corr
-    if user:
-        props.UserProperty = list(user.items())
-    client.c.publish("edgewatch/jobs/detection", image, qos=1, properties=props)
-    return corr
+from mqtt_harness import Broker, Client, send_job, start_daemon, until
 
 
 def test_jobs_answered_with_the_rest_envelope_and_errors(broker, client, data_dir, cache_dir, photo_bytes) -> None:
     client.subscribe("test/replies/#")
-    daemon = start_daemon(data_dir, cache_dir, broker, "box-a", client)
+    daemon = start_daemon(data_dir, cache_dir, broker.port, "box-a", client)
     try:
         corr = send_job(client, photo_bytes["bus"], "test/replies/1", min_confidence="0.5")
         msg = client.wait_for(lambda m: m.topic == "test/replies/1")
@@ -84,7 +51,7 @@ def test_online_only_once_the_broker_acknowledged_the_jobs_subscription(tmp_path
     daemon = None
     try:
         client.subscribe("test/online/#")
-        daemon = start_daemon(data_dir, cache_dir, broker, "box-o", client)
+        daemon = start_daemon(data_dir, cache_dir, broker.port, "box-o", client)
         corr = send_job(client, photo_bytes["bus"], "test/online/1")  # the moment it is online
         msg = client.wait_for(lambda m: m.topic == "test/online/1")
         assert msg.properties.CorrelationData == corr and json.loads(msg.payload)["success"]
@@ -105,7 +72,7 @@ def test_online_only_once_the_broker_acknowledged_the_jobs_subscription(tmp_path
 
 
 def test_availability_last_will_and_discovery(broker, client, data_dir, cache_dir) -> None:
-    daemon = start_daemon(data_dir, cache_dir, broker, "box-b")
+    daemon = start_daemon(data_dir, cache_dir, broker.port, "box-b")
     client.subscribe("edgewatch/box-b/availability")
     client.wait_for(lambda m: m.payload == b"online")
     client.subscribe("homeassistant/sensor/box-b/+/config")
@@ -130,7 +97,7 @@ def test_availability_last_will_and_discovery(broker, client, data_dir, cache_di
 
 def test_broker_restart_reconnects_and_republishes(broker, data_dir, cache_dir) -> None:
     first = Client(broker.port, "first-watcher")
-    daemon = start_daemon(data_dir, cache_dir, broker, "box-c", first)
+    daemon = start_daemon(data_dir, cache_dir, broker.port, "box-c", first)
     first.close()
     try:
         broker.stop()  # persistence is off: every retained message is gone with it
@@ -157,10 +124,10 @@ def test_two_boxes_share_the_jobs_through_the_broker(broker, client, data_dir, c
     second = tmp_path / "second"
     shutil.copytree(data_dir, second)
     client.subscribe("test/shared/#")
-    a = start_daemon(data_dir, cache_dir, broker, "box-x", client)
+    a = start_daemon(data_dir, cache_dir, broker.port, "box-x", client)
     b = None
     try:
-        b = start_daemon(second, cache_dir, broker, "box-y", client)
+        b = start_daemon(second, cache_dir, broker.port, "box-y", client)
         for i in range(12):
             send_job(client, photo_bytes["chelsea"], f"test/shared/{i}")
         seen: dict[str, int] = {}

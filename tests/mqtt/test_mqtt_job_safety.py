@@ -5,43 +5,14 @@ secret (a camera password, the broker password) is ever published."""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from daemon_process import DaemonProcess
-from mqtt_harness import Broker, Client
+from mqtt_harness import Broker, Client, send_job, start_daemon
 
 from edgewatch.daemon.mqtt.link import response_topic_problem
-
-
-def start_daemon(data_dir: Path, cache_dir: Path, port: int, node: str, client: Client, **env: str) -> DaemonProcess:
-    """A daemon on the broker, returned once its retained availability is online (sent after the
-    broker acknowledged its job subscription, so jobs from now on reach it)."""
-    d = DaemonProcess(data_dir, cache_dir, env={"EDGEWATCH_MQTT_HOST": "127.0.0.1", "EDGEWATCH_MQTT_PORT": str(port),
-                                               "EDGEWATCH_NODE_ID": node, **env})
-    d.start()
-    try:
-        client.wait_online(f"edgewatch/{node}")
-    except BaseException:
-        print(d.stop()[-3000:])
-        raise
-    return d
-
-
-def send_job(client: Client, image: bytes, reply: str, **user: str) -> bytes:
-    props = Properties(PacketTypes.PUBLISH)
-    props.ResponseTopic = reply
-    corr = uuid.uuid4().bytes
-    props.CorrelationData = corr
-    if user:
-        props.UserProperty = list(user.items())
-    client.c.publish("edgewatch/jobs/detection", image, qos=1, properties=props)
-    return corr
 
 
 def answer(client: Client, corr: bytes, timeout: float = 30) -> tuple[str, dict]:

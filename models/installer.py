@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,8 +28,46 @@ RECIPE = "tfjs2onnx-tf2onnx1.17/int8-qdq-conv-perchannel-minmax/v2"  # change wh
 DEB_MODEL_PACK = Path("/usr/share/edgewatch/model-pack")  # shipped by the .deb (image-build/build-deb)
 
 
+ACCEPT_ENV = "EDGEWATCH_ACCEPT_LICENCES"  # e.g. AGPL-3.0 (comma- or space-separated): same as --accept-licence
+
+# One line each: what a licence that is not on the permissive allow-list means for the person installing.
+LICENCE_MEANINGS = {
+    "AGPL-3.0": ("if you let others use the model's function over a network (a hosted service, an app), you must "
+                 "offer them its source; personal use on your own LAN is fine"),
+    "GPL-3.0": ("if you give the model to others (an image, a device) you must give them its source code under "
+                "the GPL too; personal use on your own LAN is fine"),
+}
+
+
 class InstallError(RuntimeError):
     pass
+
+
+class LicenceNotAccepted(InstallError):
+    """The model's licence is not permissive and the user has not accepted it."""
+
+
+def accepted_licences(given: Iterable[str] = ()) -> frozenset[str]:
+    """Licences accepted for this install: ``given`` (--accept-licence) plus ``$EDGEWATCH_ACCEPT_LICENCES``,
+    compared case-insensitively."""
+    names = [*given, *os.environ.get(ACCEPT_ENV, "").replace(",", " ").split()]
+    return frozenset(n.strip().casefold() for n in names if n.strip())
+
+
+def check_licence(entry: CatalogueEntry, accept_licences: Iterable[str] = ()) -> None:
+    """Raise LicenceNotAccepted, saying what the licence means and how to accept it, unless the
+    entry's licence is permissive or accepted (argument or environment)."""
+    lic = entry.source.license
+    if entry.permissive or lic.casefold() in accepted_licences(accept_licences):
+        return
+    meaning = LICENCE_MEANINGS.get(lic, "read its terms before you use or share the model")
+    note = f"\n({entry.license_note})" if entry.license_note else ""
+    raise LicenceNotAccepted(
+        f"{entry.name} is licensed {lic}, which is not a permissive licence, so it is installed only when you "
+        f"accept that licence.{note}\n"
+        f"What {lic} means for you: {meaning}.\n"
+        f"To accept it and install: edgewatch models install {entry.name} --accept-licence {lic}\n"
+        f"(or set {ACCEPT_ENV}={lic} in the environment, or accept_licences: [{lic}] in the config file)")
 
 
 def conversion_key(entry: CatalogueEntry) -> str:
@@ -36,12 +75,19 @@ def conversion_key(entry: CatalogueEntry) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def install(name: str, store: ModelStore, cache: Path) -> tuple[ModelManifest, bool]:
-    """Install ``name`` from the catalogue; returns (manifest, True if it was already installed)."""
+def install(name: str, store: ModelStore, cache: Path,
+            accept_licences: Iterable[str] = ()) -> tuple[ModelManifest, bool]:
+    """Install ``name`` from the catalogue; returns (manifest, True if it was already installed).
+
+    A model whose licence is not permissive (see catalogue.is_permissive) is refused with
+    LicenceNotAccepted, before anything is fetched or stored, unless its licence is in
+    ``accept_licences`` or ``$EDGEWATCH_ACCEPT_LICENCES``.
+    """
     entry = catalogue().get(name)
     if entry is None:
         raise InstallError(f"no model {name!r} in the catalogue (known: {', '.join(catalogue())}); "
                            "for your own YOLO ONNX export use `edgewatch models add`")
+    check_licence(entry, accept_licences)
     if store.has(name):
         current = store.get(name)
         if (current.source == entry.source and current.quantization_report.get("recipe") == RECIPE
@@ -60,8 +106,8 @@ def install(name: str, store: ModelStore, cache: Path) -> tuple[ModelManifest, b
         name=entry.name, title=entry.title, task=entry.task, labels=entry.label_names,
         input=entry.input.model_copy(update={"name": report["input_name"]}),
         preprocessing=entry.preprocessing, postprocessing=entry.postprocessing, source=entry.source,
-        license=entry.source.license, variants=variants, default_variant=report["default_variant"],
-        quantization_report=report["quantization"],
+        license=entry.source.license, license_note=entry.license_note, variants=variants,
+        default_variant=report["default_variant"], quantization_report=report["quantization"],
     )
     return store.commit(manifest, {k: built / f"{k}.onnx" for k in variants}), False
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
-Postprocessing = Literal["nanodet_gfl", "centernet", "yolov5", "yolov8"]
+Postprocessing = Literal["nanodet_gfl", "centernet", "yolov5", "yolov5_normalized", "yolov8"]
 Precision = Literal["fp32", "fp16", "int8"]
 
 
@@ -87,7 +87,8 @@ class ModelManifest(_Strict):
     preprocessing: Preprocessing
     postprocessing: Postprocessing
     source: Source
-    license: str
+    license: str  # SPDX id of the weights' licence (may differ from the package metadata: see license_note)
+    license_note: str = ""
     variants: dict[str, Variant]
     default_variant: str
     # int8 vs fp32 agreement on the calibration photos, and why the default was chosen.

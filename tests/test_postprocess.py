@@ -21,6 +21,48 @@ def test_yolov5_rows_decode_nms_classwise_and_sort() -> None:
     np.testing.assert_allclose(boxes[1], [80, 80, 120, 120])
 
 
+def test_yolov5_normalized_rows_scale_to_input_pixels() -> None:
+    """The TF.js YOLOv5 layout (npm ``yolov5``): cx, cy, w, h are fractions of the input's width and
+    height; boxes come back in input pixels (x by width, y by height), NMS'd and sorted as for yolov5."""
+    nc = 80
+    rows = np.zeros((1, 6, 5 + nc), np.float32)
+    rows[0, 0, :5] = [0.5, 0.25, 0.1, 0.2, 0.9]; rows[0, 0, 5 + 5] = 0.9      # bus, 0.81
+    rows[0, 1, :5] = [0.502, 0.251, 0.1, 0.2, 0.9]; rows[0, 1, 5 + 5] = 0.7   # same class, overlaps → suppressed
+    rows[0, 2, :5] = [0.25, 0.5, 0.05, 0.4, 0.95]; rows[0, 2, 5 + 0] = 1.0    # person, 0.95
+    rows[0, 3, :5] = [0.8, 0.8, 0.1, 0.1, 0.3]; rows[0, 3, 5 + 15] = 1.0      # objectness < min_conf: dropped early
+    rows[0, 4, :5] = [0.8, 0.2, 0.1, 0.1, 0.6]; rows[0, 4, 5 + 41] = 0.5      # 0.6 passes, 0.3 product does not
+    rows[0, 5, :5] = [0.1, 0.9, 0.1, 0.1, 0.5]; rows[0, 5, 5 + 41] = 0.9      # cup, 0.45
+    boxes, scores, classes = decode("yolov5_normalized", [rows], (640, 320), min_conf=0.4)
+    assert classes.tolist() == [0, 5, 41]
+    np.testing.assert_allclose(scores, [0.95, 0.81, 0.45], rtol=1e-6)
+    np.testing.assert_allclose(boxes, [[160 - 16, 160 - 64, 160 + 16, 160 + 64],
+                                       [320 - 32, 80 - 32, 320 + 32, 80 + 32],
+                                       [64 - 32, 288 - 16, 64 + 32, 288 + 16]], atol=1e-3)
+    none = decode("yolov5_normalized", [rows], (640, 320), min_conf=0.99)
+    assert none[0].shape == (0, 4) and none[1].size == 0 and none[2].size == 0
+
+
+def test_yolov5_early_objectness_filter_changes_nothing() -> None:
+    """Dropping rows whose objectness is under min_conf before the N×C multiply gives exactly what
+    scoring every row gives, on a 25 200-row tensor like YOLOv5s's; pixel and normalised layouts agree."""
+    rng = np.random.default_rng(1)
+    pred = rng.random((1, 25200, 85), dtype=np.float32)
+    pred[0, :, 4] **= 4  # most rows have low objectness, as in a real frame
+    size = (640, 640)
+    for min_conf in (0.25, 0.4, 0.7):
+        scores = pred[0, :, 5:] * pred[0, :, 4:5]
+        best = scores.max(axis=1)
+        keep = best >= min_conf
+        boxes, got, cls = decode("yolov5_normalized", [pred], size, min_conf, iou=1.0, max_det=10**6)
+        assert len(got) == int(keep.sum()) > 0
+        np.testing.assert_allclose(np.sort(got), np.sort(best[keep]))
+        pixels = pred.copy()
+        pixels[0, :, :4] *= 640
+        pb, ps, pc = decode("yolov5", [pixels], size, min_conf, iou=1.0, max_det=10**6)
+        np.testing.assert_allclose(pb, boxes, atol=1e-3)
+        assert ps.tolist() == got.tolist() and pc.tolist() == cls.tolist()
+
+
 def test_yolov8_columns_and_allowed_classes() -> None:
     nc = 2
     cols = np.zeros((1, 4 + nc, 3), np.float32)

@@ -7,10 +7,23 @@ from importlib import resources
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from edgewatch.models.labels import COCO80
 from edgewatch.models.manifest import InputSpec, Postprocessing, Preprocessing, Source
+
+# Licences (SPDX ids) whose weights may be installed without asking, made a default, and bundled
+# in the model pack and the .deb. Anything else (GPL, AGPL, unknown) needs explicit acceptance.
+# image-build/build-model-pack keeps its own copy of this rule (it runs without edgewatch).
+PERMISSIVE_LICENCES = ("MIT", "Apache-2.0")
+PERMISSIVE_PREFIXES = ("BSD-",)  # BSD-2-Clause, BSD-3-Clause, ...
+
+
+def is_permissive(licence: str) -> bool:
+    """Whether ``licence`` (an SPDX id) is on the permissive allow-list: MIT, Apache-2.0, BSD-*."""
+    lic = licence.strip().casefold()
+    return (lic in {p.casefold() for p in PERMISSIVE_LICENCES}
+            or any(lic.startswith(p.casefold()) and len(lic) > len(p) for p in PERMISSIVE_PREFIXES))
 
 
 class CatalogueEntry(BaseModel):
@@ -28,6 +41,22 @@ class CatalogueEntry(BaseModel):
     model_file: str  # the file inside the package the converter starts from
     default: bool = False
     notes: str = ""
+    license_note: str = ""  # why source.license differs from the package's own metadata, if it does
+
+    @model_validator(mode="after")
+    def _default_is_permissive(self) -> CatalogueEntry:
+        if self.default and not self.permissive:
+            raise ValueError(f"{self.name}: a default model must have a permissive licence "
+                             f"({', '.join(PERMISSIVE_LICENCES)}, BSD-*), not {self.source.license}")
+        return self
+
+    @property
+    def license(self) -> str:
+        return self.source.license
+
+    @property
+    def permissive(self) -> bool:
+        return is_permissive(self.source.license)
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -42,4 +71,4 @@ def catalogue() -> dict[str, CatalogueEntry]:
 
 
 def default_names() -> list[str]:
-    return [e.name for e in catalogue().values() if e.default]
+    return [e.name for e in catalogue().values() if e.default and e.permissive]

@@ -14,7 +14,16 @@ here at run time (installed files are never edited):
 3. some nodes lack type attributes that have defaults in the op definition (``TopKV2``'s
    ``index_type``/``Tk``): every missing type attribute with a default gets the default.
 
-Fixes 2 and 3 are applied to the parsed model.json, before tf2onnx builds its graph.
+Fixes 2 and 3 are applied to the parsed model.json, before tf2onnx builds its graph. One fix
+is applied to the ONNX graph tf2onnx builds:
+
+4. TF's nearest-neighbour resize with ``half_pixel_centers`` (YOLOv5's upsampling) becomes an
+   ONNX ``Resize`` with ``coordinate_transformation_mode=tf_half_pixel_for_nn``, deprecated since
+   opset 13 (onnxruntime warns on every session; other runtimes and converters may reject it).
+   With whole-number scales it picks the same pixels as ``asymmetric`` + ``floor``
+   (``floor((x + 0.5) / s) == floor(x / s)`` for integers x, s), so such nodes are rewritten to
+   that; any other such node is left as it is.
+
 OUT_ONNX is written atomically (temporary file in the same folder, fsync, rename).
 Progress goes to stderr, one short line at a time; exit status 0 on success, 1 on failure.
 """
@@ -126,6 +135,37 @@ def install_tfjs_fixes() -> None:
     tfjs_utils.read_model_json = read_model_json
 
 
+def fix_onnx_resize(model_proto) -> int:
+    """Fix 4, in place: nearest ``tf_half_pixel_for_nn`` Resize nodes with constant whole-number
+    scales become ``asymmetric`` + ``floor`` (the same pixels). Returns how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    consts = {t.name: t for t in model_proto.graph.initializer}
+    for node in model_proto.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = node.attribute[0].t
+    fixed = 0
+    for node in model_proto.graph.node:
+        if node.op_type != "Resize":
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("coordinate_transformation_mode") != b"tf_half_pixel_for_nn" or attrs.get("mode") != b"nearest":
+            continue
+        scales = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scales is None:
+            continue
+        values = numpy_helper.to_array(scales)
+        if values.size == 0 or (values < 1).any() or (values != values.round()).any():
+            continue
+        keep = [a for a in node.attribute if a.name not in ("coordinate_transformation_mode", "nearest_mode")]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+        node.attribute.extend([helper.make_attribute("coordinate_transformation_mode", "asymmetric"),
+                               helper.make_attribute("nearest_mode", "floor")])
+        fixed += 1
+    return fixed
+
+
 def convert(model_json: str, out_onnx: str, opset: int, inputs_as_nchw: list[str] | None) -> None:
     if not os.path.isfile(model_json):
         raise FileNotFoundError(f"model file not found: {model_json}")
@@ -145,6 +185,9 @@ def convert(model_json: str, out_onnx: str, opset: int, inputs_as_nchw: list[str
             inputs_as_nchw=inputs_as_nchw or None,
             output_path=None,
         )
+    resized = fix_onnx_resize(model_proto)
+    if resized:
+        log(f"rewrote {resized} nearest Resize node(s) from tf_half_pixel_for_nn to asymmetric/floor (same pixels)")
     data = model_proto.SerializeToString()
     log("inputs: " + ", ".join(i.name for i in model_proto.graph.input)
         + "; outputs: " + ", ".join(o.name for o in model_proto.graph.output))

@@ -66,11 +66,12 @@ def calibration_photos(folder: Path) -> list[Path]:
 def _int8_build(fp32: Path, manifest: ModelManifest, photos: list[Path], cache: Path) -> Path | None:
     """Quantise and measure (or reuse the cached result); the folder with int8.onnx and
     report.json, or None if this export cannot be quantised (the reason is printed)."""
-    from edgewatch.models.quantize import calibration_tensors, measure_variants, quantize_int8
+    from edgewatch.models.quantize import GATE, calibration_tensors, measure_variants, quantize_int8
 
     digests = [sha256_file(p) for p in photos]
     key = hashlib.sha256(json.dumps({"model": manifest.variants["fp32"].sha256, "photos": digests,
-                                     "recipe": RECIPE, "min_reference": MIN_REFERENCE}).encode()).hexdigest()[:32]
+                                     "recipe": RECIPE, "min_reference": MIN_REFERENCE,
+                                     "gate": GATE}).encode()).hexdigest()[:32]
     built = cache / "conversions" / f"user-{key}"
     if (built / "report.json").is_file():
         tqdm.write(f"{manifest.name}: reusing the int8 model measured before ({built})")

@@ -55,7 +55,7 @@ def test_user_yolo_export_finds_what_the_network_finds(kind: str, data_dir: Path
     # int8 is the default exactly when this CPU measured it faster and agreeing well enough
     assert_default_follows_measurement(added.default_variant, q, MIN_REFERENCE)
 
-    # Served end to end, on each photo eight ways (about 80 detections), each model answers as its
+    # Served end to end, on each photo twelve ways (about 120 detections), each model answers as its
     # default variant, int8 or fp32, whichever this CPU's measurement picked.
     views = {name: cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
              for name, img in photo_views(photos).items()}

@@ -137,7 +137,7 @@ def test_installed_with_acceptance(yolov5s_data_dir: Path, cache_dir: Path) -> N
     assert m.postprocessing == "yolov5_normalized" and m.input.name == "input_1" and m.input.size == (640, 640)
     assert {"fp32", "int8"} == m.variants.keys()
     q = m.quantization_report
-    assert q["reference_detections"] >= 10 and q["calibration_images"] == 12, q
+    assert q["reference_detections"] >= 100 and q["calibration_images"] == 12 and q["evaluation_images"] == 72, q
     assert_default_follows_measurement(m.default_variant, q)  # int8 only when faster and agreeing here
     # the converter rewrote TF's half-pixel nearest resize to the non-deprecated equivalent
     graph = onnx.load(str(store.path(m, "fp32")), load_external_data=False).graph

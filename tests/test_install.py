@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from yolo_exports import assert_default_follows_measurement, judge_backend
+from yolo_exports import assert_default_follows_measurement, judge_onnx_int8
 
-from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.models.store import ModelStore
 
 
@@ -40,15 +39,7 @@ def test_int8_agrees_with_fp32_on_real_photos(installed_data_dir: Path, photos: 
     says which and why), and the install's choice of default follows its own measurement."""
     store = ModelStore(installed_data_dir / "models")
     manifest = store.get("nanodet")
-    fp32, int8 = OnnxRuntimeCpuBackend(), OnnxRuntimeCpuBackend()
-    fp32.load(store.path(manifest, "fp32"), manifest, "fp32")
-    int8.load(store.path(manifest, "int8"), manifest, "int8")
-    try:
-        result = judge_backend(fp32, int8, manifest, photos)
-    finally:
-        fp32.close()
-        int8.close()
-    result.assert_faithful()
+    judge_onnx_int8(store, manifest, photos).assert_faithful()
     # Whichever variant this CPU's measurement made the default (int8 only when faster and
     # agreeing >= 95 % on the calibration photos), the report says why, and the numbers back it.
     q = manifest.quantization_report

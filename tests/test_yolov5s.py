@@ -23,9 +23,8 @@ import pytest
 from litestar.testing import TestClient
 from pydantic import ValidationError
 
-from yolo_exports import assert_default_follows_measurement, judge_backend
+from yolo_exports import assert_default_follows_measurement, judge_onnx_int8
 
-from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
 from edgewatch.models.catalogue import CatalogueEntry, catalogue, default_names, is_permissive
@@ -174,14 +173,7 @@ def test_installed_with_acceptance(yolov5s_data_dir: Path, cache_dir: Path) -> N
 def test_int8_is_a_faithful_quantisation(yolov5s_data_dir: Path, photos: dict[str, Path]) -> None:
     store = ModelStore(yolov5s_data_dir / "models")
     m = store.get("yolov5s")
-    fp32, int8 = OnnxRuntimeCpuBackend(), OnnxRuntimeCpuBackend()
-    fp32.load(store.path(m, "fp32"), m, "fp32")
-    int8.load(store.path(m, "int8"), m, "int8")
-    try:
-        judge_backend(fp32, int8, m, photos).assert_faithful()
-    finally:
-        fp32.close()
-        int8.close()
+    judge_onnx_int8(store, m, photos).assert_faithful()
 
 
 # -- served by the real app -------------------------------------------------------------------

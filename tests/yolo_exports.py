@@ -261,3 +261,17 @@ def judge_backend(reference, candidate, manifest: ModelManifest, photos: dict[st
                               photo_views(photos), manifest.labels)
     print(result.summary())
     return result
+
+
+def judge_onnx_int8(store, manifest: ModelManifest, photos: dict[str, Path]) -> Comparison:
+    """:func:`judge_backend` of the installed int8 ONNX model against its fp32, both on ONNX Runtime."""
+    from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+
+    fp32, int8 = OnnxRuntimeCpuBackend(), OnnxRuntimeCpuBackend()
+    fp32.load(store.path(manifest, "fp32"), manifest, "fp32")
+    int8.load(store.path(manifest, "int8"), manifest, "int8")
+    try:
+        return judge_backend(fp32, int8, manifest, photos)
+    finally:
+        fp32.close()
+        int8.close()

@@ -24,7 +24,7 @@ from edgewatch.models.photos import ensure_photos
 from edgewatch.models.quantize import GATE, calibration_tensors, evaluation_tensors, measure_variants, quantize_int8
 from edgewatch.models.store import ModelStore
 
-RECIPE = "tfjs2onnx-tf2onnx1.17/int8-qdq-conv-perchannel-minmax/v2"  # change when outputs would differ
+RECIPE = "tfjs2onnx-direct1+tf2onnx1.17/int8-qdq-conv-perchannel-minmax/v2"  # change when the files would differ
 DEB_MODEL_PACK = Path("/usr/share/edgewatch/model-pack")  # shipped by the .deb (image-build/build-deb)
 
 
@@ -149,8 +149,6 @@ def _from_model_pack(entry: CatalogueEntry) -> tuple[ModelStore, ModelManifest] 
 
 
 def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
-    from edgewatch.models.conversion.converter_env import convert_tfjs_to_onnx
-
     steps = tqdm(total=6, desc=f"install {entry.name}", unit="step", bar_format="{desc}: {n}/{total} {postfix}")
     say = lambda msg: steps.set_postfix_str(msg, refresh=True)  # noqa: E731
     tmp = built.with_name(f".{built.name}.{os.getpid()}.tmp")
@@ -163,9 +161,9 @@ def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
         say("verifying sha256 of the weights")
         files = extract_verified(archive, entry.source.files, cache / "extracted" / built.name)
         steps.update()
-        say("converting TF.js graph to ONNX (first time: sets up a converter environment, several minutes)")
+        say("converting TF.js graph to ONNX")
         fp32 = tmp / "fp32.onnx"
-        convert_tfjs_to_onnx(files[entry.model_file], fp32, cache, progress=tqdm.write)
+        converter = _convert_tfjs(files[entry.model_file], fp32, cache)
         steps.update()
         say("fetching calibration photos")
         photos = ensure_photos(cache, progress=tqdm.write)
@@ -177,6 +175,7 @@ def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
         steps.update()
         say("measuring fp32 vs int8 speed and agreement")
         report = _measure(entry, fp32, int8, photos)
+        report["converter"] = converter
         atomic_write_json(tmp / "report.json", report)
         steps.update()
         say(f"default {report['default_variant']}: {report['quantization']['reason']}")
@@ -190,6 +189,22 @@ def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
     else:
         tmp.replace(built)
         fsync_dir(built.parent)
+
+
+def _convert_tfjs(model_json: Path, fp32: Path, cache: Path) -> str:
+    """TF.js graph → ONNX: directly (no TensorFlow, under a second), or with tf2onnx in its own
+    venv for a graph with ops the direct converter does not know. Returns which converter ran."""
+    from edgewatch.models.conversion import tfjs_direct
+    from edgewatch.models.conversion.converter_env import convert_tfjs_to_onnx
+
+    try:
+        tfjs_direct.convert(model_json, fp32)
+        return f"tfjs-direct {tfjs_direct.PRODUCER_VERSION}"
+    except tfjs_direct.DirectConversionError as exc:  # UnsupportedOp is one
+        tqdm.write(f"{model_json.name}: {exc}; converting with tf2onnx instead "
+                   "(first time: sets up a converter environment with TensorFlow, several minutes)")
+    convert_tfjs_to_onnx(model_json, fp32, cache, progress=tqdm.write)
+    return "tf2onnx 1.17.0"
 
 
 def _measure(entry: CatalogueEntry, fp32: Path, int8: Path, photos: dict[str, Path]) -> dict:

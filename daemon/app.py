@@ -156,7 +156,7 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
         link = app.state.mqtt = start_link(config, module, queue)
         from edgewatch.daemon.pipeline.camera_service import CameraService
 
-        cameras = CameraService(config.cameras, config.data_dir, module, queue, link)
+        cameras = CameraService(config.cameras, config.data_dir, module, queue, link, config.max_cameras)
         app.state.cameras = cameras
         await cameras.start()
 

@@ -263,15 +263,23 @@ def judge_backend(reference, candidate, manifest: ModelManifest, photos: dict[st
     return result
 
 
+def judge_loaded(reference, candidate, path: Path, manifest: ModelManifest, variant: str,
+                 photos: dict[str, Path]) -> Comparison:
+    """Load ``variant`` from ``path`` into the ``candidate`` backend, :func:`judge_backend` it, close it."""
+    candidate.load(path, manifest, variant)
+    try:
+        return judge_backend(reference, candidate, manifest, photos)
+    finally:
+        candidate.close()
+
+
 def judge_onnx_int8(store, manifest: ModelManifest, photos: dict[str, Path]) -> Comparison:
     """:func:`judge_backend` of the installed int8 ONNX model against its fp32, both on ONNX Runtime."""
     from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 
-    fp32, int8 = OnnxRuntimeCpuBackend(), OnnxRuntimeCpuBackend()
+    fp32 = OnnxRuntimeCpuBackend()
     fp32.load(store.path(manifest, "fp32"), manifest, "fp32")
-    int8.load(store.path(manifest, "int8"), manifest, "int8")
     try:
-        return judge_backend(fp32, int8, manifest, photos)
+        return judge_loaded(fp32, OnnxRuntimeCpuBackend(), store.path(manifest, "int8"), manifest, "int8", photos)
     finally:
         fp32.close()
-        int8.close()

@@ -40,7 +40,8 @@ PRIVATE_SUFFIXES = (".local", ".localhost", ".lan", ".home", ".home.arpa", ".int
 
 
 def box_names(node_id: str | None = None) -> set[str]:
-    """The box's own names (its FQDN may be under a public domain)."""
+    """The box's own names (its FQDN may be under a public domain). ``getfqdn`` may wait on DNS,
+    so this runs only for a Host that no cheaper rule accepts, never at start-up."""
     return {name.lower() for name in (socket.gethostname(), socket.getfqdn(), node_id) if name}
 
 
@@ -65,7 +66,9 @@ class BrowserGuard:
 
     def __init__(self, allowed_hosts: list[str], allowed_origins: list[str], node_id: str | None = None) -> None:
         self.any_host = "*" in allowed_hosts
-        self.hosts = box_names(node_id) | {h.lower().strip() for h in allowed_hosts if h != "*"}
+        self.hosts = {h.lower().strip() for h in allowed_hosts if h != "*"}
+        self.node_id = node_id
+        self._box_names: set[str] | None = None
         self.origins = {o.lower().rstrip("/") for o in allowed_origins}
 
     def host_ok(self, host: str) -> bool:
@@ -74,7 +77,11 @@ class BrowserGuard:
         name = _host_only(host).rstrip(".")
         if not name or "." not in name or _is_ip(name) or name in self.hosts or name.endswith(PRIVATE_SUFFIXES):
             return True
-        return any(h.startswith(".") and name.endswith(h) for h in self.hosts)  # ".lan" allows every *.lan name
+        if any(h.startswith(".") and name.endswith(h) for h in self.hosts):  # ".lan" allows every *.lan name
+            return True
+        if self._box_names is None:
+            self._box_names = box_names(self.node_id)
+        return name in self._box_names
 
     def origin_ok(self, origin: str, host: str) -> bool:
         origin = origin.strip().lower().rstrip("/")

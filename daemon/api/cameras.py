@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath
+from multipart import parse_options_header
 from pydantic import ValidationError
 
 from edgewatch.daemon.api.errors import ApiError
@@ -29,7 +30,7 @@ class CameraController(Controller):
 
     @post("/", status_code=201, summary="Add a camera (JSON body as in the config file); persisted")
     async def add_camera(self, request: Request) -> dict[str, Any]:
-        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        media_type, _ = parse_options_header(request.headers.get("content-type", ""))
         if media_type != "application/json":  # a form or text/plain post from another site's page
             raise ApiError(415, "send the camera as JSON with the header Content-Type: application/json")
         try:

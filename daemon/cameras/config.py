@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 from edgewatch.daemon.redaction import printable, redact_url
 
 CameraKind = Literal["auto", "rtsp", "snapshot", "mjpeg", "v4l2", "file"]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # a camera's name: also its MQTT topic level and entity id part
 
 _NET_SCHEMES = {"rtsp": "rtsp", "rtsps": "rtsp", "http": "http", "https": "http"}
 _DEVICE = re.compile(r"^/dev/video\d+$")
@@ -102,7 +103,7 @@ class CameraConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    name: str = Field(pattern=NAME_PATTERN)
     url: str | int
     kind: CameraKind = "auto"
     fps: float = Field(5.0, gt=0, le=30, description="most frames per second handed out")

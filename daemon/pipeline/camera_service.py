@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edgewatch.daemon.cameras.config import describe
+from edgewatch.daemon.cameras.config import NAME_PATTERN, describe
 from edgewatch.daemon.cameras.reader import CameraReader
 from edgewatch.daemon.config import CameraSettings
 from edgewatch.daemon.detection import DetectionModule
@@ -34,8 +34,7 @@ log = logging.getLogger(__name__)
 STATE_POLL_S = 0.5   # how soon a connect/disconnect reaches MQTT
 STATE_EVERY_S = 10.0  # fps and frame age otherwise
 ERROR_LOG_EVERY_S = 60.0  # a failure that repeats is logged again at most this often
-DEFAULT_MAX_CAMERAS = 32
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_NAME = re.compile(NAME_PATTERN)
 
 CameraEntry = CameraSettings  # one model for the config file, the API and cameras.json
 
@@ -67,7 +66,7 @@ class CameraService:
                  queue: InferenceQueue, sink: CameraSink | None, max_cameras: int | None = None) -> None:
         self.store_path = data_dir / "cameras.json"
         self.module, self.queue, self.sink = module, queue, sink
-        self.max_cameras = max_cameras or getattr(module.config, "max_cameras", DEFAULT_MAX_CAMERAS)
+        self.max_cameras = module.config.max_cameras if max_cameras is None else max_cameras
         self.invalid: dict[str, InvalidEntry] = {}
         self.errors: dict[str, str] = {}  # why an entry is not running: its start failed, or over the limit
         self._configured: set[str] = set()

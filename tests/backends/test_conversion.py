@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from yolo_exports import judge_backend
+from yolo_exports import judge_loaded
 
 from edgewatch.backends.tflite import TfliteCpuBackend
 from edgewatch.models.conversion import rknn as rknn_conversion
@@ -70,12 +70,7 @@ def test_rknn_conversion_validated_on_the_pc_simulator(data_dir: Path, cache_dir
     # What the conversion measured on 18 detections, judged on about 80 (yolo_exports.py: which
     # statistics, and why they hold whatever CPU or simulator build runs them).
     sim = RknnSimulatorBackend(cache_dir, list(photos.values()))
-    sim.load(store.path(manifest, "fp32"), manifest, "rknn-rk3588")
-    try:
-        result = judge_backend(reference, sim, manifest, photos)
-    finally:
-        sim.close()
-    result.assert_faithful()
+    judge_loaded(reference, sim, store.path(manifest, "fp32"), manifest, "rknn-rk3588", photos).assert_faithful()
 
 
 def test_edgetpu_without_compiler_says_exactly_what_to_run(data_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
@@ -97,13 +92,8 @@ def test_tflite_conversion_recorded_with_provenance(converted_store: ModelStore,
     assert v.input.layout == "nhwc" and "onnx2tf" in v.toolkit and "bus.jpg" in v.calibration
     # The int8 TFLite, run by the TFLite backend on this CPU, is a faithful quantisation of the
     # fp32 ONNX: judged on about 80 detections by statistics one detection cannot flip (yolo_exports.py).
-    tflite = TfliteCpuBackend()
-    tflite.load(converted_store.path(manifest, "tflite-int8"), manifest, "tflite-int8")
-    try:
-        result = judge_backend(reference, tflite, manifest, photos)
-    finally:
-        tflite.close()
-    result.assert_faithful()
+    judge_loaded(reference, TfliteCpuBackend(), converted_store.path(manifest, "tflite-int8"), manifest,
+                 "tflite-int8", photos).assert_faithful()
 
 
 @rknn_test

@@ -49,6 +49,7 @@ class OnnxRuntimeCpuBackend(LaneBackendMixin, Backend):
 
     type_key = "onnxruntime"
     title = "ONNX Runtime (CPU)"
+    cpu = True
     config_model = OnnxRuntimeConfig
 
     def __init__(self, config: OnnxRuntimeConfig | None = None) -> None:

@@ -42,6 +42,34 @@ class Selection:
     notes: list[str] = field(default_factory=list)  # why earlier candidates were skipped
 
 
+def order(preferred: str, manifest: ModelManifest) -> list[type[Backend]]:
+    """Accelerators in probe order, then the CPU runtimes, the one that runs the model's default
+    variant (the fastest faithful one measured at install) first; ``preferred`` before all."""
+    if preferred != "auto" and preferred not in BACKENDS:
+        raise BackendError(f"unknown backend {preferred!r}; expected one of {', '.join(BACKEND_CHOICES)}")
+    default_runtime = manifest.variants[manifest.default_variant].runtime
+    order = sorted(PROBE_ORDER, key=lambda cls: (cls.cpu, cls.cpu and cls.runtime != default_runtime))
+    if preferred != "auto":
+        order.remove(BACKENDS[preferred])
+        order.insert(0, BACKENDS[preferred])
+    return order
+
+
+def plan(preferred: str, manifest: ModelManifest, configs: dict[str, BackendConfig] | None = None
+         ) -> tuple[Backend, str] | None:
+    """The (unloaded) backend and variant key :func:`load_backend` would try first, without loading
+    anything; None when no available backend has a variant of the model."""
+    configs = configs or {}
+    for cls in order(preferred, manifest):
+        if not cls.probe().available:
+            continue
+        backend = cls(configs.get(cls.type_key))
+        variant = backend.pick_variant(manifest)
+        if variant is not None:
+            return backend, variant
+    return None
+
+
 def load_backend(preferred: str, store: ModelStore, manifest: ModelManifest,
                  configs: dict[str, BackendConfig] | None = None) -> Selection:
     """Load ``manifest``'s model on ``preferred`` (or the probe order for ``auto``), falling back in order.
@@ -50,14 +78,8 @@ def load_backend(preferred: str, store: ModelStore, manifest: ModelManifest,
     model without a variant for a backend skips it with a note saying how to convert.
     """
     configs = configs or {}
-    if preferred != "auto" and preferred not in BACKENDS:
-        raise BackendError(f"unknown backend {preferred!r}; expected one of {', '.join(BACKEND_CHOICES)}")
-    order = list(PROBE_ORDER)
-    if preferred != "auto":
-        order.remove(BACKENDS[preferred])
-        order.insert(0, BACKENDS[preferred])
     notes: list[str] = []
-    for cls in order:
+    for cls in order(preferred, manifest):
         probe = cls.probe()
         if not probe.available:
             if cls.type_key == preferred:

@@ -46,6 +46,7 @@ class TfliteCpuBackend(LaneBackendMixin, Backend):
     type_key = "tflite"
     title = "TFLite (CPU, XNNPACK)"
     runtime = "tflite"
+    cpu = True
     config_model = TfliteConfig
 
     @classmethod

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from daemon_process import DaemonProcess  # noqa: E402  (the same real-process harness the tests use)
 
 from edgewatch.backends.lanes import SPLIT_HOLD_S  # noqa: E402
-from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend  # noqa: E402
+from edgewatch.backends.registry import load_backend  # noqa: E402
 from edgewatch.daemon.detection import DetectionSettings, Detector  # noqa: E402
 from edgewatch.daemon.imaging import decode_image  # noqa: E402
 from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
@@ -155,9 +155,9 @@ def main() -> None:
         store = ModelStore(data / "models")
         install(args.model, store, cache)
         manifest = store.get(args.model)
-        backend = OnnxRuntimeCpuBackend()
-        backend.load(store.path(manifest), manifest)
-        tensor, _ = letterbox(cv2.imread(str(photo)), manifest.input, manifest.preprocessing)
+        backend = load_backend("auto", store, manifest).backend  # what the daemon runs it on
+        print(f"{args.model}: variant {backend.variant_key} on {backend.type_key}")
+        tensor, _ = letterbox(cv2.imread(str(photo)), *backend.input_format())
 
         daemon = DaemonProcess(data, cache, env={"EDGEWATCH_DETECTION_MODEL": args.model})
         start_s = daemon.start()

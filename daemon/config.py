@@ -88,7 +88,16 @@ class InferenceConfig(_Section):
 class DetectionConfig(_Section):
     """The detection module's settings; also changeable at run time through /v1/settings."""
 
-    model: str | None = Field(None, description="installed detector to use; default: the catalogue's default")
+    @field_validator("model", mode="before")
+    @classmethod
+    def _none_is_auto(cls, v: Any) -> Any:
+        return "auto" if v is None or v == "" else v  # settings saved by older versions hold null
+
+    model: str = Field("auto", description=(
+        "installed detector to use; auto: the most accurate installed one whose measured latency on this box "
+        "fits latency_budget_ms, else the fastest"))
+    latency_budget_ms: float = Field(100.0, gt=0, le=60_000, description=(
+        "for model auto: the slowest raw inference p50 acceptable (Frigate's deepstack detector waits 100 ms)"))
     min_confidence: float = Field(0.4, ge=0.0, le=1.0, description="used when a request does not send one")
     nms_iou: float = Field(0.45, gt=0.0, le=1.0)
     label_style: Literal[LABEL_STYLES] = "coco"  # type: ignore[valid-type]

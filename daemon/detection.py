@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydantic import ValidationError
 
-from edgewatch.backends.base import Backend
+from edgewatch.backends.base import Backend, BackendError
 from edgewatch.backends.registry import BackendChoice, load_backend
 from edgewatch.daemon.config import DetectionConfig, Settings
 from edgewatch.daemon.imaging import decode_image
-from edgewatch.models.catalogue import default_names
+from edgewatch.backends.timing import measure_p50_ms
+from edgewatch.daemon.model_choice import (Candidate, Choice, LatencyCache, accuracy, choose, planned_candidate,
+                                           rankable, sole_choice)
 from edgewatch.models.labels import PRESETS, display_label
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.postprocess import decode
@@ -120,18 +122,68 @@ class DetectionModule:
         self._lock = threading.Lock()
         self.backend_notes: list[str] = []
         self.loading: str | None = None  # the model being loaded (a TensorRT engine build can take minutes)
+        self._choice_lock = threading.Lock()
+        self._choice: Choice | None = None
+        self._choice_signature: tuple = ()
+        self._measured: set[str] = set()  # loaded by auto_choice only to time them
 
     # -- model resolution -------------------------------------------------------------------
     def default_model_name(self) -> str:
-        if self.settings.model:
+        """The configured detector, or what ``auto`` resolves to (see :mod:`.model_choice`)."""
+        if self.settings.model != "auto":
             return self.settings.model
-        installed = [m.name for m in self.store.list() if m.task == "detection"]
-        for name in default_names():
-            if name in installed:
-                return name
-        if installed:
-            return installed[0]
-        raise NoModelInstalled()
+        return self.auto_choice().name
+
+    def auto_choice(self) -> Choice:
+        """Resolve ``detection.model: auto`` among the installed detectors, measuring the latency
+        of any not yet in the cache; resolved again when the installed models change."""
+        installed = [m for m in self.store.list() if m.task == "detection"]
+        if not installed:
+            raise NoModelInstalled()
+        signature = tuple((m.name, tuple(sorted((k, v.sha256) for k, v in m.variants.items()))) for m in installed)
+        with self._choice_lock:
+            if self._choice is not None and self._choice_signature == signature:
+                return self._choice
+            budget = self.settings.latency_budget_ms
+            pool = rankable(installed)
+            if len(pool) == 1:
+                choice = sole_choice(pool[0], budget)
+            else:
+                choice = choose([self._candidate(m) for m in pool], budget)
+            self._choice, self._choice_signature = choice, signature
+            self._close_unused(keep=choice.name)
+            log.info("detection model auto: %s, %s", choice.name, choice.reason)
+            return choice
+
+    def model_summary(self) -> tuple[str | None, str]:
+        """(default detector, why) as known now, without loading or measuring anything."""
+        if self.settings.model != "auto":
+            return self.settings.model, "set by detection.model"
+        choice = self._choice
+        if choice is None:
+            return None, "auto: not resolved yet (it is when the daemon has started)"
+        return choice.name, f"auto: {choice.reason}"
+
+    def _candidate(self, manifest: ModelManifest) -> Candidate:
+        """How ``manifest`` would run here: its variant and backend, accuracy, and p50 (cached, or
+        measured now by loading it; a measured model is kept loaded, to be used or closed)."""
+        configs = self.config.backends.by_key(self.config.cache_dir, self.config.inference.workers)
+        cache = LatencyCache(self.config.cache_dir / "latency.json")
+        planned, known = planned_candidate(manifest, self.settings.backend, configs, cache)
+        if known:
+            return planned
+        with self._lock:
+            if manifest.name not in self._detectors:
+                self._measured.add(manifest.name)
+        try:
+            detector = self.detector(manifest.name)
+        except BackendError as exc:
+            return replace(planned, backend="-", p50_ms=None, error=f"cannot be loaded here: {exc}")
+        backend, variant = detector.backend, detector.backend.variant_key or manifest.default_variant
+        p50 = measure_p50_ms(backend)
+        cache.put(LatencyCache.key(manifest, variant, backend), p50)
+        log.info("measured %s (%s) on %s: p50 %.1f ms", manifest.name, variant, backend.type_key, p50)
+        return Candidate(manifest.name, variant, backend.type_key, *accuracy(manifest, variant), p50)
 
     def custom_models(self) -> list[str]:
         """Names accepted by /v1/vision/custom/{model}: installed detectors plus the ipcam presets."""
@@ -167,8 +219,13 @@ class DetectionModule:
 
     @property
     def backend(self) -> Backend | None:
+        """The backend of the default detector (of another loaded one, before it is resolved)."""
+        default = self.settings.model if self.settings.model != "auto" else (self._choice.name if self._choice else None)
         with self._lock:
-            return next(iter(self._detectors.values())).backend if self._detectors else None
+            detector = self._detectors.get(default) if default else None
+            if detector is None and self._detectors:
+                detector = next(iter(self._detectors.values()))
+            return detector.backend if detector else None
 
     def warm_up(self) -> None:
         """Load the default detector and run it once, so the first request pays for neither
@@ -180,11 +237,21 @@ class DetectionModule:
             return
         detector.detect_frame(np.zeros((64, 64, 3), np.uint8), 1.0, self.settings)
 
+    def _close_unused(self, keep: str) -> None:
+        """Close the detectors loaded only to measure them for ``auto``."""
+        with self._lock:
+            unused = [self._detectors.pop(n) for n in self._measured if n != keep and n in self._detectors]
+            self._measured.clear()
+        for det in unused:
+            det.backend.close()
+
     def reload(self, settings: DetectionSettings) -> None:
         """Apply new settings: drop loaded detectors (they reload on the new backend/model)."""
         with self._lock:
             old, self._detectors = self._detectors, {}
             self.settings = settings
+        with self._choice_lock:
+            self._choice = None
         for det in old.values():
             det.backend.close()
         self.warm_up()

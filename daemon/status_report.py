@@ -83,6 +83,8 @@ def render(r: Report) -> str:
              f"  accelerator in use: {inf.get('active') or 'none'} ({inf.get('executionProvider') or '-'})"]
     for b in inf.get("backends", []):
         lines.append(f"    {b['type']:12} {'available  ' if b['available'] else 'unavailable'}  {b['reason']}")
+    if inf.get("model"):
+        lines.append(f"  detector: {inf['model']} ({inf.get('modelReason') or '-'})")
     lines.append(f"  models: {', '.join(r.models) if r.models else 'none installed'}")
     if r.cameras:
         lines.append("  cameras:")

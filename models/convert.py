@@ -20,11 +20,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from edgewatch.models.conversion.tool_env import ConversionError, ModelNotConvertible
 from edgewatch.models.files import atomic_write_json, fsync_dir, sha256_file
-from edgewatch.models.manifest import InputSpec, ModelManifest, Variant
+from edgewatch.models.manifest import CPU_RUNTIMES, InputSpec, ModelManifest, Variant
 from edgewatch.models.photos import PHOTOS, ensure_photos
 from edgewatch.models.preprocess import letterbox
-from edgewatch.models.quantize import Runner, calibration_tensors, match_detections, onnx_runner
+from edgewatch.models.quantize import (Runner, calibration_tensors, evaluation_tensors, match_detections,
+                                      onnx_runner)
 from edgewatch.models.store import ModelStore
 
 TARGETS = ("rknn", "edgetpu", "tflite", "tensorrt")
@@ -57,11 +59,20 @@ def _cached(cache: Path, target: str, source_sha: str, recipe: str,
         meta = json.loads((done / "meta.json").read_text())
         if (done / meta["file"]).is_file():
             return done / meta["file"], meta
+    failed = done.with_name(done.name + ".failed")  # the converter already failed on exactly these inputs
+    if failed.is_file():
+        raise ModelNotConvertible(f"{failed.read_text().strip()}\n(failed before with the same model and converter; "
+                                  f"delete {failed} to try again)")
     tmp = done.with_name(f".{done.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        meta = build(tmp)
+        try:
+            meta = build(tmp)
+        except ModelNotConvertible as exc:
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            failed.write_text(str(exc)[-4000:] + "\n")
+            raise
         atomic_write_json(tmp / "meta.json", meta)
         if done.exists():
             shutil.rmtree(done)
@@ -100,38 +111,94 @@ def _tflite_spec(manifest: ModelManifest, layout: str) -> InputSpec:
 
 def _tflite(manifest: ModelManifest, target: str, fp32: Path, ref_tensors: list[np.ndarray], store: ModelStore,
             cache: Path, compiled: Path | None, say: Say) -> tuple[ModelManifest, str]:
-    from edgewatch.backends.tflite import TfliteCpuBackend
     from edgewatch.models.conversion import tflite as tflite_conversion
 
     edgetpu = target == "edgetpu"  # EdgeTPU-friendly ops (PRelu, no -inf pads): slower on XNNPACK
     key = "edgetpu-int8" if edgetpu else "tflite-int8"
 
-    def build(folder: Path) -> dict:
+    def build(folder: Path, tfjs: Path | None) -> dict:
         out = folder / f"{manifest.name}_int8{'_for_edgetpu' if edgetpu else ''}.tflite"
-        say(f"converting {manifest.name} to full-integer int8 TFLite (onnx2tf, calibrated on {len(ref_tensors)} "
+        how = "its TF.js graph with TensorFlow" if tfjs else "onnx2tf"
+        say(f"converting {manifest.name} to full-integer int8 TFLite ({how}, calibrated on {len(ref_tensors)} "
             "photo tensors; first time: builds a converter venv)…")
-        meta = tflite_conversion.convert_onnx_to_tflite(fp32, out, ref_tensors, cache, progress=say, edgetpu=edgetpu)
-        spec = _tflite_spec(manifest, meta["input_layout"])
-        probe = Variant(file="", sha256="", precision="int8", size_bytes=0, runtime="tflite", input=spec)
-        backend = TfliteCpuBackend()
-        backend.load(out, manifest.model_copy(update={"variants": {**manifest.variants, "probe": probe}}), "probe")
-        cand = ref_tensors if spec.layout == manifest.input.layout else [
-            np.ascontiguousarray(t.transpose(0, 2, 3, 1)) for t in ref_tensors]
-        agree = agreement_with(onnx_runner(fp32), backend.infer, ref_tensors, cand,
-                               manifest.postprocessing, manifest.input.size)
-        backend.close()
-        return {"file": out.name, "toolkit": meta["toolkit"], "input_layout": meta["input_layout"], "agreement": agree}
+        meta = tflite_conversion.convert_onnx_to_tflite(fp32, out, ref_tensors, cache, progress=say, edgetpu=edgetpu,
+                                                        tfjs_model=tfjs)
+        return {"file": out.name, "toolkit": meta["toolkit"], "input_layout": meta["input_layout"]}
 
-    recipe = f"{tflite_conversion.env_name()}|edgetpu={edgetpu}|v2"  # v2: one-to-one agreement
-    out, meta = _cached(cache, "tflite", manifest.variants["fp32"].sha256, recipe, build)
+    # A model converted from a TF.js graph that is NHWC already is best converted from that graph:
+    # onnx2tf's NCHW→NHWC rewrite misreads such graphs (YOLOv5s). An NCHW graph (NanoDet) gains
+    # from that rewrite (no transposes left), so onnx2tf goes first there; each falls back to the other.
+    from edgewatch.models.installer import tfjs_source
+
+    tfjs = None if edgetpu else tfjs_source(manifest, cache, say)
+    routes: list[Path | None] = [None] if tfjs is None else (
+        [tfjs, None] if manifest.input.layout == "nhwc" else [None, tfjs])
+    failures = []
+    for route in routes:
+        recipe = f"{tflite_conversion.env_name()}|edgetpu={edgetpu}|v2" + ("|tfjs-graph-v1" if route else "")
+        try:
+            out, meta = _cached(cache, "tflite", manifest.variants["fp32"].sha256, recipe,
+                                lambda folder, route=route: build(folder, route))
+            break
+        except ConversionError as exc:
+            failures.append(str(exc))
+            if route is not routes[-1]:
+                say(f"{manifest.name}: that conversion failed; trying the other converter")
+    else:
+        raise ConversionError("\n".join(failures))
+    spec = _tflite_spec(manifest, meta["input_layout"])
     variant = Variant(file="", sha256=sha256_file(out), precision="int8", size_bytes=out.stat().st_size,
                       runtime="tflite", source_sha256=manifest.variants["fp32"].sha256, toolkit=meta["toolkit"],
-                      calibration=CALIBRATION, input=_tflite_spec(manifest, meta["input_layout"]),
-                      agreement=meta["agreement"])
-    line = f"{manifest.name}: int8 TFLite agrees with fp32 on {meta['agreement']:.1%} of detections ({meta['toolkit']})"
+                      calibration=CALIBRATION, input=spec)
+    say(f"judging {manifest.name}'s int8 TFLite against fp32 on the evaluation views…")
+    variant = _judge_tflite(manifest, fp32, out, variant, cache)
+    line = (f"{manifest.name}: int8 TFLite AP50 {variant.ap50_vs_fp32:.3f} against fp32's detections "
+            f"(agreement {variant.agreement:.1%}), {variant.inference_ms_p50} ms here ({meta['toolkit']})")
     if not edgetpu:
-        return store.add_variant(manifest.name, key, variant, out), f"{line}; added as {key}"
+        candidate = manifest.model_copy(update={"variants": {**manifest.variants, key: variant}})
+        default, why = cpu_default(candidate)
+        result = store.add_variant(manifest.name, key, variant, out, default=default,
+                                   report={"default_reason": why})
+        return result, f"{line}; added as {key}; default variant {default}: {why}"
     return _edgetpu(manifest, out, variant, store, compiled, say, line)
+
+
+def _judge_tflite(manifest: ModelManifest, fp32: Path, tflite: Path, variant: Variant, cache: Path) -> Variant:
+    """The int8 gate of models.quantize for a TFLite file: AP50 against fp32's detections on the
+    evaluation views, and its p50 on the TFLite backend here."""
+    from edgewatch.backends.tflite import TfliteCpuBackend
+    from edgewatch.backends.timing import measure_p50_ms
+
+    probe = TfliteCpuBackend.probe()
+    if not probe.available:
+        raise ConvertError(f"cannot judge the TFLite model here: {probe.reason}")
+    views = evaluation_tensors(ensure_photos(cache), manifest.input, manifest.preprocessing)
+    spec = variant.input or manifest.input
+    cand = views if spec.layout == manifest.input.layout else [
+        np.ascontiguousarray(t.transpose(0, 2, 3, 1)) for t in views]
+    backend = TfliteCpuBackend()
+    backend.load(tflite, manifest.model_copy(update={"variants": {**manifest.variants, "probe": variant}}), "probe")
+    try:
+        found = match_detections(onnx_runner(fp32), backend.infer, views, cand, manifest.postprocessing,
+                                 manifest.input.size)
+        p50 = measure_p50_ms(backend)
+    finally:
+        backend.close()
+    return variant.model_copy(update={"agreement": float(found["agreement"]), "ap50_vs_fp32": float(found["ap50"]),
+                                      "inference_ms_p50": p50})
+
+
+def cpu_default(manifest: ModelManifest) -> tuple[str, str]:
+    """The fastest faithful CPU variant (ONNX fp32/int8, TFLite int8) measured here, and why."""
+    timed = {k: v for k, v in manifest.variants.items()
+             if v.runtime in CPU_RUNTIMES and v.inference_ms_p50 is not None}
+    faithful = {k: v for k, v in timed.items() if manifest.faithful(k)}
+    if not faithful:
+        return manifest.default_variant, "no other CPU variant is measured and faithful"
+    best = min(faithful, key=lambda k: faithful[k].inference_ms_p50)
+    others = ", ".join(f"{k} {v.inference_ms_p50} ms{'' if k in faithful else ' (unfaithful)'}"
+                       for k, v in timed.items() if k != best)
+    return best, f"the fastest faithful CPU variant ({best} {faithful[best].inference_ms_p50} ms; {others})"
 
 
 def _edgetpu(manifest: ModelManifest, tflite: Path, cpu_variant: Variant, store: ModelStore, compiled: Path | None,

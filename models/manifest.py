@@ -58,6 +58,11 @@ class Source(_Strict):
 
 
 Runtime = Literal["onnx", "tflite", "edgetpu", "rknn"]
+CPU_RUNTIMES = ("onnx", "tflite")  # the variants a CPU backend runs; the default is the fastest faithful one
+
+# An int8 variant is faithful when its AP50, scored against the fp32 model's own detections on the
+# evaluation views (models.quantize), is at least this.
+AP50_REQUIRED = 0.90
 
 
 class Variant(_Strict):
@@ -74,6 +79,7 @@ class Variant(_Strict):
     toolkit: str | None = None           # converter and version
     calibration: str | None = None       # the photos int8 ranges were calibrated on
     agreement: float | None = None       # share of fp32 detections this variant reproduces
+    ap50_vs_fp32: float | None = None    # AP50 with fp32's detections as ground truth (the int8 gate)
     input: InputSpec | None = None       # when this file wants another layout/dtype than the ONNX
     device_normalises: bool = False      # mean/std are applied by the accelerator, not the host
 
@@ -104,3 +110,14 @@ class ModelManifest(_Strict):
     @property
     def precision(self) -> str:
         return self.default.precision
+
+    def faithful(self, key: str) -> bool:
+        """Whether variant ``key`` passed the int8 gate (fp32 always does; unknown counts as passed:
+        an accelerator's only variant is judged when it is converted)."""
+        v = self.variants[key]
+        if v.precision == "fp32":
+            return True
+        figure = v.ap50_vs_fp32
+        if figure is None and key == "int8":  # installed before the figure was kept per variant
+            figure = self.quantization_report.get("ap50")
+        return not isinstance(figure, (int, float)) or figure >= AP50_REQUIRED

@@ -78,7 +78,7 @@ class ModelStore:
     def commit(self, manifest: ModelManifest, files: dict[str, Path]) -> ModelManifest:
         """Install ``manifest`` with ``files`` (variant key -> source file) crash-safely.
 
-        Each file is stored as ``<precision>-<sha12>.onnx`` so a new install never overwrites
+        Each file is stored as ``<variant>-<sha12>.<ext>`` so a new install never overwrites
         a file the current manifest points at; stale files are removed after the switch.
         """
         target = self._dir(manifest.name)
@@ -91,7 +91,7 @@ class ModelStore:
             if digest != old.sha256:
                 (target / tmp_name).unlink(missing_ok=True)
                 raise StoreError(f"{src} changed while installing (sha256 {digest[:12]} != {old.sha256[:12]}); run the install again")
-            final = f"{old.precision}-{digest[:12]}{src.suffix}"
+            final = f"{key}-{digest[:12]}{src.suffix}"
             (target / tmp_name).replace(target / final)
             variants[key] = Variant(**{**old.model_dump(), "file": final})
         manifest = manifest.model_copy(update={
@@ -105,9 +105,11 @@ class ModelStore:
                 stale.unlink(missing_ok=True) if stale.is_file() else shutil.rmtree(stale, ignore_errors=True)
         return manifest
 
-    def add_variant(self, name: str, key: str, variant: Variant, src: Path) -> ModelManifest:
+    def add_variant(self, name: str, key: str, variant: Variant, src: Path, default: str | None = None,
+                    report: dict[str, float | int | str] | None = None) -> ModelManifest:
         """Add (or replace) one converted variant of an installed model, crash-safely: the file is
-        stored under a content-addressed name first, the manifest that points at it last."""
+        stored under a content-addressed name first, the manifest that points at it last (with
+        ``default`` as its default variant and ``report`` merged into its quantization report)."""
         manifest = self.get(name)
         target = self._dir(name)
         digest = atomic_copy(src, target / f".incoming-{key}{src.suffix}")
@@ -117,8 +119,10 @@ class ModelStore:
         final = f"{key}-{digest[:12]}{src.suffix}"
         (target / f".incoming-{key}{src.suffix}").replace(target / final)
         old = manifest.variants.get(key)
-        manifest = manifest.model_copy(update={"variants": {**manifest.variants,
-                                                           key: variant.model_copy(update={"file": final})}})
+        manifest = manifest.model_copy(update={
+            "variants": {**manifest.variants, key: variant.model_copy(update={"file": final})},
+            "default_variant": default or manifest.default_variant,
+            "quantization_report": {**manifest.quantization_report, **(report or {})}})
         atomic_write_json(target / MANIFEST, manifest.model_dump(mode="json"))
         if old is not None and old.file != final:
             (target / old.file).unlink(missing_ok=True)

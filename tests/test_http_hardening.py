@@ -163,7 +163,7 @@ def test_log_buffer_caps_entries_and_total_size() -> None:
 def test_a_path_like_model_setting_is_a_400(client: TestClient) -> None:
     r = client.post(SETTINGS, data={"name": "model", "value": "../../etc"})
     assert r.status_code == 400 and "invalid model name" in r.json()["error"]
-    assert client.get(SETTINGS).json()["settings"]["model"] is None
+    assert client.get(SETTINGS).json()["settings"]["model"] == "auto"
 
 
 def test_control_characters_in_a_path_cannot_forge_log_lines(client: TestClient) -> None:

@@ -39,4 +39,7 @@ def test_model_pack_wheel_installs_without_converting(tmp_path: Path, cache_dir:
     assert not (empty_cache / "conversions").exists(), "nothing was converted"
     installed = ModelStore(tmp_path / "data" / "models").get("nanodet")
     reference = ModelStore(installed_data_dir / "models").get("nanodet")
-    assert installed.variants == reference.variants and installed.default_variant == reference.default_variant
+    # The same files and figures; only the TFLite variant's speed is measured again by each install.
+    same = lambda m: {k: v.model_dump(exclude={"inference_ms_p50"} if v.runtime == "tflite" else set())  # noqa: E731
+                      for k, v in m.variants.items()}
+    assert same(installed) == same(reference) and installed.default_variant == reference.default_variant

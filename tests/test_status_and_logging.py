@@ -82,7 +82,8 @@ def test_journald_records_carry_camera_model_and_request_id(journald: list, data
     config = tmp_path / "config.yaml"
     config.write_text(f"cameras:\n  - name: porch\n    url: rtsp://127.0.0.1:{free_port()}/none\n")
     daemon = DaemonProcess(data_dir, cache_dir, env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}",
-                                                    "EDGEWATCH_CONFIG": str(config)})
+                                                    "EDGEWATCH_CONFIG": str(config),
+                                                    "EDGEWATCH_DETECTION_MODEL": "nanodet"})
     with stderr_file.open("wb") as err:
         daemon.stderr = err
         daemon.start()

@@ -134,7 +134,11 @@ def test_installed_with_acceptance(yolov5s_data_dir: Path, cache_dir: Path) -> N
     assert store.verify(m) == []
     assert m.license == m.source.license == "AGPL-3.0" and "MIT" in m.license_note
     assert m.postprocessing == "yolov5_normalized" and m.input.name == "input_1" and m.input.size == (640, 640)
-    assert {"fp32", "int8"} == m.variants.keys()
+    assert {"fp32", "int8"} <= m.variants.keys()
+    from edgewatch.backends.tflite import TfliteCpuBackend
+    if TfliteCpuBackend.probe().available:  # built by the install where an interpreter is installed
+        assert m.variants.keys() == {"fp32", "int8", "tflite-int8"}
+        assert m.variants["tflite-int8"].ap50_vs_fp32 is not None
     q = m.quantization_report
     assert q["reference_detections"] >= 100 and q["calibration_images"] == 12 and q["evaluation_images"] == 72, q
     assert_default_follows_measurement(m.default_variant, q)  # int8 only when faster and agreeing here
@@ -174,6 +178,54 @@ def test_int8_is_a_faithful_quantisation(yolov5s_data_dir: Path, photos: dict[st
     store = ModelStore(yolov5s_data_dir / "models")
     m = store.get("yolov5s")
     judge_onnx_int8(store, m, photos).assert_faithful()
+
+
+# -- every CPU backend that can load it passes the conformance suite ------------------------------
+
+YOLO_CONFIGURATIONS = {"onnxruntime-fp32": ("onnxruntime", "fp32"), "onnxruntime-int8": ("onnxruntime", "int8"),
+                       "tflite-int8": ("tflite", "tflite-int8")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", list(YOLO_CONFIGURATIONS))
+def test_conformance_on_every_cpu_backend(config: str, yolov5s_data_dir: Path, photos: dict[str, Path],
+                                          tmp_path: Path) -> None:
+    """The same checks as tests/backends/test_conformance.py runs for NanoDet (and `edgewatch
+    selftest` on a box), for YOLOv5s's ONNX and TFLite variants."""
+    from edgewatch.backends.conformance import Conformance
+    from edgewatch.backends.registry import BACKENDS
+
+    key, variant = YOLO_CONFIGURATIONS[config]
+    factory = BACKENDS[key]
+    if not factory.probe().available:
+        pytest.skip(f"{key} cannot run here: {factory.probe().reason}")
+    store = ModelStore(yolov5s_data_dir / "models")
+    m = store.get("yolov5s")
+    if variant not in m.variants:
+        pytest.fail(f"{variant} was not built by the install: {sorted(m.variants)}")
+    reference = BACKENDS["onnxruntime"]()
+    reference.load(store.path(m, "fp32"), m, "fp32")
+    try:
+        suite = Conformance(factory, store.path(m, variant), m, variant, reference, photos)
+        for check in ("outputs", "agreement", "concurrency", "reload"):
+            assert getattr(suite, f"check_{check}")()
+        assert suite.check_corrupt(tmp_path)
+    finally:
+        reference.close()
+
+
+@pytest.mark.slow
+def test_tflite_built_from_the_tfjs_graph(yolov5s_data_dir: Path) -> None:
+    """onnx2tf misreads this NHWC graph, so its TFLite variant comes from the TF.js graph itself, and
+    passes the same int8 gate as ONNX int8."""
+    from edgewatch.backends.tflite import TfliteCpuBackend
+    from edgewatch.models.manifest import AP50_REQUIRED
+
+    if not TfliteCpuBackend.probe().available:
+        pytest.skip(TfliteCpuBackend.probe().reason)
+    v = ModelStore(yolov5s_data_dir / "models").get("yolov5s").variants["tflite-int8"]
+    assert "TF.js graph" in v.toolkit and v.input.layout == "nhwc" and v.input.shape == (1, 640, 640, 3)
+    assert v.ap50_vs_fp32 >= AP50_REQUIRED, v
 
 
 # -- served by the real app -------------------------------------------------------------------

@@ -75,6 +75,8 @@ class InferenceSummary(msgspec.Struct):
     executionProvider: str | None
     backends: list[BackendStatus]
     notes: list[str]
+    model: str | None = None  # the default detector
+    modelReason: str = ""      # why: set in the config, or what `auto` measured and chose
 
 
 class VersionResponse(msgspec.Struct):
@@ -116,6 +118,8 @@ class BackendsResponse(msgspec.Struct):
     executionProvider: str | None
     backends: list[BackendStatus]
     notes: list[str]
+    model: str | None = None  # the default detector
+    modelReason: str = ""      # why: set in the config, or what `auto` measured and chose
     code: int = 200
 
 
@@ -132,11 +136,12 @@ class SettingsResponse(msgspec.Struct):
 def inference_summary(request: Request) -> InferenceSummary:
     module = request.app.state.detection
     active = module.backend
+    model, reason = module.model_summary()
     return InferenceSummary(
         active=active.type_key if active else None,
         executionProvider=active.execution_provider if active else None,
         backends=[BackendStatus(k, p.available, p.reason) for k, p in request.app.state.probes.items()],
-        notes=module.backend_notes)
+        notes=module.backend_notes, model=model, modelReason=reason)
 
 
 def received_at(request: Request) -> float:

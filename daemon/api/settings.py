@@ -53,20 +53,18 @@ class SettingsController(Controller):
         if not changes or unknown:
             raise ApiError(400, f"unknown setting {printable(unknown[0] if unknown else '(none sent)', 64)!r}; settings of "
                                 f"{MODULE_ID}: {', '.join(DetectionSettings.model_fields)}")
-        if changes.get("model") == "":
-            changes["model"] = None
         try:
             new = DetectionSettings.model_validate(module.settings.model_dump() | changes)
         except ValidationError as exc:
             err = exc.errors()[0]
             raise ApiError(400, f"{'.'.join(map(str, err['loc']))}: {err['msg']} "
                                 f"(got {printable(repr(err.get('input')), 64)})") from None
-        if new.model is not None:
+        if new.model != "auto":
             try:
                 check_model_name(new.model)
             except ValueError as exc:
                 raise ApiError(400, f"model: {printable(exc, 300)}") from None
-        if new.model is not None and not module.store.has(new.model):
+        if new.model != "auto" and not module.store.has(new.model):
             raise ApiError(404, f"model {new.model!r} is not installed; see `edgewatch models list`")
         saved = request.app.state.settings_store.update(MODULE_ID, new.model_dump(mode="json", include=set(changes)))
         await asyncio.to_thread(module.reload, new)

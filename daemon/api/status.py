@@ -43,7 +43,7 @@ class StatusController(Controller):
     async def backends(self, request: Request) -> BackendsResponse:
         s = inference_summary(request)
         return BackendsResponse(success=True, active=s.active, executionProvider=s.executionProvider,
-                                backends=s.backends, notes=s.notes)
+                                backends=s.backends, notes=s.notes, model=s.model, modelReason=s.modelReason)
 
     @get("/mqtt", summary="The broker connection: connected or the last error")
     async def mqtt(self, request: Request) -> dict[str, object]:

@@ -42,6 +42,8 @@ class CatalogueEntry(BaseModel):
     default: bool = False
     notes: str = ""
     license_note: str = ""  # why source.license differs from the package's own metadata, if it does
+    # Pooled AP50 per variant key on models/evalset, from bench/accuracy.py: what `detection.model: auto` ranks by.
+    accuracy: dict[str, float] = {}
 
     @model_validator(mode="after")
     def _default_is_permissive(self) -> CatalogueEntry:

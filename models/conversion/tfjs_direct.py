@@ -103,7 +103,7 @@ def _np_dtype(tf_type) -> np.dtype:
     return np.dtype(dt)
 
 
-def _load_json(path: Path) -> tuple[dict, bool]:
+def load_model_json(path: Path) -> tuple[dict, bool]:
     raw = path.read_bytes()
     gzipped = raw[:2] == b"\x1f\x8b"  # some hub models gzip model.json and shards without saying so
     if gzipped:
@@ -159,6 +159,28 @@ def read_weights(model: dict, folder: Path, gzipped: bool = False) -> dict[str, 
             raise DirectConversionError(f"weight shards {group['paths']} hold {len(buf)} bytes but the manifest "
                                         f"describes {offset}: the files do not belong together")
     return weights
+
+
+PLACEHOLDERS = ("Placeholder", "PlaceholderWithDefault", "PlaceholderV2")
+
+
+def signature_outputs(model: dict) -> list[tuple[str, str]]:
+    """(output name, TF tensor ref) of each graph output: the signature's, in its order; without
+    a signature, the nodes nothing consumes (named ``<node>:0``)."""
+    sig = model.get("signature") or {}
+    if sig.get("outputs"):
+        return [(key, spec["name"]) for key, spec in sig["outputs"].items()]
+    nodes = model["modelTopology"].get("node", [])
+    consumed = {i.split(":")[0] for n in nodes for i in n.get("input", []) if not i.startswith("^")}
+    return [(f"{n['name']}:0", n["name"]) for n in nodes if n["name"] not in consumed and n["op"] not in ("Const", "NoOp")]
+
+
+def graph_io(model: dict) -> tuple[list[str], list[str]]:
+    """The graph's input tensors (its placeholders, in node order) and output tensors (in the order
+    of the ONNX model's outputs), as TensorFlow refs ``node:index``."""
+    nodes = model["modelTopology"].get("node", [])
+    inputs = [f"{n['name']}:0" for n in nodes if n["op"] in PLACEHOLDERS]
+    return inputs, [ref if ":" in ref else f"{ref}:0" for _, ref in signature_outputs(model)]
 
 
 def _tensor_attr_value(t: dict) -> np.ndarray:
@@ -435,15 +457,9 @@ class _Converter:
 
     def run(self, progress: Progress) -> onnx.ModelProto:
         sig = self.model.get("signature") or {}
-        placeholders = [n for n in self.tf_nodes.values()
-                        if n["op"] in ("Placeholder", "PlaceholderWithDefault", "PlaceholderV2")]
+        placeholders = [n for n in self.tf_nodes.values() if n["op"] in PLACEHOLDERS]
         rename_in = {v["name"]: k for k, v in (sig.get("inputs") or {}).items()}
-        if sig.get("outputs"):
-            outputs = [(key, spec["name"]) for key, spec in sig["outputs"].items()]
-        else:
-            consumed = set(self.consumers)
-            outputs = [(f"{n['name']}:0", n["name"]) for n in self.tf_nodes.values()
-                       if n["name"] not in consumed and n["op"] not in ("Const", "NoOp")]
+        outputs = signature_outputs(self.model)
         for key, _ in outputs:
             self.used_names.add(key)
         input_names = [rename_in.get(f"{p['name']}:0", f"{p['name']}:0") for p in placeholders]
@@ -1613,7 +1629,7 @@ def build_onnx(model_json: Path | str, *, opset: int = DEFAULT_OPSET, progress: 
     """The ONNX model of a TF.js graph model (model.json with its weight shards beside it)."""
     say = progress or (lambda _msg: None)
     model_json = Path(model_json)
-    model, gzipped = _load_json(model_json)
+    model, gzipped = load_model_json(model_json)
     topology = model.get("modelTopology") or {}
     fmt = model.get("format") or topology.get("format") or ("layers-model" if "keras_version" in topology
                                                            else "graph-model")

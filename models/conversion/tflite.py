@@ -34,6 +34,7 @@ import numpy as np
 from edgewatch.models.conversion.worker_io import fsync_dir
 from edgewatch.models.conversion.tool_env import (
     ConversionError,
+    ModelNotConvertible,
     Progress,
     ToolEnv,
     run_streaming,
@@ -120,6 +121,7 @@ NO_DEPS_REQUIREMENTS: tuple[str, ...] = (
 )
 
 WORKER_SCRIPT = Path(__file__).with_name("tflite_worker.py")
+TFJS_WORKER_SCRIPT = Path(__file__).with_name("tfjs_tflite_worker.py")
 MIN_FREE_BYTES = 3 * 1024**3  # the venv takes about 1.7 GiB, pip needs room for wheels too
 CONVERT_TIMEOUT_S = 30 * 60
 RESULT_PREFIX = "RESULT "
@@ -183,7 +185,7 @@ def _check_calibration(calibration: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[np.ndarray], cache_dir: Path,
                            progress: Progress | None = None, *, io_dtype: str = "int8", edgetpu: bool = False,
-                           timeout_s: float = CONVERT_TIMEOUT_S) -> dict:
+                           timeout_s: float = CONVERT_TIMEOUT_S, tfjs_model: Path | None = None) -> dict:
     """Convert an fp32 ONNX model to a full-integer TFLite model at ``out_tflite``.
 
     ``calibration``: float32 input tensors in the ONNX model's own layout (what the daemon's
@@ -200,6 +202,10 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
     output_dtypes, output_quant (all in the interpreter's output order), ops, edgetpu_unlisted_ops,
     rewrites (graph rewrites applied), float_check_max_rel_diff (onnx2tf's float graph vs ONNX
     Runtime), size_bytes, seconds (conversion, excluding building the venv).
+
+    ``tfjs_model``: the TF.js ``model.json`` that ``fp32_onnx`` was converted from. The TF graph is
+    then converted by TensorFlow itself (``tfjs_tflite_worker.py``: no onnx2tf, the graph keeps its
+    own layout), and ``fp32_onnx`` only serves as the float reference it must reproduce.
     """
     say = progress or (lambda _msg: None)
     fp32_onnx = Path(fp32_onnx)
@@ -219,8 +225,13 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
         calib_npz = staging / "calibration.npz"
         np.savez(calib_npz, *arrays)
         staged = staging / "model.tflite"
-        cmd = [str(python), "-I", str(WORKER_SCRIPT), str(fp32_onnx), str(calib_npz), str(staged),
-               "--io-dtype", io_dtype, *(["--edgetpu"] if edgetpu else [])]
+        if tfjs_model is not None:
+            graph_json, weights_npz = _tfjs_graph_files(Path(tfjs_model), staging)
+            cmd = [str(python), "-I", str(TFJS_WORKER_SCRIPT), str(graph_json), str(weights_npz), str(fp32_onnx),
+                   str(calib_npz), str(staged), "--io-dtype", io_dtype]
+        else:
+            cmd = [str(python), "-I", str(WORKER_SCRIPT), str(fp32_onnx), str(calib_npz), str(staged),
+                   "--io-dtype", io_dtype, *(["--edgetpu"] if edgetpu else [])]
         result: dict = {}
 
         def on_worker_line(line: str) -> None:
@@ -237,9 +248,12 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
         rc, lines = run_streaming(cmd, timeout_s=timeout_s, on_line=on_worker_line, cwd=staging)
         seconds = time.monotonic() - t0
         lines = [ln for ln in lines if not ln.startswith(RESULT_PREFIX)]
+        if rc == -1:
+            raise ConversionError(f"converting {fp32_onnx} to int8 TFLite ran past {timeout_s:.0f} s and was "
+                                  f"stopped; try again on a less busy machine.\nconverter output:\n{tail_text(lines)}")
         if rc != 0:
-            why = f"ran past {timeout_s:.0f} s and was stopped" if rc == -1 else f"exit {rc}"
-            raise ConversionError(
+            why = f"exit {rc}"
+            raise ModelNotConvertible(
                 f"converting {fp32_onnx} to int8 TFLite failed ({why}). If the ONNX file is damaged, convert or "
                 f"install the model again; otherwise use its ONNX variants instead.\n"
                 f"converter output:\n{tail_text(lines)}")
@@ -256,9 +270,12 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
     inp = result["inputs"][0]
     outs = result["outputs"]
     ops = result.get("ops", [])
+    layout = result.get("input_layout", "nhwc")
+    if layout == "graph":  # the TF.js graph's own layout, as its ONNX conversion has it
+        layout = "nhwc" if len(inp["shape"]) == 4 and inp["shape"][-1] in (1, 3, 4) else "nchw"
     meta = {
         "toolkit": result.get("toolkit", ""),
-        "input_layout": result.get("input_layout", "nhwc"),
+        "input_layout": layout,
         "input_name": inp["name"],
         "input_shape": inp["shape"],
         "input_dtype": inp["dtype"],
@@ -277,3 +294,20 @@ def convert_onnx_to_tflite(fp32_onnx: Path, out_tflite: Path, calibration: list[
         meta["float_check_max_rel_diff"] = result["float_check_max_rel_diff"]
     say(f"converted {fp32_onnx.name} to int8 TFLite in {seconds:.1f} s ({size} bytes)")
     return meta
+
+
+def _tfjs_graph_files(model_json: Path, folder: Path) -> tuple[Path, Path]:
+    """The TF.js graph as the worker reads it: nodes plus input/output names in the ONNX model's
+    order (graph.json), and the weights read and dequantised here (weights.npz)."""
+    from edgewatch.models.conversion import tfjs_direct
+
+    model, gzipped = tfjs_direct.load_model_json(model_json)
+    weights = tfjs_direct.read_weights(model, model_json.parent, gzipped)
+    inputs, outputs = tfjs_direct.graph_io(model)
+    names = list(weights)
+    graph = {"nodes": model["modelTopology"]["node"], "versions": model["modelTopology"].get("versions") or {},
+             "inputs": inputs, "outputs": outputs, "weight_names": names}
+    graph_json, weights_npz = folder / "graph.json", folder / "weights.npz"
+    graph_json.write_text(json.dumps(graph))
+    np.savez(weights_npz, *[weights[n] for n in names])
+    return graph_json, weights_npz

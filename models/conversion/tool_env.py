@@ -40,6 +40,10 @@ class ConversionError(RuntimeError):
     """Conversion could not be done; the message says why and what to do next."""
 
 
+class ModelNotConvertible(ConversionError):
+    """The converter ran and failed on this model: the same files and recipe would fail again."""
+
+
 class ConverterEnvError(ConversionError):
     """A converter environment could not be created."""
 

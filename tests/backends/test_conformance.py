@@ -48,7 +48,8 @@ def test_daemon_picks_tflite_when_converted(converted_data_dir: Path, cache_dir:
     from edgewatch.daemon.config import load_settings
 
     data = Path(shutil.copytree(converted_data_dir, converted_data_dir.parent / "api-tflite", dirs_exist_ok=True))
-    with TestClient(create_app(load_settings(data_dir=data, cache_dir=cache_dir))) as client:
+    with TestClient(create_app(load_settings(data_dir=data, cache_dir=cache_dir,
+                                             detection={"model": "nanodet"}))) as client:
         assert client.get("/v1/status/backends").json()["active"] == "tflite"
         body = client.post("/v1/vision/detection", files={"image": photo_bytes["bus"]}).json()
         labels = {p["label"] for p in body["predictions"]}

@@ -12,7 +12,7 @@ import pytest
 from edgewatch.backends import devices
 from edgewatch.backends.base import BackendError
 from edgewatch.backends.conformance import Conformance
-from edgewatch.backends.registry import load_backend, probe_all
+from edgewatch.backends.registry import load_backend, order, probe_all
 from edgewatch.backends.rknn import RknnBackend, RknnConfig
 from edgewatch.models.manifest import Variant
 from edgewatch.models.store import ModelStore
@@ -208,13 +208,16 @@ def test_api_answers_on_the_npu_or_falls_back_saying_what_runs(store_with_rknn, 
 
     store, _ = store_with_rknn
     FakeNpu.init_fails = npu_fails
-    config = load_settings(data_dir=store.root.parent, cache_dir=cache_dir)
+    config = load_settings(data_dir=store.root.parent, cache_dir=cache_dir, detection={"model": "nanodet"})
     with TestClient(create_app(config)) as client:
         body = client.post("/v1/vision/detection", files={"image": photo_bytes["bus"]}).json()
         assert body["success"] and {"bus", "person"} <= {p["label"] for p in body["predictions"]}
         assert body["executionProvider"] == ("CPU" if npu_fails else "NPU")
         status = client.get("/v1/status/backends").json()
-        assert status["active"] == ("onnxruntime" if npu_fails else "rknn")
+        nanodet = store.get("nanodet")
+        cpu = next(cls.type_key for cls in order("auto", nanodet)  # the CPU runtime of its default variant
+                   if cls.cpu and cls.probe().available and cls().pick_variant(nanodet))
+        assert status["active"] == (cpu if npu_fails else "rknn")
         if npu_fails:
             assert any("librknnrt.so" in note for note in status["notes"])
 

@@ -170,7 +170,7 @@ def models_list(as_json: bool, config_file: Path | None) -> None:
     for m in installed.values():
         q = m.quantization_report
         extra = f", int8 agreement {q['agreement']:.1%}" if "agreement" in q else ""
-        click.echo(f"{m.name:14} {m.task:10} {m.precision:5} {m.input.size[0]}x{m.input.size[1]}  "
+        click.echo(f"{m.name:14} {m.task:10} {m.default_variant:12} {m.input.size[0]}x{m.input.size[1]}  "
                    f"{m.source.registry}:{m.source.package}@{m.source.version}  {m.license}{extra}")
     for name, entry in catalogue().items():
         if name not in installed:

@@ -72,9 +72,10 @@ class Outcome:
 class Detector:
     """One installed detector loaded on one backend."""
 
-    def __init__(self, manifest: ModelManifest, backend: Backend) -> None:
+    def __init__(self, manifest: ModelManifest, backend: Backend, notes: list[str] | None = None) -> None:
         self.manifest = manifest
         self.backend = backend
+        self.notes = notes or []  # why the backends tried before this one were skipped
         self._label_ids = {name: i for i, name in enumerate(manifest.labels)}
 
     def class_ids(self, labels: frozenset[str] | None) -> np.ndarray | None:
@@ -120,7 +121,6 @@ class DetectionModule:
         self.settings = DetectionSettings.from_config(config, saved)
         self._detectors: dict[str, Detector] = {}
         self._lock = threading.Lock()
-        self.backend_notes: list[str] = []
         self.loading: str | None = None  # the model being loaded (a TensorRT engine build can take minutes)
         self._choice_lock = threading.Lock()
         self._choice: Choice | None = None
@@ -211,21 +211,31 @@ class DetectionModule:
                                                                      self.config.inference.workers))
             finally:
                 self.loading = None
-            self.backend_notes = selection.notes
-            log.info("loaded %s (%s variant) on %s", name, manifest.default_variant, selection.backend.type_key,
+            log.info("loaded %s (%s variant) on %s", name, selection.backend.variant_key, selection.backend.type_key,
                      extra={"model": name})
-            self._detectors[name] = Detector(manifest, selection.backend)
+            self._detectors[name] = Detector(manifest, selection.backend, selection.notes)
             return self._detectors[name]
 
-    @property
-    def backend(self) -> Backend | None:
-        """The backend of the default detector (of another loaded one, before it is resolved)."""
+    def _default_detector(self) -> Detector | None:
+        """The default detector if loaded (another loaded one, before ``auto`` is resolved)."""
         default = self.settings.model if self.settings.model != "auto" else (self._choice.name if self._choice else None)
         with self._lock:
             detector = self._detectors.get(default) if default else None
             if detector is None and self._detectors:
                 detector = next(iter(self._detectors.values()))
-            return detector.backend if detector else None
+            return detector
+
+    @property
+    def backend(self) -> Backend | None:
+        """The backend the default detector runs on."""
+        detector = self._default_detector()
+        return detector.backend if detector else None
+
+    @property
+    def backend_notes(self) -> list[str]:
+        """Why the default detector does not run on an earlier backend in the probe order."""
+        detector = self._default_detector()
+        return detector.notes if detector else []
 
     def warm_up(self) -> None:
         """Load the default detector and run it once, so the first request pays for neither

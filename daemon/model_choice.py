@@ -79,19 +79,14 @@ def choose(candidates: list[Candidate], budget_ms: float) -> Choice:
     if not runnable:
         raise ValueError("no candidate could be loaded: " + "; ".join(c.describe() for c in candidates))
     fits = [c for c in runnable if c.p50_ms <= budget_ms]
-    others = [c for c in candidates if c not in fits]
     if fits:
         best = max(fits, key=lambda c: (c.ap50 is not None, c.ap50 or 0.0, -c.p50_ms))
-        reason = (f"the most accurate installed detector that fits detection.latency_budget_ms {budget_ms:g}: "
-                  f"{best.describe()}")
-        rest = [c for c in candidates if c is not best]
-        if rest:
-            reason += "; also installed: " + ", ".join(c.describe() for c in rest)
-        return Choice(best.name, reason, budget_ms, tuple(candidates))
-    best = min(runnable, key=lambda c: c.p50_ms)
-    reason = (f"no installed detector fits detection.latency_budget_ms {budget_ms:g}, so the fastest: "
-              f"{best.describe()}")
-    rest = [c for c in others if c is not best]
+        why = f"the most accurate installed detector that fits detection.latency_budget_ms {budget_ms:g}"
+    else:
+        best = min(runnable, key=lambda c: c.p50_ms)
+        why = f"no installed detector fits detection.latency_budget_ms {budget_ms:g}, so the fastest"
+    reason = f"{why}: {best.describe()}"
+    rest = [c for c in candidates if c is not best]
     if rest:
         reason += "; also installed: " + ", ".join(c.describe() for c in rest)
     return Choice(best.name, reason, budget_ms, tuple(candidates))

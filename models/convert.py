@@ -118,7 +118,7 @@ def _tflite(manifest: ModelManifest, target: str, fp32: Path, ref_tensors: list[
 
     def build(folder: Path, tfjs: Path | None) -> dict:
         out = folder / f"{manifest.name}_int8{'_for_edgetpu' if edgetpu else ''}.tflite"
-        how = "its TF.js graph with TensorFlow" if tfjs else "onnx2tf"
+        how = "its TF.js graph with TensorFlow" if tfjs else "onnx2tf"  # Edge TPU rewrites: onnx2tf route only
         say(f"converting {manifest.name} to full-integer int8 TFLite ({how}, calibrated on {len(ref_tensors)} "
             "photo tensors; first time: builds a converter venv)…")
         meta = tflite_conversion.convert_onnx_to_tflite(fp32, out, ref_tensors, cache, progress=say, edgetpu=edgetpu,
@@ -130,7 +130,7 @@ def _tflite(manifest: ModelManifest, target: str, fp32: Path, ref_tensors: list[
     # from that rewrite (no transposes left), so onnx2tf goes first there; each falls back to the other.
     from edgewatch.models.installer import tfjs_source
 
-    tfjs = None if edgetpu else tfjs_source(manifest, cache, say)
+    tfjs = tfjs_source(manifest, cache, say)
     routes: list[Path | None] = [None] if tfjs is None else (
         [tfjs, None] if manifest.input.layout == "nhwc" else [None, tfjs])
     failures = []
@@ -153,21 +153,25 @@ def _tflite(manifest: ModelManifest, target: str, fp32: Path, ref_tensors: list[
     say(f"judging {manifest.name}'s int8 TFLite against fp32 on the evaluation views…")
     variant = _judge_tflite(manifest, fp32, out, variant, cache)
     line = (f"{manifest.name}: int8 TFLite AP50 {variant.ap50_vs_fp32:.3f} against fp32's detections "
-            f"(agreement {variant.agreement:.1%}), {variant.inference_ms_p50} ms here ({meta['toolkit']})")
+            f"(agreement {variant.agreement:.1%}; {meta['toolkit']})")
     if not edgetpu:
         candidate = manifest.model_copy(update={"variants": {**manifest.variants, key: variant}})
+        timed = time_cpu_variants(candidate, store, {key: out})
+        candidate = candidate.model_copy(update={"variants": {
+            k: v.model_copy(update={"inference_ms_p50": timed[k]}) if k in timed else v
+            for k, v in candidate.variants.items()}})
         default, why = cpu_default(candidate)
-        result = store.add_variant(manifest.name, key, variant, out, default=default,
-                                   report={"default_reason": why})
+        result = store.add_variant(manifest.name, key, candidate.variants[key], out, default=default,
+                                   report={"default_reason": why},
+                                   timings={k: p50 for k, p50 in timed.items() if k != key})
         return result, f"{line}; added as {key}; default variant {default}: {why}"
     return _edgetpu(manifest, out, variant, store, compiled, say, line)
 
 
 def _judge_tflite(manifest: ModelManifest, fp32: Path, tflite: Path, variant: Variant, cache: Path) -> Variant:
     """The int8 gate of models.quantize for a TFLite file: AP50 against fp32's detections on the
-    evaluation views, and its p50 on the TFLite backend here."""
+    evaluation views."""
     from edgewatch.backends.tflite import TfliteCpuBackend
-    from edgewatch.backends.timing import measure_p50_ms
 
     probe = TfliteCpuBackend.probe()
     if not probe.available:
@@ -181,11 +185,30 @@ def _judge_tflite(manifest: ModelManifest, fp32: Path, tflite: Path, variant: Va
     try:
         found = match_detections(onnx_runner(fp32), backend.infer, views, cand, manifest.postprocessing,
                                  manifest.input.size)
-        p50 = measure_p50_ms(backend)
     finally:
         backend.close()
-    return variant.model_copy(update={"agreement": float(found["agreement"]), "ap50_vs_fp32": float(found["ap50"]),
-                                      "inference_ms_p50": p50})
+    return variant.model_copy(update={"agreement": float(found["agreement"]), "ap50_vs_fp32": float(found["ap50"])})
+
+
+def time_cpu_variants(manifest: ModelManifest, store: ModelStore, files: dict[str, Path]) -> dict[str, float]:
+    """Every CPU variant timed afresh on its own backend, together and in alternation (so the
+    ONNX figures measured at install under other conditions are not compared with a new one)."""
+    from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+    from edgewatch.backends.tflite import TfliteCpuBackend
+    from edgewatch.backends.timing import measure_p50s
+
+    loaded = {}
+    try:
+        for key, v in manifest.variants.items():
+            if v.runtime not in CPU_RUNTIMES:
+                continue
+            backend = TfliteCpuBackend() if v.runtime == "tflite" else OnnxRuntimeCpuBackend()
+            backend.load(files.get(key) or store.path(manifest, key), manifest, key)
+            loaded[key] = backend
+        return measure_p50s(loaded)
+    finally:
+        for backend in loaded.values():
+            backend.close()
 
 
 def cpu_default(manifest: ModelManifest) -> tuple[str, str]:

@@ -90,7 +90,7 @@ def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable
     """
     manifest, already, packed = _install_onnx(name, store, cache, accept_licences)
     if packed:  # a model pack holds what its builder could convert; a box that uses one may not convert at all
-        return manifest, already
+        return _retime_here(manifest, store), already
     if tflite is None:
         from edgewatch.backends.tflite import TfliteCpuBackend
 
@@ -99,6 +99,23 @@ def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable
         manifest = _add_tflite(manifest, store, cache)
         already = already and not _has_tflite(manifest)
     return manifest, already
+
+
+def _retime_here(manifest: ModelManifest, store: ModelStore) -> ModelManifest:
+    """A packed model's CPU variants were timed on the machine that built the pack: time them here
+    and make the fastest faithful one the default (ARM and x86 CPUs rank TFLite and ONNX
+    Runtime differently). Needs both runtimes; otherwise the backends pick as they can."""
+    from edgewatch.backends.tflite import TfliteCpuBackend
+    from edgewatch.models.convert import cpu_default, time_cpu_variants
+
+    if "tflite-int8" not in manifest.variants or not TfliteCpuBackend.probe().available:
+        return manifest
+    timed = time_cpu_variants(manifest, store, {})
+    retimed = manifest.model_copy(update={"variants": {
+        k: v.model_copy(update={"inference_ms_p50": timed[k]}) if k in timed else v for k, v in manifest.variants.items()}})
+    default, why = cpu_default(retimed)
+    tqdm.write(f"{manifest.name}: timed here, default variant {default}: {why}")
+    return store.retime(manifest.name, timed, default, {"default_reason": why})
 
 
 def _has_tflite(manifest: ModelManifest) -> bool:

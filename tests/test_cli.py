@@ -65,8 +65,10 @@ def test_models_list_install_idempotent_and_remove(data_dir: Path, cache_dir: Pa
     assert {"fp32", "int8"} <= nd["variants"].keys()
     # int8 or fp32, whichever this CPU measured fit: the report's own figures back the choice
     assert_default_follows_measurement(nd["default_variant"], nd["quantization_report"])
-    assert {k: v["inference_ms_p50"] for k, v in nd["variants"].items() if k in ("fp32", "int8")} == {
-        "fp32": nd["quantization_report"]["fp32_ms_p50"], "int8": nd["quantization_report"]["int8_ms_p50"]}
+    if "tflite-int8" not in nd["variants"]:  # else all CPU variants were timed again, together, when it was added
+        assert {k: v["inference_ms_p50"] for k, v in nd["variants"].items()} == {
+            "fp32": nd["quantization_report"]["fp32_ms_p50"], "int8": nd["quantization_report"]["int8_ms_p50"]}
+    assert all(v["inference_ms_p50"] > 0 for v in nd["variants"].values())
     again = cli("models", "install", "nanodet", data_dir=data_dir, cache_dir=cache_dir)
     assert "already installed" in again.stdout
     cli("models", "remove", "centernet", data_dir=data_dir)

@@ -40,6 +40,7 @@ load_calibration = _tflite_worker["load_calibration"]
 describe = _tflite_worker["describe"]
 write_atomically = _tflite_worker["write_atomically"]
 FLOAT_TOLERANCE = _tflite_worker["FLOAT_TOLERANCE"]
+quantise_full_int8 = _tflite_worker["quantise_full_int8"]
 
 FUSED_BASE = {"_FusedConv2D": "Conv2D", "FusedDepthwiseConv2dNative": "DepthwiseConv2dNative",
               "_FusedMatMul": "MatMul"}
@@ -161,18 +162,7 @@ def convert(graph_json: str, weights_npz: str, onnx_path: str, calib_path: str, 
         raise RuntimeError(f"the TensorFlow graph does not reproduce the ONNX model (max relative difference "
                            f"{diff:.3g} > {FLOAT_TOLERANCE})")
 
-    def representative():
-        for s in samples:
-            yield [tf.constant(s)]
-
-    log(f"TFLiteConverter: full integer quantisation ({len(samples)} samples, {io_dtype} input/output)")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
-    converter.inference_output_type = tf.uint8 if io_dtype == "uint8" else tf.int8
-    tflite_bytes = converter.convert()
+    tflite_bytes = quantise_full_int8(tf.lite.TFLiteConverter.from_concrete_functions([fn]), samples, io_dtype)
     log(f"checking the TFLite model ({len(tflite_bytes)} bytes)")
     info = describe(tflite_bytes)
     info["input_layout"] = "graph"  # the graph's own layout, which the ONNX model has too
@@ -190,18 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument(name)
     ap.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8")
     args = ap.parse_args(argv)
-    try:
-        info = convert(args.graph_json, args.weights_npz, args.model_onnx, args.calibration_npz, args.out_tflite,
-                       args.io_dtype)
-    except Exception as exc:
-        import traceback
-
-        traceback.print_exc(file=sys.stderr)
-        log(f"error: {type(exc).__name__}: {exc}")
-        return 1
-    print("RESULT " + json.dumps(info), flush=True)
-    log("done")
-    return 0
+    return _tflite_worker["report"](lambda: convert(args.graph_json, args.weights_npz, args.model_onnx,
+                                                    args.calibration_npz, args.out_tflite, args.io_dtype))
 
 
 if __name__ == "__main__":

@@ -464,19 +464,8 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str, edget
         def serve(x):
             return model(x, training=False)
 
-        def representative():
-            for c in calib:
-                yield [tf.constant(c)]
-
-        log("TFLiteConverter: full integer quantisation "
-            f"({len(calib)} calibration samples, {io_dtype} input/output, builtin int8 ops only)")
         converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
-        converter.inference_output_type = tf.uint8 if io_dtype == "uint8" else tf.int8
-        tflite_bytes = converter.convert()
+        tflite_bytes = quantise_full_int8(converter, calib, io_dtype)
 
     log(f"checking the TFLite model ({len(tflite_bytes)} bytes)")
     info = describe(tflite_bytes)
@@ -488,6 +477,25 @@ def convert(onnx_path: str, calib_path: str, out_path: str, io_dtype: str, edget
     write_atomically(out_path, tflite_bytes)
     log(f"wrote {out_path}")
     return info
+
+
+def quantise_full_int8(converter, calib, io_dtype: str) -> bytes:
+    """Run a TFLiteConverter with full integer quantisation: ``calib`` as the representative
+    data, builtin int8 ops only, ``io_dtype`` (int8/uint8) input and output."""
+    import tensorflow as tf
+
+    def representative():
+        for c in calib:
+            yield [tf.constant(c)]
+
+    log(f"TFLiteConverter: full integer quantisation ({len(calib)} calibration samples, {io_dtype} "
+        "input/output, builtin int8 ops only)")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
+    converter.inference_output_type = tf.uint8 if io_dtype == "uint8" else tf.int8
+    return converter.convert()
 
 
 def describe(tflite_bytes: bytes) -> dict:
@@ -554,8 +562,14 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(args.calibration_npz):
         log(f"error: calibration data not found: {args.calibration_npz}")
         return 1
+    return report(lambda: convert(args.model_onnx, args.calibration_npz, args.out_tflite, args.io_dtype,
+                                  args.edgetpu))
+
+
+def report(conversion) -> int:
+    """Run ``conversion()`` and print its result as the ``RESULT {json}`` line; the exit status."""
     try:
-        info = convert(args.model_onnx, args.calibration_npz, args.out_tflite, args.io_dtype, args.edgetpu)
+        info = conversion()
     except Exception as exc:
         import traceback
 

@@ -39,18 +39,27 @@ def test_backend_conforms(conformance: Conformance, check: str, tmp_path: Path) 
     assert detail
 
 
-def test_daemon_picks_tflite_when_converted(converted_data_dir: Path, cache_dir: Path, photo_bytes) -> None:
+@pytest.mark.parametrize("backend", ["auto", "tflite"])
+def test_daemon_runs_the_default_variant_or_the_backend_asked_for(backend: str, converted_data_dir: Path,
+                                                                  cache_dir: Path, photo_bytes) -> None:
+    """With both CPU runtimes and both variants, auto runs the default variant's runtime (the
+    fastest faithful one measured here); asked for tflite, the daemon runs the TFLite variant."""
     import shutil
 
     from litestar.testing import TestClient
 
     from edgewatch.daemon.app import create_app
     from edgewatch.daemon.config import load_settings
+    from edgewatch.models.store import ModelStore
 
-    data = Path(shutil.copytree(converted_data_dir, converted_data_dir.parent / "api-tflite", dirs_exist_ok=True))
-    with TestClient(create_app(load_settings(data_dir=data, cache_dir=cache_dir,
+    data = Path(shutil.copytree(converted_data_dir, converted_data_dir.parent / f"api-{backend}", dirs_exist_ok=True))
+    nanodet = ModelStore(data / "models").get("nanodet")
+    default_runtime = "tflite" if nanodet.variants[nanodet.default_variant].runtime == "tflite" else "onnxruntime"
+    with TestClient(create_app(load_settings(data_dir=data, cache_dir=cache_dir, backend=backend,
                                              detection={"model": "nanodet"}))) as client:
-        assert client.get("/v1/status/backends").json()["active"] == "tflite"
+        status = client.get("/v1/status/backends").json()
+        assert status["active"] == (default_runtime if backend == "auto" else "tflite")
+        assert status["notes"] == []  # nothing skipped, nothing to warn about
         body = client.post("/v1/vision/detection", files={"image": photo_bytes["bus"]}).json()
         labels = {p["label"] for p in body["predictions"]}
         assert body["success"] and {"bus", "person"} <= labels and body["executionProvider"] == "CPU"

@@ -53,11 +53,12 @@ class Backend(ABC):
 
     def pick_variant(self, manifest: ModelManifest) -> str | None:
         """The variant of ``manifest`` this backend would run, or None if it has none: the default
-        when it is for this runtime, else its fastest faithful one (int8 first where unmeasured)."""
+        when it is for this runtime, else its fastest faithful one (int8 first where unmeasured);
+        None also when every variant for this runtime failed the int8 gate."""
         if manifest.variants[manifest.default_variant].runtime == self.runtime:
             return manifest.default_variant
         usable = [k for k, v in manifest.variants.items() if v.runtime == self.runtime]
-        faithful = [k for k in usable if manifest.faithful(k)] or usable
+        faithful = [k for k in usable if manifest.faithful(k)]  # an unfaithful conversion is never run
 
         def rank(key: str) -> tuple:
             v = manifest.variants[key]

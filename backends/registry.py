@@ -88,8 +88,12 @@ def load_backend(preferred: str, store: ModelStore, manifest: ModelManifest,
         backend = cls(configs.get(cls.type_key))
         variant = backend.pick_variant(manifest)
         if variant is None:
-            notes.append(f"{cls.type_key} is available but {manifest.name} has no {cls.runtime} variant: "
-                         f"run `edgewatch models convert {manifest.name} --target {cls.type_key}`")
+            if any(v.runtime == cls.runtime for v in manifest.variants.values()):
+                notes.append(f"{cls.type_key} is available but {manifest.name}'s {cls.runtime} variant failed the "
+                             "int8 gate (its detections differ too much from fp32's), so it is not used")
+            else:
+                notes.append(f"{cls.type_key} is available but {manifest.name} has no {cls.runtime} variant: "
+                             f"run `edgewatch models convert {manifest.name} --target {cls.type_key}`")
             continue
         try:
             backend.load(store.path(manifest, variant), manifest, variant)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from edgewatch.models.conversion.tool_env import ConversionError, ModelNotConvertible
 from edgewatch.models.files import atomic_write_json, fsync_dir, sha256_file
-from edgewatch.models.manifest import CPU_RUNTIMES, InputSpec, ModelManifest, Variant
+from edgewatch.models.manifest import AP50_REQUIRED, CPU_RUNTIMES, InputSpec, ModelManifest, Variant
 from edgewatch.models.photos import PHOTOS, ensure_photos
 from edgewatch.models.preprocess import letterbox
 from edgewatch.models.quantize import (Runner, calibration_tensors, evaluation_tensors, match_detections,
@@ -272,16 +272,20 @@ def _rknn(manifest: ModelManifest, fp32: Path, platform: str, photos: list[Path]
         outputs, _ = rknn_conversion.simulate(fp32, inputs, photos, platform, cache, progress=say,
                                               spec=manifest.input, pre=manifest.preprocessing, out_rknn=out)
         sim = iter(outputs)
-        agree = agreement_with(onnx_runner(fp32), lambda _x: next(sim), ref_tensors, inputs,
-                               manifest.postprocessing, manifest.input.size)
-        return {"file": out.name, "agreement": agree}
+        found = match_detections(onnx_runner(fp32), lambda _x: next(sim), ref_tensors, inputs,
+                                 manifest.postprocessing, manifest.input.size)
+        return {"file": out.name, "agreement": float(found["agreement"]), "ap50": float(found["ap50"])}
 
-    recipe = f"{rknn_conversion.env_name()}|{platform}|uint8-device-normalised|v2"  # v2: one-to-one agreement
+    recipe = f"{rknn_conversion.env_name()}|{platform}|uint8-device-normalised|v3"  # v3: AP50 against fp32 too
     out, meta = _cached(cache, "rknn", manifest.variants["fp32"].sha256, recipe, build)
     variant = Variant(file="", sha256=sha256_file(out), precision="int8", size_bytes=out.stat().st_size,
                       runtime="rknn", platform=platform, source_sha256=manifest.variants["fp32"].sha256,
-                      toolkit=toolkit, calibration=CALIBRATION, agreement=meta["agreement"], input=spec,
-                      device_normalises=True)
+                      toolkit=toolkit, calibration=CALIBRATION, agreement=meta["agreement"],
+                      ap50_vs_fp32=meta["ap50"], input=spec, device_normalises=True)
     result = store.add_variant(manifest.name, f"rknn-{platform}", variant, out)
-    return result, (f"{manifest.name}: rknn-{platform} added ({toolkit}), PC-simulator agreement with "
-                    f"fp32 {meta['agreement']:.1%}")
+    line = (f"{manifest.name}: rknn-{platform} added ({toolkit}), PC-simulator AP50 against fp32's detections "
+            f"{meta['ap50']:.3f} (agreement {meta['agreement']:.1%})")
+    if not result.faithful(f"rknn-{platform}"):
+        line += (f"; below the {AP50_REQUIRED:.2f} the int8 gate needs, so the NPU will not run it and the model "
+                 "stays on the CPU")
+    return result, line

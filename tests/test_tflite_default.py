@@ -96,3 +96,29 @@ def test_no_tflite_flag(tmp_path: Path, cache_dir: Path) -> None:
     assert out.returncode == 0, out.stderr
     manifest = ModelStore(tmp_path / "data" / "models").get("nanodet")
     assert {v.runtime for v in manifest.variants.values()} == {"onnx"}
+
+
+def test_a_variant_that_failed_the_gate_is_never_run(data_dir: Path) -> None:
+    """A conversion whose detections stray from fp32's (CenterNet on the RKNN simulator: AP50 0)
+    is kept in the store with its figure, but no backend runs it: asked for its runtime, the
+    daemon runs the next backend and says why."""
+    import json
+
+    store = ModelStore(data_dir / "models")
+    m = store.get("nanodet")
+    if "tflite-int8" not in m.variants:
+        pytest.skip("no TFLite variant was built here")
+    path = data_dir / "models" / "nanodet" / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["variants"]["tflite-int8"]["ap50_vs_fp32"] = 0.42
+    if raw["default_variant"] == "tflite-int8":
+        raw["default_variant"] = "int8"
+    path.write_text(json.dumps(raw))
+    m = store.get("nanodet")
+    assert not m.faithful("tflite-int8") and TfliteCpuBackend().pick_variant(m) is None
+    selection = load_backend("tflite", store, m)
+    try:
+        assert selection.backend.type_key == "onnxruntime"
+        assert any("failed the int8 gate" in n for n in selection.notes), selection.notes
+    finally:
+        selection.backend.close()

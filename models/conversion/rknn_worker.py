@@ -202,17 +202,68 @@ def prepare_onnx(src: str, dst: str) -> dict:
     import onnx
 
     model = onnx.load(src)
-    folded = fold_constants(model)
-    pads = fold_pads(model)
-    onnx.checker.check_model(model)
-    onnx.save(model, dst)
     inputs = [i for i in model.graph.input if i.name not in {x.name for x in model.graph.initializer}]
     if len(inputs) != 1:
         raise SystemExit(f"the model has {len(inputs)} inputs; only single-input models are supported")
     inp = inputs[0]
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
+    transposed = len(dims) == 4 and dims[3] == 3 and dims[1] != 3
+    if transposed:
+        dims = nchw_input(model, inp, dims)
+    folded = fold_constants(model)
+    pads = fold_pads(model)
+    onnx.checker.check_model(model)
+    onnx.save(model, dst)
     return {"constant_nodes_folded": folded, "pads_folded": pads, "input_name": inp.name, "input_shape": dims,
-            "output_names": [o.name for o in model.graph.output]}
+            "output_names": [o.name for o in model.graph.output], "nhwc_input_transposed": transposed}
+
+
+def nchw_input(model, inp, dims: list[int]) -> list[int]:
+    """Give an NHWC image input (a graph exported from TensorFlow) an NCHW face, as rknn-toolkit2
+    wants: the input becomes [N, 3, H, W] and a Transpose restores NHWC for the graph. The NPU
+    runtime is fed NHWC uint8 either way; the toolkit moves the layout."""
+    from onnx import helper
+
+    inner = f"{inp.name}__nhwc"
+    for node in model.graph.node:
+        node.input[:] = [inner if name == inp.name else name for name in node.input]
+    model.graph.node.insert(0, helper.make_node("Transpose", [inp.name], [inner], perm=[0, 2, 3, 1],
+                                                name=f"{inp.name}__to_nhwc"))
+    n, h, w, c = dims
+    for d, value in zip(inp.type.tensor_type.shape.dim, (n, c, h, w)):
+        d.dim_value = value
+    _pad_in_nchw(model, inner)
+    return [n, c, h, w]
+
+
+def _pad_in_nchw(model, nhwc: str) -> None:
+    """NCHW input → Transpose → Pad (NHWC pads) → Transpose back → …: pad the NCHW input directly
+    and drop both transposes, so the Pad can fold into the convolution after it (the toolkit's own
+    pad fusion fails on such a Pad: 'assignment destination is read-only')."""
+    from onnx import numpy_helper
+
+    nodes = list(model.graph.node)
+    to_nhwc = nodes[0]
+    pads = [n for n in nodes if list(n.input[:1]) == [nhwc]]
+    if len(pads) != 1 or pads[0].op_type != "Pad":
+        return
+    pad = pads[0]
+    back = [n for n in nodes if pad.output[0] in n.input]
+    perm = lambda n: [a.ints for a in n.attribute if a.name == "perm"][0]  # noqa: E731
+    if len(back) != 1 or back[0].op_type != "Transpose" or list(perm(back[0])) != [0, 3, 1, 2]:
+        return
+    inits = {i.name: i for i in model.graph.initializer}
+    if len(pad.input) < 2 or pad.input[1] not in inits or \
+            sum(1 for n in nodes for i in n.input if i == pad.input[1]) != 1:
+        return
+    p = numpy_helper.to_array(inits[pad.input[1]]).copy()  # [n0,h0,w0,c0, n1,h1,w1,c1]
+    nchw = p[[0, 3, 1, 2, 4, 7, 5, 6]]
+    inits[pad.input[1]].CopyFrom(numpy_helper.from_array(nchw, pad.input[1]))
+    pad.input[0] = to_nhwc.input[0]
+    for n in nodes:
+        n.input[:] = [pad.output[0] if name == back[0].output[0] else name for name in n.input]
+    model.graph.node.remove(back[0])
+    model.graph.node.remove(to_nhwc)
 
 
 def onnx_output_shapes(path: str, input_name: str, shape: list[int]) -> list[list[int]]:

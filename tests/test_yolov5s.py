@@ -324,3 +324,20 @@ def test_model_pack_builder_skips_non_permissive_models(tmp_path: Path, yolov5s_
         names = z.namelist()
     assert "edgewatch_model_pack/models/nanodet/manifest.json" in names
     assert not [n for n in names if "yolov5s" in n], names
+
+
+@pytest.mark.slow
+def test_auto_default_when_it_fits_the_budget(yolov5s_data_dir: Path, tmp_path: Path, photo_bytes) -> None:
+    """The most accurate catalogue detector: with a budget every model fits, auto serves YOLOv5s;
+    with one only the fastest fits, not YOLOv5s (whatever this CPU's speeds)."""
+    with TestClient(create_app(load_settings(data_dir=yolov5s_data_dir, cache_dir=tmp_path / "cache",
+                                             detection={"latency_budget_ms": 60_000}))) as c:
+        inference = c.get("/v1/status/version").json()["inference"]
+        assert inference["model"] == "yolov5s" and inference["modelReason"].startswith("auto: the most accurate")
+        cups = [p for p in c.post("/v1/vision/detection", files={"image": photo_bytes["coffee"]}).json()["predictions"]
+                if p["label"] == "cup"]
+        assert cups, "YOLOv5s finds the coffee cup that NanoDet calls a dining table"
+    with TestClient(create_app(load_settings(data_dir=yolov5s_data_dir, cache_dir=tmp_path / "cache",
+                                             detection={"latency_budget_ms": 0.001}))) as c:
+        inference = c.get("/v1/status/version").json()["inference"]
+        assert inference["model"] != "yolov5s" and "so the fastest" in inference["modelReason"]

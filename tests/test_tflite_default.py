@@ -47,8 +47,12 @@ def test_install_builds_judges_and_picks_the_fastest_faithful(installed_data_dir
         cpu = {k: v for k, v in m.variants.items() if v.runtime in CPU_RUNTIMES}
         faithful = {k: v for k, v in cpu.items() if m.faithful(k)}
         assert m.default_variant in faithful, (name, m.default_variant)
-        # The default is the fastest faithful CPU variant, by the figures the manifest records.
-        assert m.default_variant == min(faithful, key=lambda k: faithful[k].inference_ms_p50), m.variants
+        # The default is the fastest faithful CPU variant by the figures the manifest records; TFLite
+        # replaces ONNX Runtime's fastest faithful variant only when clearly (10 %) faster.
+        p50 = {k: v.inference_ms_p50 for k, v in faithful.items()}
+        onnx_best = min((k for k in p50 if faithful[k].runtime == "onnx"), key=p50.get)
+        expected = "tflite-int8" if "tflite-int8" in p50 and p50["tflite-int8"] <= 0.9 * p50[onnx_best] else onnx_best
+        assert m.default_variant == expected, m.variants
         assert (m.default_variant, m.quantization_report["default_reason"]) == cpu_default(m)
         assert t.ap50_vs_fp32 >= AP50_REQUIRED or not m.faithful("tflite-int8")
 

@@ -42,9 +42,9 @@ from edgewatch.daemon.config import Settings
 from edgewatch.daemon.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.mqtt.discovery import box_entities, camera_entities
+from edgewatch.daemon.mqtt.events import event_payload
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
-from edgewatch.daemon.pipeline.filters import Located
-from edgewatch.daemon.pipeline.tracker import Event
+from edgewatch.daemon.pipeline.tracker import Event, Track
 from edgewatch.daemon.redaction import is_secret_name, printable, redact, register_secret
 from edgewatch.models.manifest import check_model_name
 
@@ -251,8 +251,9 @@ class MqttLink:
                                 retain=True)
 
     def camera_update(self, camera: str, events: list[Event], counts: dict[str, int], frame: Any,
-                      located: list[Located]) -> None:
-        """Publish a camera's object events, per-label counts and snapshots (the pipeline's sink)."""
+                      visible: list[Track]) -> None:
+        """Publish a camera's object events, per-label counts and snapshots (the pipeline's sink):
+        all from its confirmed objects."""
         labels = self.cameras.setdefault(camera, [])
         for label in counts:
             if label not in labels:  # an unlisted label appeared: give it entities too
@@ -261,16 +262,14 @@ class MqttLink:
         for label in labels:
             self._publish_count(camera, label, counts.get(label, 0))
         for event in events:
-            t = event.track
-            self.client.publish(f"{self.prefix}/{camera}/events", json.dumps(_scrub({
-                "type": event.kind, "id": t.id, "camera": camera, "label": t.label, "score": round(t.score, 3),
-                "top_score": round(t.top_score, 3), "box": list(t.box), "zones": list(t.zones),
-                "start_time": t.first_seen_wall, "end_time": t.last_seen_wall if event.kind == "end" else None,
-                "node_id": self.node_id})), qos=1)
-            if event.kind != "end" and frame is not None:
-                mine = [item for item in located if item.prediction.label == t.label]
-                self.client.publish(f"{self.prefix}/{camera}/{t.label.replace(' ', '_')}/snapshot",
-                                    annotated_jpeg(frame, mine), qos=0, retain=True)
+            self.client.publish(f"{self.prefix}/{camera}/events",
+                                json.dumps(_scrub(event_payload(event, camera, self.node_id))), qos=1)
+        if frame is None:
+            return
+        for label in dict.fromkeys(e.track.label for e in events if e.kind != "end"):
+            found = [t for t in visible if t.label == label and t.missed == 0]  # boxes from this frame
+            self.client.publish(f"{self.prefix}/{camera}/{label.replace(' ', '_')}/snapshot",
+                                annotated_jpeg(frame, found), qos=0, retain=True)
 
     def camera_state(self, camera: str, state: dict[str, Any]) -> None:
         # a camera's url and last error can carry its password, whatever the reader made of them

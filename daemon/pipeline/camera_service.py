@@ -331,6 +331,6 @@ class CameraService:
 class _NoSink:
     """With no broker, camera events still go to the log."""
 
-    def camera_update(self, camera: str, events: list, counts: dict, frame: Any, located: list) -> None:
+    def camera_update(self, camera: str, events: list, counts: dict, frame: Any, visible: list) -> None:
         for e in events:
             log.info("camera %s: %s %s (%s)", camera, e.kind, e.track.label, e.track.id, extra={"camera": camera})

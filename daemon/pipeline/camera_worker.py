@@ -1,12 +1,14 @@
 """One camera's loop: newest frame → motion gate → detection through the shared inference queue
-→ filters/zones → tracker → sink (MQTT). A static scene with nothing tracked costs no inference;
-a failure is logged, shown in the camera's state and retried with backoff."""
+→ filters/zones → tracker → sink (MQTT). A still scene costs no inference: with nothing tracked,
+none at all; with objects standing still, one every ``tracking.recheck_every_s``. A failure is
+logged, shown in the camera's state and retried with backoff."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -14,10 +16,10 @@ from edgewatch.daemon.cameras.reader import Backoff
 from edgewatch.daemon.detection import DetectionModule, NoModelInstalled, Outcome
 from edgewatch.daemon.imaging import ImageError
 from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
-from edgewatch.daemon.pipeline.filters import Located, apply
+from edgewatch.daemon.pipeline.filters import apply
 from edgewatch.daemon.pipeline.rules import DetectConfig
 from edgewatch.daemon.pipeline.motion import MotionGate
-from edgewatch.daemon.pipeline.tracker import Event, Tracker
+from edgewatch.daemon.pipeline.tracker import Event, Track, Tracker, load_library
 from edgewatch.daemon.redaction import printable
 from edgewatch.models.store import ModelNotFound
 
@@ -33,8 +35,10 @@ class FrameSource(Protocol):
 
 
 class CameraSink(Protocol):
-    def camera_update(self, camera: str, events: list[Event], counts: dict[str, int], frame: np.ndarray,
-                      located: list[Located]) -> None: ...
+    def camera_update(self, camera: str, events: list[Event], counts: dict[str, int], frame: np.ndarray | None,
+                      visible: list[Track]) -> None:
+        """``counts`` and ``visible``: the confirmed objects in view now; ``frame`` is None when no
+        frame came (objects ended for lack of frames)."""
 
 
 class CameraWorker:
@@ -43,11 +47,12 @@ class CameraWorker:
     state, and retried with backoff; the loop itself never ends on an error."""
 
     def __init__(self, name: str, source: FrameSource, config: DetectConfig, module: DetectionModule,
-                 queue: InferenceQueue, sink: CameraSink) -> None:
-        self.name, self.source, self.config = name, source, config
+                 queue: InferenceQueue, sink: CameraSink, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: monotonic seconds, for the tracker (a recorded scene can bring its own)."""
+        self.name, self.source, self.config, self.clock = name, source, config, clock
         self.module, self.queue, self.sink = module, queue, sink
         self.gate = MotionGate(min_changed=config.motion_threshold)
-        self.tracker = Tracker(name, end_after_s=config.end_after_s)
+        self.tracker = Tracker(name, end_after_s=config.end_after_s, config=config.tracking)
         self.frames = self.detections = self.skipped_busy = 0
         self.error: str | None = None  # why detection fails now; None once it works
         self._backoff = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
@@ -58,9 +63,12 @@ class CameraWorker:
         self._stop.set()
 
     async def run(self) -> None:
-        seq = 0
+        seq, loaded = 0, False
         while not self._stop.is_set():
             try:
+                if not loaded:  # the tracking library's import takes a while: off the event loop
+                    await asyncio.to_thread(load_library)
+                    loaded = True
                 seq = await self._step(seq)
             except Exception as exc:  # noqa: BLE001 - log, say why in the state, back off, go on
                 await self._failed(exc)
@@ -71,10 +79,15 @@ class CameraWorker:
         if item is None:
             await self._idle()
             return seq
-        seq, frame, _ = item
+        seq, frame, captured = item
         self.frames += 1
-        if not self.gate.moved(frame) and not self.tracker.tracks:
-            return seq  # a static, empty scene: no inference at all
+        now = self.clock()
+        if not self.gate.moved(frame) and not self.tracker.needs_detection(now):
+            # a still scene: what the last detection found is still there (nothing, often)
+            events = self.tracker.unchanged(now, captured)
+            if events:
+                self.sink.camera_update(self.name, events, self.tracker.counts(), frame, self.tracker.visible())
+            return seq
         try:
             outcome = await self._detect(frame)
         except QueueFull:
@@ -83,8 +96,8 @@ class CameraWorker:
         self.detections += 1
         h, w = frame.shape[:2]
         located = apply(outcome.predictions, self.config.filters, w, h)
-        events = self.tracker.update(located, time.monotonic())
-        self.sink.camera_update(self.name, events, self.tracker.counts(), frame, located)
+        events = self.tracker.update(located, self.clock(), captured)
+        self.sink.camera_update(self.name, events, self.tracker.counts(), frame, self.tracker.visible())
         if self.error is not None:
             log.info("camera %s: detection works again", self.name, extra={"camera": self.name})
             self.error, self._logged = None, None
@@ -107,11 +120,9 @@ class CameraWorker:
 
     async def _idle(self) -> None:
         await asyncio.sleep(0.02)
-        if self.tracker.tracks:  # objects left while no new frame came: end them on time
-            ended = self.tracker.update([], time.monotonic())
-            ended = [e for e in ended if e.kind == "end"]
-            if ended:
-                self.sink.camera_update(self.name, ended, self.tracker.counts(), None, [])  # type: ignore[arg-type]
+        ended = self.tracker.expire(self.clock())  # no frame is coming: objects unseen too long end on time
+        if ended:
+            self.sink.camera_update(self.name, ended, self.tracker.counts(), None, self.tracker.visible())
 
     async def _detect(self, frame: np.ndarray) -> Outcome:
         settings = self.module.settings

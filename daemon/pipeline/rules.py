@@ -43,6 +43,24 @@ class FilterConfig(BaseModel):
     require_zone: bool = Field(False, description="ignore objects outside every zone")
 
 
+class TrackingConfig(BaseModel):
+    """How a camera's detections become objects (README 'Camera tracking')."""
+
+    model_config = ConfigDict(extra="forbid")
+    confirm_frames: int = Field(3, ge=1, le=30, description=(
+        "detections an object needs before it is reported and counted; anything found in fewer is ignored"))
+    min_iou: float = Field(0.2, gt=0, lt=1, description=(
+        "least overlap between a detection and an object's predicted box for them to match"))
+    count_grace_s: float = Field(0.6, ge=0, description=(
+        "an object the detector misses stays counted this long (a flicker, someone passing in front); "
+        "at most end_after_s"))
+    recheck_every_s: float = Field(10.0, gt=0, le=3600, description=(
+        "while the motion gate finds the scene still, a detection re-checks the objects this often"))
+    stationary_after_s: float = Field(10.0, gt=0, description="an object that has not moved this long is stationary")
+    update_every_s: float = Field(5.0, gt=0, description=(
+        "at most one update event per object this often (more when its zones or stationary state change)"))
+
+
 class DetectConfig(BaseModel):
     """What a camera detects and reports."""
 
@@ -51,5 +69,6 @@ class DetectConfig(BaseModel):
     filters: FilterConfig = FilterConfig()
     motion_threshold: float = Field(0.005, ge=0, le=1, description="share of changed pixels that counts as motion")
     end_after_s: float = Field(5.0, gt=0, description="an object unseen this long has left")
+    tracking: TrackingConfig = TrackingConfig()
 
 

@@ -148,3 +148,21 @@ def test_mjpeg_garbage_is_refused() -> None:
     parser = MjpegParser("frame", max_part_bytes=1000)
     with pytest.raises(ValueError, match="no complete MJPEG part"):
         parser.feed(b"x" * 2000)
+
+
+def test_tracking_settings_from_the_config_file(tmp_path) -> None:
+    from edgewatch.daemon.config import ConfigError, load_settings
+
+    config = tmp_path / "edgewatch.yaml"
+    config.write_text("cameras:\n  - name: porch\n    url: rtsp://cam.local/stream\n    detect:\n      end_after_s: 8\n"
+                      "      tracking: {confirm_frames: 2, count_grace_s: 0.4, recheck_every_s: 30}\n")
+    detect = load_settings(config, data_dir=tmp_path).cameras[0].detect
+    assert (detect.end_after_s, detect.tracking.confirm_frames, detect.tracking.count_grace_s,
+            detect.tracking.recheck_every_s) == (8, 2, 0.4, 30)
+    assert detect.tracking.min_iou == 0.2 and detect.tracking.stationary_after_s == 10  # the defaults
+    config.write_text("cameras:\n  - name: porch\n    url: rtsp://cam.local/stream\n    detect:\n"
+                      "      tracking: {confirm_frames: 0, min_iou: 1.5, forget_after: 3}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config, data_dir=tmp_path)
+    for key in ("detect.tracking.confirm_frames", "detect.tracking.min_iou", "detect.tracking.forget_after"):
+        assert key in str(err.value)

@@ -1,5 +1,6 @@
 """A camera's frames through motion gate, real detector, tracker and MQTT (real mosquitto):
-Home Assistant sees per-camera entities, counts rise and fall, one event per object."""
+Home Assistant sees per-camera entities, counts rise to what is in view and fall, one event per
+object, in Frigate's shape too."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from edgewatch.daemon.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.mqtt.link import MqttLink
 from edgewatch.daemon.pipeline.camera_worker import CameraWorker
-from edgewatch.daemon.pipeline.rules import DetectConfig
-from edgewatch.daemon.pipeline.rules import FilterConfig
+from edgewatch.daemon.pipeline.filters import apply
+from edgewatch.daemon.pipeline.rules import DetectConfig, FilterConfig
 from edgewatch.models.store import ModelStore
 
 from mqtt_harness import Client
 
 COUNT = "edgewatch/cam-box/driveway/person/count"
+FRIGATE_FIELDS = ("id", "camera", "label", "score", "top_score", "box", "current_zones", "entered_zones", "stationary",
+                  "start_time", "end_time")
 EVENTS = "edgewatch/cam-box/driveway/events"
 
 
@@ -67,9 +70,15 @@ def test_person_walks_in_and_out_as_home_assistant_sees_it(broker, client, data_
     config = load_settings(data_dir=data_dir, cache_dir=cache_dir, node_id="cam-box",
                            mqtt={"host": "127.0.0.1", "port": broker.port})
 
-    async def scenario() -> CameraWorker:
+    filters = FilterConfig(labels=["person", "car", "bus"])
+
+    async def scenario() -> tuple[CameraWorker, int]:
         module = DetectionModule(config, ModelStore(config.models_dir), {})
         await asyncio.to_thread(module.warm_up)
+        detector, allowed = module.resolve(None)  # what one detection finds in the street, for the count
+        found = detector.detect_frame(street, min(module.settings.min_confidence, filters.min_confidence),
+                                      module.settings, allowed).predictions
+        in_street = sum(item.prediction.label == "person" for item in apply(found, filters, 1280, 720))
         queue = InferenceQueue(1, 4)
         link = MqttLink(config, module, queue, asyncio.get_running_loop())
         link.add_camera("driveway", ["person", "car"])
@@ -78,9 +87,7 @@ def test_person_walks_in_and_out_as_home_assistant_sees_it(broker, client, data_
         await asyncio.to_thread(client.wait_seen, lambda m: m.topic == "edgewatch/cam-box/availability"
                                 and m.payload == b"online")
         scene = PhotoScene([(1.0, empty), (3.0, street), (30.0, empty)])
-        worker = CameraWorker("driveway", scene,
-                              DetectConfig(filters=FilterConfig(labels=["person", "car", "bus"]), end_after_s=1.5),
-                              module, queue, link)
+        worker = CameraWorker("driveway", scene, DetectConfig(filters=filters, end_after_s=1.5), module, queue, link)
         task = asyncio.create_task(worker.run())
         try:
             # deliberate time passing: the script shows the street until 4 s, whatever MQTT says before
@@ -93,9 +100,9 @@ def test_person_walks_in_and_out_as_home_assistant_sees_it(broker, client, data_
             await asyncio.to_thread(link.stop)
         queue.close()
         module.close()
-        return worker
+        return worker, in_street
 
-    worker = asyncio.run(scenario())
+    worker, in_street = asyncio.run(scenario())
     # the link's last word is offline: everything it published before has arrived once that has
     client.wait_seen(lambda m: m.topic == "edgewatch/cam-box/availability" and m.payload == b"offline")
     messages = list(client.history)
@@ -106,12 +113,18 @@ def test_person_walks_in_and_out_as_home_assistant_sees_it(broker, client, data_
     assert occupancy["device"]["via_device"] == "edgewatch_cam-box" and occupancy["device_class"] == "occupancy"
     assert occupancy["state_topic"] == "edgewatch/cam-box/driveway/person/count"
     counts = [int(m.payload) for m in messages if m.topic == COUNT]
-    assert counts[0] == 0 and max(counts) >= 1 and counts[-1] == 0  # nobody, people, nobody again
+    assert counts[0] == 0 and counts[-1] == 0  # nobody, people, nobody again
+    assert in_street >= 1 and max(counts) == in_street  # as many as one detection of the street finds, no more
     events = [json.loads(m.payload) for m in messages if m.topic == EVENTS]
     people = {e["id"] for e in events if e["label"] == "person"}
     assert people and all(sum(e["id"] == i and e["type"] == "new" for e in events) == 1 for i in people)
     assert all(any(e["id"] == i and e["type"] == "end" for e in events) for i in people)
     assert len([e for e in events if e["type"] == "new"]) <= 8  # a handful of objects, not one per frame
+    for e in events:  # Frigate's event shape, next to edgewatch's own fields
+        assert set(FRIGATE_FIELDS) <= set(e["before"]) and set(FRIGATE_FIELDS) <= set(e["after"])
+        assert e["after"]["id"] == e["id"] and e["after"]["label"] == e["label"] and e["after"]["box"] == e["box"]
+        assert e["before"]["id"] == e["id"] and (e["type"] != "new" or e["before"] == e["after"])
+        assert (e["after"]["end_time"] is not None) == (e["type"] == "end") == (e["end_time"] is not None)
     snapshot = next(m.payload for m in messages if m.topic == "edgewatch/cam-box/driveway/person/snapshot")
     assert snapshot[:2] == b"\xff\xd8"  # a JPEG
     assert worker.detections < worker.frames  # the static scene was gated out

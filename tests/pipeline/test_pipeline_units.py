@@ -1,4 +1,4 @@
-"""Motion gate, filters/zones and the IoU tracker."""
+"""Motion gate, filters and zones (the tracker: test_tracker.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from edgewatch.daemon.detection import Prediction
-from edgewatch.daemon.pipeline.filters import Located, apply
+from edgewatch.daemon.pipeline.filters import apply
 from edgewatch.daemon.pipeline.rules import FilterConfig, Polygon
 from edgewatch.daemon.pipeline.motion import MotionGate
-from edgewatch.daemon.pipeline.tracker import Tracker
 
 
 def test_motion_gate_static_scene_quiet_real_change_fires(photos) -> None:
@@ -47,26 +46,3 @@ def test_filters_labels_confidence_area_masks_and_zones() -> None:
     with pytest.raises(ValueError, match="fractions"):
         Polygon(name="bad", points=((0, 0), (2, 0), (0, 1)))
 
-
-def test_one_person_walking_past_is_one_event() -> None:
-    tracker = Tracker("front", end_after_s=2.0, update_every_s=1.0)
-    events = []
-    for step in range(20):  # 4 s at 5 fps, moving right 15 px a frame
-        x = 100 + 15 * step
-        events += tracker.update([Located(pred("person", 0.8, (x, 200, x + 120, 500)), ())], now=step * 0.2)
-    assert tracker.counts() == {"person": 1}
-    for step in range(20, 40):  # gone
-        events += tracker.update([], now=step * 0.2)
-    kinds = [e.kind for e in events]
-    assert kinds.count("new") == 1 and kinds.count("end") == 1 and 2 <= kinds.count("update") <= 4
-    assert len({e.track.id for e in events}) == 1 and tracker.counts() == {}
-
-
-def test_two_objects_two_tracks_and_labels_never_mix() -> None:
-    tracker = Tracker("yard")
-    first = tracker.update([Located(pred("person", 0.9, (0, 0, 100, 200)), ()),
-                            Located(pred("dog", 0.9, (10, 10, 110, 210)), ())], now=0)
-    again = tracker.update([Located(pred("person", 0.9, (5, 0, 105, 200)), ()),
-                            Located(pred("dog", 0.9, (12, 10, 112, 210)), ())], now=0.2)
-    assert [e.kind for e in first] == ["new", "new"] and again == []
-    assert tracker.counts() == {"person": 1, "dog": 1}

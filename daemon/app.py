@@ -29,6 +29,7 @@ from edgewatch.daemon.api.settings import SettingsController
 from edgewatch.daemon.api.status import LogController, StatusController
 from edgewatch.daemon.api.vision import VisionController
 from edgewatch.daemon.config import Settings
+from edgewatch.backends.base import BackendError
 from edgewatch.daemon.detection import MODULE_ID, DetectionModule, NoModelInstalled
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.logbuffer import LogBuffer
@@ -74,7 +75,7 @@ def stamp_arrival(app: ASGIApp) -> ASGIApp:
 def _default_model(module: DetectionModule) -> str | None:
     try:
         return module.default_model_name()
-    except NoModelInstalled:
+    except (NoModelInstalled, BackendError):  # none installed, or none loads here (the log says why)
         return None
 
 
@@ -85,8 +86,12 @@ def serving_status(app: Litestar) -> str:
     backend = module.backend
     model = _default_model(module)
     how = " (auto)" if module.settings.model == "auto" else ""
-    what = (f"backend {backend.type_key} ({backend.execution_provider}), model {model}{how}" if backend and model
-            else "no detection model installed: run `edgewatch models install --default`")
+    if backend and model:
+        what = f"backend {backend.type_key} ({backend.execution_provider}), model {model}{how}"
+    elif module.custom_models():
+        what = "no installed detector loads here (the log says why): reinstall with `edgewatch models install NAME`"
+    else:
+        what = "no detection model installed: run `edgewatch models install --default`"
     cameras = len(app.state.cameras.running) if app.state.get("cameras") else 0
     mqtt = "MQTT on" if app.state.get("mqtt") is not None else "MQTT off"
     return f"serving on :{config.server.port} with {what}; {cameras} camera(s); {mqtt}"

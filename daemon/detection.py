@@ -149,7 +149,11 @@ class DetectionModule:
             if len(pool) == 1:
                 choice = sole_choice(pool[0], budget)
             else:
-                choice = choose([self._candidate(m) for m in pool], budget)
+                candidates = [self._candidate(m) for m in pool]
+                try:
+                    choice = choose(candidates, budget)
+                except ValueError as exc:  # none of them loads here
+                    raise BackendError(f"{exc}; reinstall them with `edgewatch models install NAME`") from None
             self._choice, self._choice_signature = choice, signature
             self._close_unused(keep=choice.name)
             log.info("detection model auto: %s, %s", choice.name, choice.reason)
@@ -244,6 +248,9 @@ class DetectionModule:
             detector = self.detector(self.default_model_name())
         except NoModelInstalled as exc:
             log.warning("%s", exc)
+            return
+        except BackendError as exc:  # the daemon still serves: requests get a 503 saying this
+            log.error("no detector can run: %s", exc)
             return
         detector.detect_frame(np.zeros((64, 64, 3), np.uint8), 1.0, self.settings)
 

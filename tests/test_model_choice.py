@@ -172,3 +172,24 @@ def test_auto_is_accepted_by_settings_and_reported(data_dir: Path, cache_dir: Pa
         r = client.post("/v1/settings/ObjectDetectionEdgewatch", data={"name": "latency_budget_ms", "value": "-5"})
         assert r.status_code == 400 and "latency_budget_ms" in r.json()["error"]
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+def test_a_box_whose_models_all_fail_to_load_still_serves(data_dir: Path, tmp_path: Path, photo_bytes) -> None:
+    """Damaged model files (a bad SD card): the daemon starts, says why in the log, and every
+    detection answers 503 with what to do, instead of a crash at start or a 500."""
+    from test_api import make_client
+
+    store = ModelStore(data_dir / "models")
+    for m in store.list():
+        for key in m.variants:
+            store.path(m, key).write_bytes(b"not a model")
+    with make_client(data_dir, tmp_path / "cache") as client:
+        assert client.get("/v1/status/ping").json()["success"] is True
+        from edgewatch.daemon.app import serving_status
+
+        assert "no installed detector loads here" in serving_status(client.app)
+        r = client.post("/v1/vision/detection", files={"image": photo_bytes["bus"]})
+        assert r.status_code == 503 and r.json()["success"] is False
+        assert "edgewatch models install" in r.json()["error"]
+        r = client.post("/v1/vision/custom/nanodet", files={"image": photo_bytes["bus"]})
+        assert r.status_code == 503 and "nanodet" in r.json()["error"]

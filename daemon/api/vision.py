@@ -16,6 +16,7 @@ from edgewatch.daemon.imaging import ImageError
 from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
 from edgewatch.models.labels import PRESETS
 from edgewatch.models.manifest import check_model_name
+from edgewatch.backends.base import BackendError
 from edgewatch.models.store import ModelNotFound
 
 _IMAGE_FORM = RequestBody(required=True, content={"multipart/form-data": OpenAPIMediaType(schema=Schema(
@@ -57,7 +58,7 @@ async def detect_image(module: DetectionModule, queue: InferenceQueue, max_pixel
     except ModelNotFound:
         raise ApiError(404, f"no custom model {model!r}: POST /v1/vision/custom/list lists the models "
                             "this box has; install more with `edgewatch models install`") from None
-    except NoModelInstalled as exc:
+    except (NoModelInstalled, BackendError) as exc:  # nothing installed, or nothing that loads here
         raise ApiError(503, str(exc)) from None
     except QueueFull as exc:
         raise ApiError(503, f"{exc}: the box is busy, retry shortly",

@@ -10,6 +10,7 @@ cache dir, so a restart makes the same choice without measuring again.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,8 +108,6 @@ class LatencyCache:
 
     def _read(self) -> dict[str, dict]:
         try:
-            import json
-
             data = json.loads(self.path.read_text())
             return data if isinstance(data, dict) else {}
         except (OSError, ValueError):

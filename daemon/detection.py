@@ -222,7 +222,7 @@ class DetectionModule:
 
     def _default_detector(self) -> Detector | None:
         """The default detector if loaded (another loaded one, before ``auto`` is resolved)."""
-        default = self.settings.model if self.settings.model != "auto" else (self._choice.name if self._choice else None)
+        default = self.model_summary()[0]
         with self._lock:
             detector = self._detectors.get(default) if default else None
             if detector is None and self._detectors:

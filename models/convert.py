@@ -155,15 +155,10 @@ def _tflite(manifest: ModelManifest, target: str, fp32: Path, ref_tensors: list[
     line = (f"{manifest.name}: int8 TFLite AP50 {variant.ap50_vs_fp32:.3f} against fp32's detections "
             f"(agreement {variant.agreement:.1%}; {meta['toolkit']})")
     if not edgetpu:
-        candidate = manifest.model_copy(update={"variants": {**manifest.variants, key: variant}})
-        timed = time_cpu_variants(candidate, store, {key: out})
-        candidate = candidate.model_copy(update={"variants": {
-            k: v.model_copy(update={"inference_ms_p50": timed[k]}) if k in timed else v
-            for k, v in candidate.variants.items()}})
-        default, why = cpu_default(candidate)
-        result = store.add_variant(manifest.name, key, candidate.variants[key], out, default=default,
-                                   report={"default_reason": why},
-                                   timings={k: p50 for k, p50 in timed.items() if k != key})
+        timings, default, why = decide_cpu_default(
+            manifest.model_copy(update={"variants": {**manifest.variants, key: variant}}), store, {key: out})
+        result = store.add_variant(manifest.name, key, variant, out,
+                                   change=lambda m: m.retimed(timings, default, why))
         return result, f"{line}; added as {key}; default variant {default}: {why}"
     return _edgetpu(manifest, out, variant, store, compiled, say, line)
 
@@ -188,6 +183,15 @@ def _judge_tflite(manifest: ModelManifest, fp32: Path, tflite: Path, variant: Va
     finally:
         backend.close()
     return variant.model_copy(update={"agreement": float(found["agreement"]), "ap50_vs_fp32": float(found["ap50"])})
+
+
+def decide_cpu_default(manifest: ModelManifest, store: ModelStore,
+                       files: dict[str, Path]) -> tuple[dict[str, float], str, str]:
+    """(p50 of each CPU variant timed here together, the default they decide, why): the
+    arguments of :meth:`ModelManifest.retimed`. ``files``: variants not in the store yet."""
+    timings = time_cpu_variants(manifest, store, files)
+    default, why = cpu_default(manifest.retimed(timings, manifest.default_variant, ""))
+    return timings, default, why
 
 
 def time_cpu_variants(manifest: ModelManifest, store: ModelStore, files: dict[str, Path]) -> dict[str, float]:

@@ -106,16 +106,13 @@ def _retime_here(manifest: ModelManifest, store: ModelStore) -> ModelManifest:
     and make the fastest faithful one the default (ARM and x86 CPUs rank TFLite and ONNX
     Runtime differently). Needs both runtimes; otherwise the backends pick as they can."""
     from edgewatch.backends.tflite import TfliteCpuBackend
-    from edgewatch.models.convert import cpu_default, time_cpu_variants
+    from edgewatch.models.convert import decide_cpu_default
 
     if "tflite-int8" not in manifest.variants or not TfliteCpuBackend.probe().available:
         return manifest
-    timed = time_cpu_variants(manifest, store, {})
-    retimed = manifest.model_copy(update={"variants": {
-        k: v.model_copy(update={"inference_ms_p50": timed[k]}) if k in timed else v for k, v in manifest.variants.items()}})
-    default, why = cpu_default(retimed)
+    timings, default, why = decide_cpu_default(manifest, store, {})
     tqdm.write(f"{manifest.name}: timed here, default variant {default}: {why}")
-    return store.retime(manifest.name, timed, default, {"default_reason": why})
+    return store.update(manifest.name, lambda m: m.retimed(timings, default, why))
 
 
 def _has_tflite(manifest: ModelManifest) -> bool:

@@ -111,6 +111,14 @@ class ModelManifest(_Strict):
     def precision(self) -> str:
         return self.default.precision
 
+    def retimed(self, timings: dict[str, float], default: str, reason: str) -> ModelManifest:
+        """A copy with new p50s for some variants, and the default variant they decided (and why)."""
+        return self.model_copy(update={
+            "variants": {k: v.model_copy(update={"inference_ms_p50": timings[k]}) if k in timings else v
+                         for k, v in self.variants.items()},
+            "default_variant": default,
+            "quantization_report": {**self.quantization_report, "default_reason": reason}})
+
     def faithful(self, key: str) -> bool:
         """Whether variant ``key`` passed the int8 gate (fp32 always does; unknown counts as passed:
         an accelerator's only variant is judged when it is converted)."""

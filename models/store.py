@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -105,13 +106,11 @@ class ModelStore:
                 stale.unlink(missing_ok=True) if stale.is_file() else shutil.rmtree(stale, ignore_errors=True)
         return manifest
 
-    def add_variant(self, name: str, key: str, variant: Variant, src: Path, default: str | None = None,
-                    report: dict[str, float | int | str] | None = None,
-                    timings: dict[str, float] | None = None) -> ModelManifest:
+    def add_variant(self, name: str, key: str, variant: Variant, src: Path,
+                    change: Callable[[ModelManifest], ModelManifest] | None = None) -> ModelManifest:
         """Add (or replace) one converted variant of an installed model, crash-safely: the file is
-        stored under a content-addressed name first, the manifest that points at it last (with
-        ``default`` as its default variant, ``report`` merged into its quantization report and
-        ``timings`` as the other variants' new p50s)."""
+        stored under a content-addressed name first, the manifest that points at it last (passed
+        through ``change`` first, e.g. to make the new variant the default)."""
         manifest = self.get(name)
         target = self._dir(name)
         digest = atomic_copy(src, target / f".incoming-{key}{src.suffix}")
@@ -121,26 +120,18 @@ class ModelStore:
         final = f"{key}-{digest[:12]}{src.suffix}"
         (target / f".incoming-{key}{src.suffix}").replace(target / final)
         old = manifest.variants.get(key)
-        retimed = {k: v.model_copy(update={"inference_ms_p50": timings[k]}) if k in (timings or {}) else v
-                   for k, v in manifest.variants.items()}
-        manifest = manifest.model_copy(update={
-            "variants": {**retimed, key: variant.model_copy(update={"file": final})},
-            "default_variant": default or manifest.default_variant,
-            "quantization_report": {**manifest.quantization_report, **(report or {})}})
+        manifest = manifest.model_copy(update={"variants": {**manifest.variants,
+                                                           key: variant.model_copy(update={"file": final})}})
+        if change is not None:
+            manifest = change(manifest)
         atomic_write_json(target / MANIFEST, manifest.model_dump(mode="json"))
         if old is not None and old.file != final:
             (target / old.file).unlink(missing_ok=True)
         return manifest
 
-    def retime(self, name: str, timings: dict[str, float], default: str,
-               report: dict[str, float | int | str]) -> ModelManifest:
-        """New p50s for variants of an installed model and the default they decide (manifest only, atomically)."""
-        manifest = self.get(name)
-        manifest = manifest.model_copy(update={
-            "variants": {k: v.model_copy(update={"inference_ms_p50": timings[k]}) if k in timings else v
-                         for k, v in manifest.variants.items()},
-            "default_variant": default,
-            "quantization_report": {**manifest.quantization_report, **report}})
+    def update(self, name: str, change: Callable[[ModelManifest], ModelManifest]) -> ModelManifest:
+        """Rewrite an installed model's manifest through ``change`` (metadata only, atomically)."""
+        manifest = change(self.get(name))
         atomic_write_json(self._dir(name) / MANIFEST, manifest.model_dump(mode="json"))
         return manifest
 

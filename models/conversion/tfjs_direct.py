@@ -319,20 +319,19 @@ IDENTITY_OPS = frozenset({"Identity", "IdentityN", "Snapshot", "StopGradient", "
                           "EnsureShape", "CheckNumerics"})
 
 
-def _handles(*ops: str):
-    def deco(fn):
-        for op in ops:
-            _HANDLERS[op] = fn
-        return fn
-    return deco
+def _registrar(table: dict[str, Callable]) -> Callable:
+    """A decorator factory that files the decorated function in ``table`` under each op name given."""
+    def register(*ops: str):
+        def deco(fn):
+            for op in ops:
+                table[op] = fn
+            return fn
+        return deco
+    return register
 
 
-def _folds(*ops: str):
-    def deco(fn):
-        for op in ops:
-            _FOLDERS[op] = fn
-        return fn
-    return deco
+_handles = _registrar(_HANDLERS)
+_folds = _registrar(_FOLDERS)
 
 
 class _Converter:

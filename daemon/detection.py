@@ -77,6 +77,7 @@ class Detector:
         self.backend = backend
         self.notes = notes or []  # why the backends tried before this one were skipped
         self._label_ids = {name: i for i, name in enumerate(manifest.labels)}
+        self._buffers = threading.local()  # each worker thread letterboxes into its own input tensor
 
     def class_ids(self, labels: frozenset[str] | None) -> np.ndarray | None:
         if labels is None:
@@ -96,7 +97,8 @@ class Detector:
         """A decoded BGR frame (e.g. from a camera) → predictions; ``scale`` maps back to the original."""
         start = time.perf_counter() if start is None else start
         spec, pre = self.backend.input_format()
-        tensor, geometry = letterbox(image, spec, pre)
+        tensor, geometry = letterbox(image, spec, pre, out=getattr(self._buffers, "tensor", None))
+        self._buffers.tensor = tensor
         t0 = time.perf_counter()
         outputs = self.backend.infer(tensor)
         inference_ms = (time.perf_counter() - t0) * 1000

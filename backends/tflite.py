@@ -1,8 +1,9 @@
 """TFLite on the CPU (XNNPACK), for a Raspberry Pi with no accelerator; runs `.tflite` variants.
 
 The interpreter comes from ai-edge-litert (numpy 2, aarch64 wheels) or, when that is what the
-box has, tflite-runtime (numpy < 2). Quantised inputs/outputs are (de)quantised here with the
-model's own scale and zero point, so the pipeline always hands over and gets back float tensors.
+box has, tflite-runtime (numpy < 2). Quantised outputs are dequantised here with the model's own
+scale and zero point, so the pipeline always gets back float tensors. An int8 input is asked for
+as such (see ``input_format``: the letterbox quantises); a float tensor is still quantised here.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from functools import lru_cache
 from types import ModuleType
 
+import cv2
 import numpy as np
 from pydantic import Field
 
 from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
 from edgewatch.backends.devices import importable
 from edgewatch.backends.lanes import LaneBackendMixin, LaneSettings
-from edgewatch.models.manifest import ModelManifest
+from edgewatch.models.manifest import InputSpec, ModelManifest, Preprocessing
 
 INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
@@ -84,6 +87,20 @@ class TfliteCpuBackend(LaneBackendMixin, Backend):
         self._outputs = interpreter.get_output_details()
         self._start_lanes(interpreter, lambda threads: self._ready_interpreter(module, model_path, threads))
 
+    def input_format(self) -> tuple[InputSpec, Preprocessing]:
+        """For an int8-quantised input, the int8 tensor itself: the input's scale and zero point
+        folded into mean and std, so the letterbox quantises in its one table lookup."""
+        spec, pre = super().input_format()
+        detail = getattr(self, "_input", None)
+        if spec.dtype != "float32" or detail is None or np.dtype(detail["dtype"]) != np.int8:
+            return spec, pre
+        scale, zero = detail["quantization"]
+        if not scale:
+            return spec, pre
+        mean = tuple(m - zero * s * scale for m, s in zip(pre.mean, pre.std))
+        std = tuple(s * scale for s in pre.std)
+        return spec.model_copy(update={"dtype": "int8"}), pre.model_copy(update={"mean": mean, "std": std})
+
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._lanes is None:
             raise BackendError("no model loaded")
@@ -100,7 +117,10 @@ class TfliteCpuBackend(LaneBackendMixin, Backend):
 
 
 def _quantise(x: np.ndarray, detail: dict) -> np.ndarray:
+    """A float tensor in the input's own quantisation; one already in the input's dtype as it is."""
     dtype = np.dtype(detail["dtype"])
+    if x.dtype == dtype:
+        return x
     if dtype.kind == "f":
         return x.astype(dtype, copy=False)
     scale, zero = detail["quantization"]
@@ -111,7 +131,20 @@ def _quantise(x: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def _dequantise(y: np.ndarray, detail: dict) -> np.ndarray:
-    if np.dtype(detail["dtype"]).kind == "f":
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
         return y
     scale, zero = detail["quantization"]
-    return ((y.astype(np.float32) - zero) * scale) if scale else y.astype(np.float32)
+    if not scale:
+        return y.astype(np.float32)
+    if dtype.itemsize == 1:  # one table lookup per value instead of three float passes
+        flat = y.reshape(-1, y.shape[-1]) if y.ndim >= 2 else y.reshape(1, -1)
+        return cv2.LUT(flat.view(np.uint8), _dequantise_lut(dtype.str, float(scale), int(zero))).reshape(y.shape)
+    return (y.astype(np.float32) - zero) * np.float32(scale)
+
+
+@lru_cache(maxsize=32)
+def _dequantise_lut(dtype: str, scale: float, zero: int) -> np.ndarray:
+    """The float value of each of the 256 byte patterns of a quantised ``dtype`` (int8 or uint8)."""
+    values = np.arange(256, dtype=np.uint8).view(np.dtype(dtype)).astype(np.float32)
+    return ((values - zero) * np.float32(scale)).reshape(1, 256)

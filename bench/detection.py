@@ -1,6 +1,6 @@
 """Detection benchmark: raw inference, in-process detection and the daemon end to end, in one run.
 
-    python bench/detection.py [--model nanodet] [--photo bus] [--requests 60] [--clients 8] [--rounds 6]
+    python bench/detection.py [--model nanodet] [--accept-licence AGPL-3.0] [--photo bus] [--requests 60] [--clients 8] [--rounds 6]
 
 Installs the model into a temporary data dir (reusing the conversion cache) and starts the
 daemon as a real process. This CPU's speed drifts by tens of percent over seconds, so every
@@ -40,6 +40,7 @@ from edgewatch.backends.lanes import SPLIT_HOLD_S  # noqa: E402
 from edgewatch.backends.registry import load_backend  # noqa: E402
 from edgewatch.daemon.detection import DetectionSettings, Detector  # noqa: E402
 from edgewatch.daemon.imaging import decode_image  # noqa: E402
+from edgewatch.daemon.malloc_tuning import keep_large_blocks  # noqa: E402
 from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
 from edgewatch.models.installer import install  # noqa: E402
 from edgewatch.models.photos import ensure_photos  # noqa: E402
@@ -145,7 +146,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=60, help="paired raw/HTTP samples")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=6, help="sequential/concurrent phase pairs")
+    ap.add_argument("--accept-licence", action="append", default=[], metavar="LICENCE",
+                    help="accept a model's non-permissive licence, e.g. AGPL-3.0 for yolov5s")
     args = ap.parse_args()
+    keep_large_blocks()  # the heap settings the daemon runs with, so raw and in-process compare like for like
 
     cache = Path(os.environ.get("EDGEWATCH_CACHE_DIR") or default_cache_dir())
     photo = ensure_photos(cache, [args.photo])[args.photo]
@@ -153,7 +157,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         store = ModelStore(data / "models")
-        install(args.model, store, cache)
+        install(args.model, store, cache, accept_licences=args.accept_licence)
         manifest = store.get(args.model)
         backend = load_backend("auto", store, manifest).backend  # what the daemon runs it on
         print(f"{args.model}: variant {backend.variant_key} on {backend.type_key}")

@@ -15,6 +15,7 @@ from edgewatch.daemon import __version__
 from edgewatch.daemon.app import create_app, serving_status
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.logsetup import configure_logging
+from edgewatch.daemon.malloc_tuning import keep_large_blocks
 from edgewatch.daemon.systemd_notify import Notifier
 
 log = logging.getLogger("edgewatch")
@@ -95,6 +96,7 @@ def _lan_address() -> str | None:
 
 def serve(config: Settings, config_file: Path | None = None) -> None:
     kind = configure_logging(config.log_level)
+    keep_large_blocks()
     notifier = Notifier()
     log.info("edgewatch %s starting on %s:%d, data in %s (log: %s%s)", __version__, config.server.host,
              config.server.port, config.data_dir, kind, ", systemd notify on" if notifier.enabled else "")

@@ -31,7 +31,7 @@ class InputSpec(_Strict):
     name: str | None = None
     shape: tuple[int, int, int, int]
     layout: Literal["nchw", "nhwc"]
-    dtype: Literal["float32", "uint8"] = "float32"
+    dtype: Literal["float32", "uint8", "int8"] = "float32"  # uint8: raw pixels; int8: quantised (see letterbox)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -33,7 +33,9 @@ def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing,
               out: np.ndarray | None = None) -> tuple[np.ndarray, Letterbox]:
     """Resize keeping aspect ratio, pad to the input size, convert colour/layout/dtype.
 
-    ``image_bgr`` is H×W×3 uint8 as OpenCV decodes it. Returns a 1×… tensor ready for the backend,
+    ``image_bgr`` is H×W×3 uint8 as OpenCV decodes it. Returns a 1×… tensor ready for the backend
+    (uint8: the raw pixels, the model or the device normalises them; float32: (pixel - mean) / std;
+    int8: the same rounded and clipped, i.e. quantised with mean and std that fold in the scale),
     written into ``out`` when it is given with the tensor's shape and dtype (a buffer reused
     across frames saves the page faults of a fresh multi-megabyte array each time).
     """
@@ -49,29 +51,36 @@ def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing,
     if pre.color == "rgb":
         cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB, dst=canvas)
     geometry = Letterbox(scale, pad_x, pad_y, w, h)
-    dtype = np.uint8 if spec.dtype == "uint8" else np.float32
+    dtype = np.dtype(spec.dtype)
     shape = (1, 3, in_h, in_w) if spec.layout == "nchw" else (1, in_h, in_w, 3)
     tensor = out if out is not None and out.shape == shape and out.dtype == dtype else np.empty(shape, dtype)
+    copy = dtype == np.uint8  # raw pixels: the model or the device normalises them
     if spec.layout == "nchw":
         for i, plane in enumerate(cv2.split(canvas)):
-            if dtype == np.uint8:
+            if copy:
                 tensor[0, i] = plane
             else:
-                cv2.LUT(plane, _float_lut(pre.mean[i], pre.std[i]), dst=tensor[0, i])
-    elif dtype == np.uint8:
+                cv2.LUT(plane, _lut(pre.mean[i], pre.std[i], dtype.str), dst=tensor[0, i])
+    elif copy:
         tensor[0] = canvas
     else:
-        cv2.LUT(canvas, _float_lut3(pre.mean, pre.std), dst=tensor[0])
+        cv2.LUT(canvas, _lut3(pre.mean, pre.std, dtype.str), dst=tensor[0])
     return tensor, geometry
 
 
 @lru_cache(maxsize=64)
-def _float_lut(mean: float, std: float) -> np.ndarray:
-    """(v - mean) / std for every uint8 value v: one table lookup per pixel instead of three float passes."""
-    return ((np.arange(256, dtype=np.float64) - mean) / std).astype(np.float32).reshape(1, 256)
+def _lut(mean: float, std: float, dtype: str) -> np.ndarray:
+    """(v - mean) / std for every uint8 value v, in ``dtype`` (integers rounded and clipped to its
+    range): one table lookup per pixel instead of several passes of float arithmetic."""
+    values = (np.arange(256, dtype=np.float64) - mean) / std
+    kind = np.dtype(dtype)
+    if kind.kind in "iu":
+        info = np.iinfo(kind)
+        values = np.clip(np.round(values), info.min, info.max)
+    return values.astype(kind).reshape(1, 256)
 
 
 @lru_cache(maxsize=16)
-def _float_lut3(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
-    """The per-channel table of :func:`_float_lut` for an H×W×3 image."""
-    return np.stack([_float_lut(m, s) for m, s in zip(mean, std)], axis=-1)
+def _lut3(mean: tuple[float, float, float], std: tuple[float, float, float], dtype: str) -> np.ndarray:
+    """The per-channel table of :func:`_lut` for an H×W×3 image."""
+    return np.stack([_lut(m, s, dtype) for m, s in zip(mean, std)], axis=-1)

@@ -63,3 +63,30 @@ def test_daemon_runs_the_default_variant_or_the_backend_asked_for(backend: str, 
         body = client.post("/v1/vision/detection", files={"image": photo_bytes["bus"]}).json()
         labels = {p["label"] for p in body["predictions"]}
         assert body["success"] and {"bus", "person"} <= labels and body["executionProvider"] == "CPU"
+
+
+def test_tflite_int8_input_is_quantised_by_the_letterbox(converted_store, photos) -> None:
+    """An int8-input TFLite model asks for the int8 tensor itself (scale and zero point folded into
+    the letterbox's table), and that tensor is exactly what quantising the float tensor gives."""
+    import cv2
+    import numpy as np
+
+    from edgewatch.backends.tflite import _quantise
+    from edgewatch.models.preprocess import letterbox
+
+    nanodet = converted_store.get("nanodet")
+    backend = TfliteCpuBackend(TfliteCpuBackend.config_model())
+    backend.load(converted_store.path(nanodet, "tflite-int8"), nanodet, "tflite-int8")
+    try:
+        spec, pre = backend.input_format()
+        assert spec.dtype == "int8"
+        float_spec = spec.model_copy(update={"dtype": "float32"})
+        for path in photos.values():
+            image = cv2.imread(str(path))
+            quantised, _ = letterbox(image, spec, pre)
+            as_float, _ = letterbox(image, float_spec, nanodet.preprocessing)
+            np.testing.assert_array_equal(quantised, _quantise(as_float, backend._input))
+            for a, b in zip(backend.infer(quantised), backend.infer(as_float)):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        backend.close()

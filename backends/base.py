@@ -39,12 +39,18 @@ class Backend(ABC):
     config_model: ClassVar[type[BackendConfig]] = BackendConfig
     can_use_gpu: ClassVar[bool] = False
     cpu: ClassVar[bool] = False  # a CPU runtime: among these, auto tries first the one that runs the default variant
+    convert_target: ClassVar[bool] = True  # `edgewatch models convert --target <type_key>` makes its variant
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         self.config = config or self.config_model()
         self.manifest: ModelManifest | None = None
         self.variant: Variant | None = None
         self.variant_key: str | None = None
+
+    @classmethod
+    def complete_config(cls, config: BackendConfig, cache_dir: Path, workers: int) -> BackendConfig:
+        """``config`` with the defaults that depend on the daemon's settings filled in."""
+        return config
 
     @classmethod
     @abstractmethod

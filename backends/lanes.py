@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Generic, Iterator, Literal, TypeVar
 
 from pydantic import BaseModel, Field
@@ -149,6 +150,14 @@ class LaneBackendMixin:
     @property
     def threads(self) -> int:
         return getattr(self.config, "threads", 0) or (os.cpu_count() or 1)
+
+    @classmethod
+    def complete_config(cls, config: BaseModel, cache_dir: Path, workers: int) -> BaseModel:
+        """Overlapping requests share the cores out evenly: ``split_threads`` 0 becomes threads ÷ workers."""
+        if not isinstance(config, LaneSettings) or config.split_threads:
+            return config
+        threads = getattr(config, "threads", 0) or (os.cpu_count() or 1)
+        return config.model_copy(update={"split_threads": max(1, threads // workers)})
 
     @property
     def lanes(self) -> Lanes | None:

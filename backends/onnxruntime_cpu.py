@@ -51,6 +51,7 @@ class OnnxRuntimeCpuBackend(LaneBackendMixin, Backend):
     title = "ONNX Runtime (CPU)"
     cpu = True
     config_model = OnnxRuntimeConfig
+    convert_target = False  # it runs the ONNX variants `models install` makes
 
     def __init__(self, config: OnnxRuntimeConfig | None = None) -> None:
         super().__init__(config)

@@ -1,4 +1,11 @@
-"""Every backend by type key, the probe order, and choosing one that actually loads."""
+"""The one list of backends: their type keys, config sections, convert targets and probe order,
+and choosing one that actually loads.
+
+Adding an accelerator: a module in this package with a :class:`Backend` subclass (``type_key``,
+``config_model``, a ``probe`` that imports its vendor runtime lazily), and its class in
+:data:`PROBE_ORDER`. The config's ``backend`` choices and ``backends:`` section, the CLI's
+``--target`` choices and ``edgewatch probe`` follow from that list.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ PROBE_ORDER: tuple[type[Backend], ...] = (RknnBackend, EdgeTpuBackend, TensorRtB
                                          OnnxRuntimeCpuBackend)
 BACKENDS: dict[str, type[Backend]] = {cls.type_key: cls for cls in PROBE_ORDER}
 BACKEND_CHOICES = ("auto", *BACKENDS)
-BackendChoice = Literal["auto", "rknn", "edgetpu", "tensorrt", "tflite", "onnxruntime"]
+BackendChoice = Literal[BACKEND_CHOICES]  # type: ignore[valid-type]
+CONVERT_TARGETS = tuple(key for key, cls in BACKENDS.items() if cls.convert_target)  # `models convert --target`
 
 
 def probe_all() -> dict[str, ProbeResult]:

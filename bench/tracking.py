@@ -38,7 +38,7 @@ from photo_scene import detected, lobby  # noqa: E402
 from replay import Replay, replay  # noqa: E402
 
 from edgewatch.daemon.config import load_settings  # noqa: E402
-from edgewatch.daemon.detection import DetectionModule  # noqa: E402
+from edgewatch.daemon.modules.detection import DetectionModule  # noqa: E402
 from edgewatch.daemon.inference_queue import InferenceQueue  # noqa: E402
 from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
 from edgewatch.daemon.pipeline.camera_worker import CameraWorker  # noqa: E402
@@ -149,7 +149,7 @@ def main() -> None:
         install("nanodet", ModelStore(Path(tmp) / "models"), cache)
         config = load_settings(data_dir=Path(tmp), cache_dir=cache)
         module = DetectionModule(config, ModelStore(config.models_dir), {})
-        module.warm_up()
+        module.start()
         detector, allowed = module.resolve("nanodet")
         inference_ms: list[float] = []
 

@@ -23,18 +23,19 @@ from swagger_ui_bundle import swagger_ui_path
 from edgewatch.backends.registry import probe_all
 from edgewatch.daemon import __version__
 from edgewatch.daemon.api.browser_guard import BrowserGuard, browser_guard
-from edgewatch.daemon.api.errors import ApiError, handle_api_error, handle_http_exception, handle_internal_error
+from edgewatch.daemon.api.errors import (ApiError, handle_api_error, handle_http_exception, handle_internal_error,
+                                         handle_request_error)
 from edgewatch.daemon.api.cameras import CameraController
 from edgewatch.daemon.api.settings import SettingsController
 from edgewatch.daemon.api.status import LogController, StatusController
-from edgewatch.daemon.api.vision import VisionController
 from edgewatch.daemon.config import Settings
-from edgewatch.backends.base import BackendError
-from edgewatch.daemon.detection import MODULE_ID, DetectionModule, NoModelInstalled
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.logbuffer import LogBuffer
 from edgewatch.daemon.logsetup import request_id
 from edgewatch.daemon.module_settings import ModuleSettingsStore
+from edgewatch.daemon.modules import MODULES, CapabilityModule
+from edgewatch.daemon.modules.detection import MODULE_ID as DETECTION
+from edgewatch.daemon.modules.errors import RequestError
 from edgewatch.daemon.redaction import register_secret
 from edgewatch.daemon.reload import reload_config
 from edgewatch.daemon.systemd_notify import Notifier, run_watchdog, watchdog_interval
@@ -72,26 +73,11 @@ def stamp_arrival(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _default_model(module: DetectionModule) -> str | None:
-    try:
-        return module.default_model_name()
-    except (NoModelInstalled, BackendError):  # none installed, or none loads here (the log says why)
-        return None
-
-
 def serving_status(app: Litestar) -> str:
-    """One line for systemd's STATUS= and the start log: port, backend, model."""
+    """One line for systemd's STATUS= and the start log: port, what each module runs with."""
     config: Settings = app.state.config
-    module: DetectionModule = app.state.detection
-    backend = module.backend
-    model = _default_model(module)
-    how = " (auto)" if module.settings.model == "auto" else ""
-    if backend and model:
-        what = f"backend {backend.type_key} ({backend.execution_provider}), model {model}{how}"
-    elif module.custom_models():
-        what = "no installed detector loads here (the log says why): reinstall with `edgewatch models install NAME`"
-    else:
-        what = "no detection model installed: run `edgewatch models install --default`"
+    modules: dict[str, CapabilityModule] = app.state.modules
+    what = "; ".join(m.status().summary for m in modules.values())
     cameras = len(app.state.cameras.running) if app.state.get("cameras") else 0
     mqtt = "MQTT on" if app.state.get("mqtt") is not None else "MQTT off"
     return f"serving on :{config.server.port} with {what}; {cameras} camera(s); {mqtt}"
@@ -104,8 +90,8 @@ def _start_watchdog(app: Litestar, notifier: Notifier) -> asyncio.Task | None:
     hang_after = app.state.config.inference.hang_after_s or interval  # hung → trigger within WatchdogSec
 
     def stuck() -> str | None:
-        queue, module = app.state.get("queue"), app.state.get("detection")
-        if queue is None or (module is not None and module.loading):
+        queue, modules = app.state.get("queue"), app.state.get("modules") or {}
+        if queue is None or any(m.loading for m in modules.values()):
             return None  # starting, or loading a model: that may take long, and is not a hang
         running = queue.longest_running_s()
         if running > hang_after:
@@ -142,27 +128,29 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.update(config=config, queue=None, detection=None, reload=None)
+        app.state.update(config=config, queue=None, modules={}, reload=None)
         watchdog = _start_watchdog(app, notifier)
         settings_store = ModuleSettingsStore(config.data_dir / "settings.json")
         store = ModelStore(config.models_dir)
-        module = DetectionModule(config, store, settings_store.module(MODULE_ID))
-        app.state.detection = module
+        modules = {cls.module_id: cls(config, store, settings_store.module(cls.module_id)) for cls in MODULES}
+        detection = modules[DETECTION]  # what cameras run
+        app.state.update(modules=modules, detection=detection)
         notifier.status("probing accelerators")
         probes = await asyncio.to_thread(probe_all)
         for key, probe in probes.items():
             log.info("backend %s: %s — %s", key, "available" if probe.available else "unavailable", probe.reason)
-        notifier.status(f"loading model {_default_model(module) or '(none installed)'}")
-        await asyncio.to_thread(module.warm_up)
+        for module in modules.values():
+            notifier.status(module.start_message())
+            await asyncio.to_thread(module.start)
         queue = InferenceQueue(config.inference.workers, config.inference.queue_size)
-        app.state.update(config=config, store=store, detection=module, queue=queue, probes=probes,
+        app.state.update(config=config, store=store, queue=queue, probes=probes,
                          settings_store=settings_store, log_buffer=log_buffer)
         from edgewatch.daemon.mqtt.link import start_link
 
-        link = app.state.mqtt = start_link(config, module, queue)
+        link = app.state.mqtt = start_link(config, modules, queue)
         from edgewatch.daemon.pipeline.camera_service import CameraService
 
-        cameras = CameraService(config.cameras, config.data_dir, module, queue, link, config.max_cameras)
+        cameras = CameraService(config.cameras, config.data_dir, detection, queue, link, config.max_cameras)
         app.state.cameras = cameras
         await cameras.start()
 
@@ -184,21 +172,23 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
             if app.state.mqtt is not None:
                 await asyncio.to_thread(app.state.mqtt.stop)
             queue.close()
-            module.close()
+            for module in modules.values():
+                module.close()
             if watchdog is not None:
                 watchdog.cancel()
             logging.getLogger("edgewatch").removeHandler(log_buffer)
 
     return Litestar(
-        route_handlers=[root, VisionController, StatusController, LogController, SettingsController, CameraController,
+        route_handlers=[root, StatusController, LogController, SettingsController, CameraController,
+                        *(controller for cls in MODULES for controller in cls.controllers()),
                         create_static_files_router(DOCS_ASSETS, [swagger_ui_path], include_in_schema=False)],
         lifespan=[lifespan],
         middleware=[stamp_arrival, browser_guard(BrowserGuard(config.server.allowed_hosts, config.server.allowed_origins,
                                                               config.node_id))],
         cors_config=CORSConfig(allow_origins=config.server.allowed_origins) if config.server.allowed_origins else None,
         request_max_body_size=config.server.max_body_bytes,
-        exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception,
-                            Exception: handle_internal_error},
+        exception_handlers={ApiError: handle_api_error, RequestError: handle_request_error,
+                            HTTPException: handle_http_exception, Exception: handle_internal_error},
         openapi_config=OpenAPIConfig(
             title="edgewatch", version=__version__, path="/schema",
             description="CodeProject.AI-compatible detection API served by edgewatch",

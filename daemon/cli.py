@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from edgewatch.backends.registry import CONVERT_TARGETS
 from edgewatch.daemon import __version__
 from edgewatch.daemon.config import ConfigError, Settings, load_settings
 
@@ -244,7 +245,7 @@ def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...
 
 @models.command("convert")
 @click.argument("name")
-@click.option("--target", required=True, type=click.Choice(["rknn", "edgetpu", "tflite", "tensorrt"]))
+@click.option("--target", required=True, type=click.Choice(CONVERT_TARGETS))
 @click.option("--platform", default="rk3588", show_default=True,
               type=click.Choice(["rk3588", "rk3576", "rk3568", "rk3566"]), help="Rockchip SoC, for --target rknn")
 @click.option("--compiled", type=click.Path(exists=True, dir_okay=False, path_type=Path),

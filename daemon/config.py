@@ -6,8 +6,6 @@ Nested keys map to one underscore after the section: ``server.port`` is ``EDGEWA
 
 from __future__ import annotations
 
-import os
-
 import re
 import socket
 from contextvars import ContextVar
@@ -15,18 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edgewatch.daemon.cameras.config import CameraConfig
 from edgewatch.daemon.pipeline.rules import DetectConfig
-from edgewatch.backends.edgetpu import EdgeTpuConfig
-from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeConfig
-from edgewatch.backends.rknn import RknnConfig
-from edgewatch.backends.tensorrt import TensorRtConfig
-from edgewatch.backends.tflite import TfliteConfig
 from edgewatch.backends.base import BackendConfig
-from edgewatch.backends.registry import BackendChoice
+from edgewatch.backends.registry import BACKENDS, BackendChoice
 from edgewatch.daemon.paths import default_cache_dir, default_data_dir
 from edgewatch.daemon.redaction import MASK, is_secret_name, printable, redact
 from edgewatch.models.labels import LABEL_STYLES
@@ -105,26 +98,17 @@ class DetectionConfig(_Section):
     max_predictions: int = Field(20, ge=1, le=1000, description="most predictions returned, highest confidence first")
 
 
-class BackendsConfig(_Section):
-    """Each backend's own settings, under its type key."""
+# One section per backend of the registry, under its type key, typed and defaulted by its config_model.
+_BackendSections = create_model("_BackendSections", __base__=_Section,
+                                **{key: (cls.config_model, cls.config_model()) for key, cls in BACKENDS.items()})
 
-    rknn: RknnConfig = RknnConfig()
-    edgetpu: EdgeTpuConfig = EdgeTpuConfig()
-    tensorrt: TensorRtConfig = TensorRtConfig()
-    tflite: TfliteConfig = TfliteConfig()
-    onnxruntime: OnnxRuntimeConfig = OnnxRuntimeConfig()
+
+class BackendsConfig(_BackendSections):
+    """Each backend's own settings, under its type key."""
 
     def by_key(self, cache_dir: Path, workers: int) -> dict[str, BackendConfig]:
         """Each backend's config, with the defaults that depend on the rest of the config filled in."""
-        configs = {key: getattr(self, key) for key in type(self).model_fields}
-        if configs["tensorrt"].engine_dir is None:
-            configs["tensorrt"] = configs["tensorrt"].model_copy(update={"engine_dir": cache_dir / "tensorrt"})
-        for key in ("onnxruntime", "tflite"):  # overlapping requests share the cores out evenly
-            cpu = configs[key]
-            if cpu.split_threads == 0:
-                threads = cpu.threads or (os.cpu_count() or 1)
-                configs[key] = cpu.model_copy(update={"split_threads": max(1, threads // workers)})
-        return configs
+        return {key: cls.complete_config(getattr(self, key), cache_dir, workers) for key, cls in BACKENDS.items()}
 
 
 _yaml_path: ContextVar[Path | None] = ContextVar("edgewatch_config_path", default=None)

@@ -1,8 +1,8 @@
 """SIGHUP (``systemctl reload edgewatch``): read the config again and apply what can change live.
 
-Detection settings, the backend, log level, cameras and the MQTT connection change in place; the
-listening address, data and cache directories and the inference pool need a restart, and the log
-says so. A config that does not validate is refused and the daemon keeps its current one.
+Each module's settings (detection: its section and the backend), log level, cameras and the MQTT
+connection change in place; the listening address, data and cache directories and the inference
+pool need a restart, and the log says so. A config that does not validate is refused and the daemon keeps its current one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 from litestar import Litestar
 
 from edgewatch.daemon.config import ConfigError, Settings, load_settings
-from edgewatch.daemon.detection import MODULE_ID, DetectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +31,12 @@ async def reload_config(app: Litestar, config_file: Path | None) -> bool:
     logging.getLogger().setLevel(new.log_level.upper())
     logging.getLogger("edgewatch").setLevel(new.log_level.upper())
 
-    module = app.state.detection
-    if (new.detection, new.backend, new.backends) != (old.detection, old.backend, old.backends):
-        module.config = new
-        saved = app.state.settings_store.module(MODULE_ID)
-        await asyncio.to_thread(module.reload, DetectionSettings.from_config(new, saved))
-        log.info("reload: detection settings applied (backend %s)", module.settings.backend)
+    for module in app.state.modules.values():
+        if module.config_changed(old, new):
+            module.config = new
+            saved = app.state.settings_store.module(module.module_id)
+            await asyncio.to_thread(module.apply, module.settings_from(new, saved))
+            log.info("reload: %s settings applied (%s)", module.module_id, module.status().summary)
 
     if (new.mqtt, new.node_id) != (old.mqtt, old.node_id):
         await _replace_mqtt(app, new)
@@ -63,5 +62,5 @@ async def _replace_mqtt(app: Litestar, config: Settings) -> None:
         await asyncio.to_thread(old.stop)
     from edgewatch.daemon.mqtt.link import start_link
 
-    link = app.state.mqtt = start_link(config, app.state.detection, app.state.queue)
+    link = app.state.mqtt = start_link(config, app.state.modules, app.state.queue)
     app.state.cameras.set_sink(link)

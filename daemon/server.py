@@ -73,11 +73,12 @@ def log_first_run_hints(app: object) -> None:
     base = f"http://{host}:{config.server.port}"
     log.info("API: %s/v1/vision/detection (CodeProject.AI-compatible); API docs: %s/schema/swagger "
              "(schema: %s/schema/openapi.json)", base, base, base)
-    active = state.detection.backend
+    statuses = [m.status() for m in state.modules.values()]
+    active = {s.backend for s in statuses}
     for key, probe in state.probes.items():
-        if probe.hardware and (active is None or key != active.type_key):
+        if probe.hardware and key not in active:
             log.warning("accelerator found but not used (%s): %s", key, probe.reason)
-    for note in state.detection.backend_notes:
+    for note in (n for s in statuses for n in s.notes):
         log.warning("backend: %s", note)
     if state.mqtt is None:
         log.info("MQTT off: set mqtt.host in the config file (/etc/edgewatch/config.yaml for the .deb) "

@@ -16,6 +16,7 @@ class Report:
     running: bool
     version: str | None = None
     inference: dict[str, Any] = field(default_factory=dict)
+    modules: list[dict[str, Any]] = field(default_factory=list)  # each capability module's status
     models: list[str] = field(default_factory=list)
     cameras: list[dict[str, Any]] = field(default_factory=list)
     mqtt: dict[str, Any] = field(default_factory=dict)
@@ -40,6 +41,7 @@ def collect(url: str, timeout: float = 5.0) -> Report:
             report.running = True
             report.version = version.get("message")
             report.inference = version.get("inference") or {}
+            report.modules = version.get("modules") or []
             report.models = client.post("/v1/vision/custom/list").json().get("models", [])
             report.cameras = client.get("/v1/cameras").json().get("cameras", [])
             report.mqtt = client.get("/v1/status/mqtt").json().get("mqtt", {})
@@ -85,6 +87,8 @@ def render(r: Report) -> str:
         lines.append(f"    {b['type']:12} {'available  ' if b['available'] else 'unavailable'}  {b['reason']}")
     if inf.get("model"):
         lines.append(f"  detector: {inf['model']} ({inf.get('modelReason') or '-'})")
+    for m in r.modules:
+        lines.append(f"  module {m.get('moduleId')}: {'ready' if m.get('ready') else 'NOT ready'}, {m.get('summary')}")
     lines.append(f"  models: {', '.join(r.models) if r.models else 'none installed'}")
     if r.cameras:
         lines.append("  cameras:")

@@ -14,7 +14,7 @@ from PIL import Image
 from edgewatch.backends.registry import BACKENDS, order, probe_all
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
-from edgewatch.daemon.detection import MODULE_ID
+from edgewatch.daemon.modules.detection import MODULE_ID
 from edgewatch.models.store import ModelStore
 
 ENVELOPE = {"success", "message", "predictions", "count", "inferenceMs", "processMs", "moduleId", "moduleName",

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from yolo_exports import assert_default_follows_measurement
 
-from edgewatch.backends.registry import BACKENDS, PROBE_ORDER, probe_all
+from edgewatch.backends.registry import BACKENDS, CONVERT_TARGETS, PROBE_ORDER, probe_all
 
 
 def cli(*args: str, data_dir: Path | None = None, cache_dir: Path | None = None, check: bool = True,
@@ -82,6 +82,12 @@ def test_install_unknown_model_says_what_to_do(tmp_path: Path) -> None:
     assert r.returncode != 0 and "models add" in r.stderr
     r = cli("models", "install", data_dir=tmp_path, check=False)
     assert r.returncode != 0 and "--default" in r.stderr
+
+
+def test_convert_targets_are_the_registry_backends_that_need_a_conversion(tmp_path: Path) -> None:
+    r = cli("models", "convert", "nanodet", "--target", "npu", data_dir=tmp_path, check=False)
+    assert r.returncode != 0 and f"is not one of {', '.join(map(repr, CONVERT_TARGETS))}" in r.stderr
+    assert set(CONVERT_TARGETS) == set(BACKENDS) - {"onnxruntime"}
 
 
 def test_bad_config_names_the_key(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from edgewatch.backends.registry import BACKENDS
 from edgewatch.daemon.config import ConfigError, load_settings
 
 
@@ -61,3 +62,16 @@ def test_overlapping_requests_share_the_cores_out_by_workers(tmp_path: Path) -> 
     assert configs["onnxruntime"].split_threads == 2 and configs["tflite"].split_threads == 1
     cfg.write_text("backends:\n  onnxruntime: {threads: 8, split_threads: 3}\n")
     assert load_settings(cfg).backends.by_key(tmp_path, workers=2)["onnxruntime"].split_threads == 3
+
+
+def test_backend_choice_and_sections_follow_the_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each registry backend can be chosen and has its own section, typed and defaulted by its config_model."""
+    s = load_settings()
+    assert list(type(s.backends).model_fields) == list(BACKENDS)
+    for key, cls in BACKENDS.items():
+        assert getattr(s.backends, key) == cls.config_model()
+        assert load_settings(backend=key).backend == key
+    monkeypatch.setenv("EDGEWATCH_BACKENDS_RKNN", '{"core_mode": "all-cores"}')
+    configs = load_settings().backends.by_key(tmp_path, workers=2)
+    assert list(configs) == list(BACKENDS) and configs["rknn"].core_mode == "all-cores"
+    assert configs["tensorrt"].engine_dir == tmp_path / "tensorrt"

@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 from edgewatch.daemon.api.browser_guard import BrowserGuard
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import ConfigError, load_settings
-from edgewatch.daemon.detection import MODULE_ID
+from edgewatch.daemon.modules.detection import MODULE_ID
 from edgewatch.daemon.logbuffer import LogBuffer
 from edgewatch.daemon.redaction import printable, redact
 

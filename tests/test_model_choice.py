@@ -15,7 +15,7 @@ import cv2
 import pytest
 
 from edgewatch.daemon.config import load_settings
-from edgewatch.daemon.detection import DetectionModule, DetectionSettings, Detector
+from edgewatch.daemon.modules.detection import DetectionModule, DetectionSettings, Detector
 from edgewatch.daemon.model_choice import Candidate, LatencyCache, choose
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.models.catalogue import catalogue
@@ -113,7 +113,7 @@ def test_auto_follows_the_installed_models(data_dir: Path, tmp_path: Path) -> No
 
 def test_named_model_wins_over_auto(data_dir: Path, tmp_path: Path) -> None:
     module = _module(data_dir, tmp_path / "cache", latency_budget_ms=60_000)
-    module.reload(DetectionSettings.model_validate(module.settings.model_dump() | {"model": "nanodet"}))
+    module.apply(DetectionSettings.model_validate(module.settings.model_dump() | {"model": "nanodet"}))
     assert module.default_model_name() == "nanodet"
     assert module.model_summary() == ("nanodet", "set by detection.model")
     assert not (tmp_path / "cache" / "latency.json").exists()

@@ -7,7 +7,8 @@ import logging
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from edgewatch.daemon.api.schemas import vision_envelope
+from edgewatch.daemon.api.schemas import received_at
+from edgewatch.daemon.modules.errors import RequestError
 from edgewatch.daemon.redaction import printable, redact
 
 log = logging.getLogger("edgewatch.api")
@@ -23,13 +24,12 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def _command(path: str) -> str | None:
-    """The vision command a path names (detect, custom, list), or None outside /v1/vision."""
-    if not path.startswith("/v1/vision/"):
-        return None
-    if path.rstrip("/").endswith("/custom/list"):
-        return "list"
-    return "custom" if "/custom" in path else "detect"
+def _handled_by(request: Request) -> tuple[object | None, str | None]:
+    """The module and command of the route that took the request (from its ``opt``), if any."""
+    handler = request.scope.get("route_handler")
+    opt = getattr(handler, "opt", None) or {}
+    modules = request.app.state.get("modules") or {}
+    return modules.get(opt.get("module")), opt.get("command")
 
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -40,16 +40,21 @@ def error_response(request: Request, status: int, message: str, headers: dict[st
         message = message[:MAX_MESSAGE] + "…"
     log.log(logging.WARNING if status >= 500 else logging.INFO, "%d on %s %s: %s", status,
             printable(request.method, 16), printable(request.url.path), printable(message, MAX_MESSAGE))
-    command = _command(request.url.path)
-    if command is not None:
-        body = vision_envelope(request, command, success=False, code=status, error=message)
-    else:
+    module, command = _handled_by(request)
+    if module is not None and command is not None:
+        body = module.error_envelope(command, status, message, received_at(request))
+    else:  # no module's route (an unknown path, the daemon's own routes): a neutral envelope
         body = {"success": False, "error": message, "code": status}
     return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def handle_api_error(request: Request, exc: ApiError) -> Response:
     return error_response(request, exc.status, exc.message, exc.headers)
+
+
+def handle_request_error(request: Request, exc: RequestError) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error_response(request, exc.status, exc.message, headers)
 
 
 def handle_http_exception(request: Request, exc: HTTPException) -> Response:

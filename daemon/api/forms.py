@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -115,21 +114,3 @@ def _store_part(segment: MultipartSegment, data: bytes, form: Form) -> None:
             form.first_file = data
     else:
         form.fields[segment.name] = data.decode(segment.charset or "utf-8", "replace")
-
-
-def parse_confidence(form: Form, default: float) -> float:
-    return confidence_value(form.fields.get("min_confidence", ""), default)
-
-
-def confidence_value(raw: str, default: float) -> float:
-    """``min_confidence`` as sent (text), or ``default`` when empty; ApiError 400 if not in [0, 1]."""
-    raw = raw.strip()
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, f"min_confidence must be a number between 0 and 1, got {raw!r}") from None
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ApiError(400, f"min_confidence must be between 0 and 1, got {raw!r}")
-    return value

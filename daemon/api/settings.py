@@ -12,20 +12,20 @@ from pydantic import ValidationError
 from edgewatch.daemon.api.errors import ApiError
 from edgewatch.daemon.api.forms import read_form
 from edgewatch.daemon.api.schemas import SettingsResponse, inference_summary
-from edgewatch.daemon.detection import MODULE_ID, DetectionModule, DetectionSettings
+from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.redaction import MASK, is_secret_name, printable, redact
-from edgewatch.models.manifest import check_model_name
 
 
-def _module(request: Request, module_id: str) -> DetectionModule:
-    if module_id != MODULE_ID:
-        raise ApiError(404, f"no module {module_id!r}; this box has {MODULE_ID!r}")
-    return request.app.state.detection
+def _module(request: Request, module_id: str) -> CapabilityModule:
+    modules: dict[str, CapabilityModule] = request.app.state.modules
+    if module_id not in modules:
+        raise ApiError(404, f"no module {printable(module_id, 64)!r}; this box has {', '.join(map(repr, modules))}")
+    return modules[module_id]
 
 
-def _response(request: Request, module: DetectionModule, message: str = "") -> SettingsResponse:
+def _response(request: Request, module: CapabilityModule, message: str = "") -> SettingsResponse:
     env = {k: MASK if is_secret_name(k) else redact(v) for k, v in os.environ.items() if k.startswith("EDGEWATCH_")}
-    return SettingsResponse(success=True, moduleId=MODULE_ID, settings=module.settings.model_dump(mode="json"),
+    return SettingsResponse(success=True, moduleId=module.module_id, settings=module.settings.model_dump(mode="json"),
                             environmentVariables=env, inference=inference_summary(request), message=message)
 
 
@@ -41,6 +41,7 @@ class SettingsController(Controller):
           summary="Change one setting (fields name, value) or several (JSON object); persisted, module reloaded")
     async def change(self, request: Request, module_id: FromPath[str]) -> SettingsResponse:
         module = _module(request, module_id)
+        fields_of = module.settings_model.model_fields
         form = await read_form(request, require_form_type=True)
         fields = dict(form.fields)
         if "name" in fields:
@@ -48,24 +49,19 @@ class SettingsController(Controller):
                 raise ApiError(400, f"setting {fields['name']!r} sent without a 'value' field")
             changes = {fields["name"]: fields["value"]}
         else:
-            changes = {k: v for k, v in fields.items() if k in DetectionSettings.model_fields}
-        unknown = [k for k in changes if k not in DetectionSettings.model_fields]
+            changes = {k: v for k, v in fields.items() if k in fields_of}
+        unknown = [k for k in changes if k not in fields_of]
         if not changes or unknown:
             raise ApiError(400, f"unknown setting {printable(unknown[0] if unknown else '(none sent)', 64)!r}; settings of "
-                                f"{MODULE_ID}: {', '.join(DetectionSettings.model_fields)}")
+                                f"{module.module_id}: {', '.join(fields_of)}")
         try:
-            new = DetectionSettings.model_validate(module.settings.model_dump() | changes)
+            new = module.settings_model.model_validate(module.settings.model_dump() | changes)
         except ValidationError as exc:
             err = exc.errors()[0]
             raise ApiError(400, f"{'.'.join(map(str, err['loc']))}: {err['msg']} "
                                 f"(got {printable(repr(err.get('input')), 64)})") from None
-        if new.model != "auto":
-            try:
-                check_model_name(new.model)
-            except ValueError as exc:
-                raise ApiError(400, f"model: {printable(exc, 300)}") from None
-        if new.model != "auto" and not module.store.has(new.model):
-            raise ApiError(404, f"model {new.model!r} is not installed; see `edgewatch models list`")
-        saved = request.app.state.settings_store.update(MODULE_ID, new.model_dump(mode="json", include=set(changes)))
-        await asyncio.to_thread(module.reload, new)
+        module.check_settings(new)
+        saved = request.app.state.settings_store.update(module.module_id,
+                                                        new.model_dump(mode="json", include=set(changes)))
+        await asyncio.to_thread(module.apply, new)
         return _response(request, module, f"saved {', '.join(sorted(saved))}; module reloaded")

@@ -28,7 +28,8 @@ class StatusController(Controller):
     @get("/version", summary="Server version, and which inference backend runs")
     async def version(self, request: Request) -> VersionResponse:
         return VersionResponse(success=True, message=__version__, version=version_info(),
-                               inference=inference_summary(request))
+                               inference=inference_summary(request),
+                               modules=[m.status() for m in request.app.state.modules.values()])
 
     @get("/updateavailable", summary="Whether an update is available (cannot be checked offline)")
     async def update_available(self) -> UpdateResponse:

@@ -34,25 +34,20 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edgewatch.daemon.api.errors import ApiError
-from edgewatch.daemon.api.forms import confidence_value
-from edgewatch.daemon.api.schemas import envelope
-from edgewatch.daemon.api.vision import detect_image
 from edgewatch.daemon.config import Settings
-from edgewatch.daemon.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
+from edgewatch.daemon.modules.base import CapabilityModule
+from edgewatch.daemon.modules.errors import BadRequest, NotFound, RequestError, TooLarge
 from edgewatch.daemon.mqtt.discovery import box_entities, camera_entities
 from edgewatch.daemon.mqtt.events import event_payload
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
 from edgewatch.daemon.pipeline.tracker import Event, Track
 from edgewatch.daemon.redaction import is_secret_name, printable, redact, register_secret
-from edgewatch.models.manifest import check_model_name
 
 log = logging.getLogger(__name__)
 
 JOBS_ROOT = "edgewatch/jobs"
 SHARE_GROUP = "edgewatch"
-COMMANDS = ("detection",)
 RESERVED_ROOT = "edgewatch"  # every box's default prefix and the jobs root: never a response topic
 MAX_TOPIC_BYTES = 65535      # the MQTT limit on a topic name
 
@@ -110,10 +105,11 @@ def _scrub(value: Any, key: str = "") -> Any:
 
 
 class MqttLink:
-    def __init__(self, config: Settings, module: DetectionModule, queue: InferenceQueue,
+    def __init__(self, config: Settings, modules: dict[str, CapabilityModule], queue: InferenceQueue,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.config, self.mq = config, config.mqtt
-        self.module, self.queue, self.loop = module, queue, loop
+        self.modules, self.queue, self.loop = modules, queue, loop
+        self.commands = {command: m for m in modules.values() for command in m.mqtt_commands}
         self.node_id = config.node_id
         self.prefix = (self.mq.prefix or f"edgewatch/{self.node_id}").rstrip("/")
         self.availability = f"{self.prefix}/availability"
@@ -125,7 +121,7 @@ class MqttLink:
         self.subscribed = False  # the broker acknowledged the subscriptions (jobs reach this box)
         self.last_error: str | None = None
         self._subscriptions = [(f"{self.mq.discovery_prefix}/status", 1)] + [
-            (f"$share/{SHARE_GROUP}/{JOBS_ROOT}/{command}", 1) for command in COMMANDS]
+            (f"$share/{SHARE_GROUP}/{JOBS_ROOT}/{command}", 1) for command in self.commands]
         self._subscribe_mid: int | None = None
         register_secret(self.mq.password)  # never in a message, a log line or an answer
         if self.mq.response_topic_prefix:
@@ -280,9 +276,9 @@ class MqttLink:
         if not force and now - self._last_status < 10:
             return
         self._last_status = now
-        backend = self.module.backend
-        status = {"node_id": self.node_id, "backend": backend.type_key if backend else None,
-                  "execution_provider": backend.execution_provider if backend else None,
+        first = next((m.status() for m in self.modules.values() if m.status().backend), None)
+        status = {"node_id": self.node_id, "backend": first.backend if first else None,
+                  "execution_provider": first.executionProvider if first else None,
                   "inference_ms": round(self._inference_ms, 1) if self._inference_ms is not None else None}
         self.client.publish(f"{self.prefix}/status", json.dumps(status), qos=0, retain=True)
 
@@ -309,33 +305,32 @@ class MqttLink:
                                              discovery_prefix=self.mq.discovery_prefix,
                                              allowed_prefix=self.mq.response_topic_prefix)
         reply_to = response_topic if response_topic and refused is None else None
+        module = self.commands.get(command)
         try:
             if refused is not None:
-                raise ApiError(400, refused)
+                raise BadRequest(refused)
             if not response_topic:
-                raise ApiError(400, "the request has no MQTT v5 response topic: set one so the answer can be sent")
-            if command not in COMMANDS:
-                raise ApiError(404, f"unknown job command '{printable(command, 100)}'; known: {', '.join(COMMANDS)}")
+                raise BadRequest("the request has no MQTT v5 response topic: set one so the answer can be sent")
+            if module is None:
+                raise NotFound(f"unknown job command '{printable(command, 100)}'; known: {', '.join(self.commands)}")
             size, limit = len(msg.payload), self.config.server.max_body_bytes
             if size > limit:  # refused before a byte of it is copied or decoded, as REST does
-                raise ApiError(413, f"the job is {size} bytes, over this box's limit of {limit} bytes: send a smaller "
-                                    "image, or raise server.max_body_bytes (EDGEWATCH_SERVER_MAX_BODY_BYTES)")
-            model = user.get("model") or None
-            if model is not None:
-                check_model_name(model)
-            min_conf = confidence_value(user.get("min_confidence", ""), self.module.settings.min_confidence)
-            image = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
-            result = await detect_image(self.module, self.queue, self.config.server.max_image_pixels,
-                                        image, min_conf, model, "detect", received)
-            self._inference_ms = result.inferenceMs if self._inference_ms is None else \
-                0.8 * self._inference_ms + 0.2 * result.inferenceMs
+                raise TooLarge(f"the job is {size} bytes, over this box's limit of {limit} bytes: send a smaller "
+                               "image, or raise server.max_body_bytes (EDGEWATCH_SERVER_MAX_BODY_BYTES)")
+            payload = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
+            result = await module.run_job(command, payload, user, self.queue, received)
+            inference_ms = getattr(result, "inferenceMs", None)
+            if inference_ms is not None:
+                self._inference_ms = inference_ms if self._inference_ms is None else \
+                    0.8 * self._inference_ms + 0.2 * inference_ms
             self.publish_status()
-        except (ApiError, ValueError) as exc:
-            status = exc.status if isinstance(exc, ApiError) else 400
-            message = exc.message if isinstance(exc, ApiError) else str(exc)
+        except RequestError as exc:
             # errors echo what the client sent (a model name, a topic): never a secret in them
-            result = envelope("detect", success=False, received_at=received, module=self.module, code=status,
-                              error=redact(message))
+            if module is None:
+                result = _Refusal(success=False, error=redact(exc.message), code=exc.status)
+            else:
+                result = module.error_envelope(module.mqtt_commands[command], exc.status, redact(exc.message),
+                                               received)
         body = msgspec.json.encode(result)
         out = Properties(PacketTypes.PUBLISH)
         if correlation is not None:
@@ -350,11 +345,19 @@ class MqttLink:
         self.client.publish(reply_to, body, qos=1, properties=properties)
 
 
-def start_link(config: Settings, module: DetectionModule, queue: InferenceQueue) -> MqttLink | None:
+class _Refusal(msgspec.Struct):
+    """The answer to a job no module takes."""
+
+    success: bool
+    error: str
+    code: int
+
+
+def start_link(config: Settings, modules: dict[str, CapabilityModule], queue: InferenceQueue) -> MqttLink | None:
     """Connect to the configured broker (in the background), or say that MQTT is off."""
     if not config.mqtt.host:
         log.info("MQTT off: no broker configured (set mqtt.host in the config or EDGEWATCH_MQTT_HOST)")
         return None
-    link = MqttLink(config, module, queue, asyncio.get_running_loop())
+    link = MqttLink(config, modules, queue, asyncio.get_running_loop())
     link.start()
     return link

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from edgewatch.daemon.cameras.config import NAME_PATTERN, describe
 from edgewatch.daemon.cameras.reader import CameraReader
 from edgewatch.daemon.config import CameraSettings
-from edgewatch.daemon.detection import DetectionModule
+from edgewatch.daemon.modules.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.pipeline.camera_worker import CameraSink, CameraWorker
 from edgewatch.daemon.redaction import printable, redact_url

@@ -13,7 +13,8 @@ from typing import Protocol
 
 import numpy as np
 from edgewatch.daemon.cameras.reader import Backoff
-from edgewatch.daemon.detection import DetectionModule, NoModelInstalled, Outcome
+from edgewatch.daemon.modules.detection.detector import NoModelInstalled, Outcome
+from edgewatch.daemon.modules.detection.module import DetectionModule
 from edgewatch.daemon.imaging import ImageError
 from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
 from edgewatch.daemon.pipeline.filters import apply

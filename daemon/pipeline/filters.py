@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgewatch.daemon.detection import Prediction
+from edgewatch.daemon.modules.envelope import Prediction
 from edgewatch.daemon.pipeline.rules import FilterConfig
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from edgewatch.daemon.cameras import CameraConfig, CameraReader, SourceError
 from edgewatch.daemon.cameras.mjpeg import MAX_FRAME_BYTES
 from edgewatch.daemon.cameras.sources import HttpSource
 from edgewatch.daemon.config import CameraSettings, load_settings
-from edgewatch.daemon.detection import DetectionModule
+from edgewatch.daemon.modules.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.pipeline import camera_service
 from edgewatch.daemon.pipeline.camera_service import CameraService

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edgewatch.daemon.config import load_settings
-from edgewatch.daemon.detection import DetectionModule
+from edgewatch.daemon.modules.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.mqtt.link import MqttLink
 from edgewatch.daemon.pipeline.camera_worker import CameraWorker
@@ -74,13 +74,13 @@ def test_person_walks_in_and_out_as_home_assistant_sees_it(broker, client, data_
 
     async def scenario() -> tuple[CameraWorker, int]:
         module = DetectionModule(config, ModelStore(config.models_dir), {})
-        await asyncio.to_thread(module.warm_up)
+        await asyncio.to_thread(module.start)
         detector, allowed = module.resolve(None)  # what one detection finds in the street, for the count
         found = detector.detect_frame(street, min(module.settings.min_confidence, filters.min_confidence),
                                       module.settings, allowed).predictions
         in_street = sum(item.prediction.label == "person" for item in apply(found, filters, 1280, 720))
         queue = InferenceQueue(1, 4)
-        link = MqttLink(config, module, queue, asyncio.get_running_loop())
+        link = MqttLink(config, {module.module_id: module}, queue, asyncio.get_running_loop())
         link.add_camera("driveway", ["person", "car"])
         link.start()
         # the scene starts once the link is online, so no frame's events go out before it can publish
@@ -144,7 +144,7 @@ def test_removing_a_camera_removes_its_entities(broker, client, data_dir: Path, 
     async def scenario() -> None:
         module = DetectionModule(config, ModelStore(config.models_dir), {})
         queue = InferenceQueue(1, 4)
-        link = MqttLink(config, module, queue, asyncio.get_running_loop())
+        link = MqttLink(config, {module.module_id: module}, queue, asyncio.get_running_loop())
         link.add_camera("porch", ["person"])
         link.start()
         try:

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from edgewatch.daemon.detection import Prediction
+from edgewatch.daemon.modules.envelope import Prediction
 from edgewatch.daemon.pipeline.filters import Located
 
 WIDTH, HEIGHT, FPS = 1280, 720, 5.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgewatch.daemon.config import load_settings
-from edgewatch.daemon.detection import DetectionModule
+from edgewatch.daemon.modules.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.pipeline.camera_worker import CameraWorker
 from edgewatch.daemon.pipeline.rules import DetectConfig, FilterConfig, TrackingConfig
@@ -70,7 +70,7 @@ def _on_edge(scene: PhotoScene, frame: int) -> bool:
 def module(data_dir: Path, cache_dir: Path):
     config = load_settings(data_dir=data_dir, cache_dir=cache_dir)
     detection = DetectionModule(config, ModelStore(config.models_dir), {})
-    detection.warm_up()
+    detection.start()
     yield detection
     detection.close()
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgewatch.daemon.detection import Prediction
+from edgewatch.daemon.modules.envelope import Prediction
 from edgewatch.daemon.pipeline.filters import apply
 from edgewatch.daemon.pipeline.rules import FilterConfig, Polygon
 from edgewatch.daemon.pipeline.motion import MotionGate

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from edgewatch.daemon.detection import Prediction
+from edgewatch.daemon.modules.envelope import Prediction
 from edgewatch.daemon.pipeline.filters import Located
 from edgewatch.daemon.pipeline.rules import TrackingConfig
 from edgewatch.daemon.pipeline.tracker import Tracker

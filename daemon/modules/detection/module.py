@@ -1,27 +1,30 @@
-"""The object-detection module: installed detectors on the chosen backend, and the run path
-upload bytes → decode → preprocess → backend → postprocess → predictions."""
+"""The object-detection module (CodeProject.AI's ObjectDetection API): the installed detectors on
+the chosen backend, the default one chosen by configuration or by measurement (``auto``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
+from litestar import Controller
 
 from edgewatch.backends.base import Backend, BackendError
-from edgewatch.backends.registry import BackendChoice, load_backend
-from edgewatch.daemon.config import DetectionConfig, Settings
-from edgewatch.daemon.imaging import decode_image
+from edgewatch.backends.registry import load_backend
 from edgewatch.backends.timing import measure_p50_ms
+from edgewatch.daemon.config import Settings
 from edgewatch.daemon.model_choice import (Candidate, Choice, LatencyCache, accuracy, choose, planned_candidate,
                                            rankable, sole_choice)
-from edgewatch.models.labels import PRESETS, display_label
-from edgewatch.models.manifest import ModelManifest
-from edgewatch.models.postprocess import decode
-from edgewatch.models.preprocess import letterbox
+from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
+from edgewatch.daemon.modules.detection.detector import Detector, NoModelInstalled
+from edgewatch.daemon.modules.detection.settings import DetectionSettings
+from edgewatch.daemon.modules.envelope import VisionResponse, envelope
+from edgewatch.daemon.modules.errors import BadRequest, NotFound
+from edgewatch.daemon.redaction import printable
+from edgewatch.models.labels import PRESETS
+from edgewatch.models.manifest import ModelManifest, check_model_name
 from edgewatch.models.store import ModelNotFound, ModelStore
 
 log = logging.getLogger(__name__)
@@ -30,104 +33,78 @@ MODULE_ID = "ObjectDetectionEdgewatch"
 MODULE_NAME = "Object Detection (edgewatch)"
 
 
-class NoModelInstalled(RuntimeError):
-    def __str__(self) -> str:
-        return "no detection model is installed: run `edgewatch models install --default` on the box"
+class DetectionModule(CapabilityModule):
+    """Holds the loaded detectors; ``apply`` swaps in new settings without a daemon restart."""
 
+    module_id = MODULE_ID
+    module_name = MODULE_NAME
+    settings_model = DetectionSettings
+    mqtt_commands = {"detection": "detect"}
+    settings: DetectionSettings
 
-class DetectionSettings(DetectionConfig):
-    """What /v1/settings/ObjectDetectionEdgewatch can change; applied by reloading the module."""
-
-    backend: BackendChoice = "auto"
-
-    @classmethod
-    def from_config(cls, settings: Settings, overrides: dict[str, object]) -> "DetectionSettings":
-        base = settings.detection.model_dump() | {"backend": settings.backend}
-        try:
-            return cls.model_validate(base | overrides)
-        except ValidationError as exc:
-            log.error("ignoring saved detection settings %s: %s", overrides, exc)
-            return cls.model_validate(base)
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    label: str
-    confidence: float
-    x_min: int
-    y_min: int
-    x_max: int
-    y_max: int
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    predictions: list[Prediction]
-    inference_ms: float
-    process_ms: float
-    execution_provider: str  # what really ran this request (a custom model may use another backend)
-    can_use_gpu: bool
-
-
-class Detector:
-    """One installed detector loaded on one backend."""
-
-    def __init__(self, manifest: ModelManifest, backend: Backend, notes: list[str] | None = None) -> None:
-        self.manifest = manifest
-        self.backend = backend
-        self.notes = notes or []  # why the backends tried before this one were skipped
-        self._label_ids = {name: i for i, name in enumerate(manifest.labels)}
-        self._buffers = threading.local()  # each worker thread letterboxes into its own input tensor
-
-    def class_ids(self, labels: frozenset[str] | None) -> np.ndarray | None:
-        if labels is None:
-            return None
-        return np.asarray(sorted(self._label_ids[n] for n in labels if n in self._label_ids), dtype=np.int64)
-
-    def detect(self, data: bytes, min_conf: float, settings: DetectionSettings, max_pixels: int,
-               allowed: np.ndarray | None = None) -> Outcome:
-        """Upload bytes → predictions in original-image pixels."""
-        start = time.perf_counter()
-        spec, _ = self.backend.input_format()
-        image, scale = decode_image(data, max_pixels, target=spec.size)
-        return self.detect_frame(image, min_conf, settings, allowed, scale=scale, start=start)
-
-    def detect_frame(self, image: np.ndarray, min_conf: float, settings: DetectionSettings,
-                     allowed: np.ndarray | None = None, scale: float = 1.0, start: float | None = None) -> Outcome:
-        """A decoded BGR frame (e.g. from a camera) → predictions; ``scale`` maps back to the original."""
-        start = time.perf_counter() if start is None else start
-        spec, pre = self.backend.input_format()
-        tensor, geometry = letterbox(image, spec, pre, out=getattr(self._buffers, "tensor", None))
-        self._buffers.tensor = tensor
-        t0 = time.perf_counter()
-        outputs = self.backend.infer(tensor)
-        inference_ms = (time.perf_counter() - t0) * 1000
-        boxes, scores, classes = decode(self.manifest.postprocessing, outputs, spec.size, min_conf,
-                                        settings.nms_iou, settings.max_predictions, allowed)
-        boxes = geometry.to_original(boxes) / scale
-        predictions = [
-            Prediction(display_label(self.manifest.labels[c], settings.label_style), round(float(s), 4),
-                       int(round(b[0])), int(round(b[1])), int(round(b[2])), int(round(b[3])))
-            for b, s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist())
-        ]
-        return Outcome(predictions, inference_ms, (time.perf_counter() - start) * 1000,
-                       self.backend.execution_provider, self.backend.can_use_gpu)
-
-
-class DetectionModule:
-    """Holds the loaded detectors; ``reload`` swaps in new settings without a daemon restart."""
-
-    def __init__(self, config: Settings, store: ModelStore, saved: dict[str, object]) -> None:
-        self.config = config
-        self.store = store
-        self.settings = DetectionSettings.from_config(config, saved)
+    def __init__(self, config: Settings, store: ModelStore, saved: dict[str, Any]) -> None:
+        super().__init__(config, store, saved)
         self._detectors: dict[str, Detector] = {}
         self._lock = threading.Lock()
-        self.loading: str | None = None  # the model being loaded (a TensorRT engine build can take minutes)
         self._choice_lock = threading.Lock()
         self._choice: Choice | None = None
         self._choice_signature: tuple = ()
         self._measured: set[str] = set()  # loaded by auto_choice only to time them
+
+    # -- the module contract --------------------------------------------------------------------
+    @classmethod
+    def controllers(cls) -> list[type[Controller]]:
+        from edgewatch.daemon.modules.detection.controller import VisionController
+
+        return [VisionController]
+
+    def settings_from(self, config: Settings, saved: dict[str, Any]) -> DetectionSettings:
+        return DetectionSettings.from_config(config, saved)
+
+    def config_changed(self, old: Settings, new: Settings) -> bool:
+        return (new.detection, new.backend, new.backends) != (old.detection, old.backend, old.backends)
+
+    def check_settings(self, new: DetectionSettings) -> None:
+        if new.model == "auto":
+            return
+        try:
+            check_model_name(new.model)  # a path component in the store
+        except ValueError as exc:
+            raise BadRequest(f"model: {printable(exc, 300)}") from None
+        if not self.store.has(new.model):
+            raise NotFound(f"model {new.model!r} is not installed; see `edgewatch models list`")
+
+    def status(self) -> ModuleStatus:
+        backend, model = self.backend, self.model_summary()[0]
+        how = " (auto)" if self.settings.model == "auto" else ""
+        if backend and model:
+            return ModuleStatus(MODULE_ID, MODULE_NAME, True,
+                                f"backend {backend.type_key} ({backend.execution_provider}), model {model}{how}",
+                                backend.type_key, backend.execution_provider, self.backend_notes)
+        if self.custom_models():
+            return ModuleStatus(MODULE_ID, MODULE_NAME, False, "no installed detector loads here (the log says "
+                                "why): reinstall with `edgewatch models install NAME`")
+        return ModuleStatus(MODULE_ID, MODULE_NAME, False,
+                            "no detection model installed: run `edgewatch models install --default`")
+
+    def start_message(self) -> str:
+        try:
+            model = self.default_model_name()
+        except (NoModelInstalled, BackendError):  # none installed, or none loads here (the log says why)
+            model = None
+        return f"loading model {model or '(none installed)'}"
+
+    def execution_provider(self) -> tuple[str, bool]:
+        backend = self.backend
+        return (backend.execution_provider, bool(backend.can_use_gpu)) if backend else ("CPU", False)
+
+    def error_envelope(self, command: str, status: int, message: str, received_at: float) -> VisionResponse:
+        return envelope(self, command, success=False, received_at=received_at, code=status, error=message)
+
+    async def run_job(self, command, payload, params, queue, received_at) -> VisionResponse:
+        from edgewatch.daemon.modules.detection.usecase import detect_job
+
+        return await detect_job(self, queue, payload, params, received_at)
 
     # -- model resolution -------------------------------------------------------------------
     def default_model_name(self) -> str:
@@ -243,7 +220,7 @@ class DetectionModule:
         detector = self._default_detector()
         return detector.notes if detector else []
 
-    def warm_up(self) -> None:
+    def start(self) -> None:
         """Load the default detector and run it once, so the first request pays for neither
         (a runtime's first run allocates and plans: 3× a normal inference on ONNX Runtime)."""
         try:
@@ -264,7 +241,7 @@ class DetectionModule:
         for det in unused:
             det.backend.close()
 
-    def reload(self, settings: DetectionSettings) -> None:
+    def apply(self, settings: DetectionSettings) -> None:
         """Apply new settings: drop loaded detectors (they reload on the new backend/model)."""
         with self._lock:
             old, self._detectors = self._detectors, {}
@@ -273,7 +250,7 @@ class DetectionModule:
             self._choice = None
         for det in old.values():
             det.backend.close()
-        self.warm_up()
+        self.start()
 
     def close(self) -> None:
         with self._lock:

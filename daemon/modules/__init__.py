@@ -1,0 +1,11 @@
+"""The capability modules the daemon serves, in start order: one folder each on the contract of
+:mod:`.base`. Adding a capability is its folder plus one line here."""
+
+from __future__ import annotations
+
+from edgewatch.daemon.modules.base import CapabilityModule
+from edgewatch.daemon.modules.detection import DetectionModule
+
+MODULES: tuple[type[CapabilityModule], ...] = (
+    DetectionModule,
+)

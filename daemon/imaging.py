@@ -1,4 +1,5 @@
-"""Uploaded bytes → H×W×3 BGR uint8 array, refusing what is not a whole, sane-sized image.
+"""Image bytes (an upload, a camera's snapshot or MJPEG frame) → H×W×3 BGR uint8 array, refusing
+what is not a whole, sane-sized image.
 
 Pillow reads only the header (format, size: the pixel limit is enforced before any decoding);
 OpenCV decodes, at a reduced JPEG DCT scale when the network input is much smaller than the
@@ -13,7 +14,7 @@ import warnings
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 Image.MAX_IMAGE_PIXELS = None  # our own per-request limit applies, before decoding
 
@@ -36,12 +37,14 @@ def _reduction(width: int, height: int, target: tuple[int, int] | None) -> int:
     return 1
 
 
-def _pillow_decode(data: bytes) -> np.ndarray:
+def _pillow_decode(data: bytes, exif_orientation: bool = False) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
             img.load()
+            if exif_orientation:
+                img = ImageOps.exif_transpose(img)
             rgb = np.asarray(img.convert("RGB"))
     except Exception as exc:  # Pillow raises many types for damaged data; all are the client's bytes
         raise ImageError(f"the image could not be decoded ({exc}): the file is truncated or corrupt, "
@@ -49,10 +52,15 @@ def _pillow_decode(data: bytes) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def decode_image(data: bytes, max_pixels: int, target: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
+def decode_image(data: bytes, max_pixels: int, target: tuple[int, int] | None = None, *,
+                 exif_orientation: bool = False) -> tuple[np.ndarray, float]:
     """Decode ``data``; return (BGR array, its width relative to the original image's width).
 
     Boxes found on the returned array are divided by that scale to get original-image pixels.
+    Raises :class:`ImageError`, its message written for an API client that sent the bytes.
+
+    ``exif_orientation``: turn the image as its EXIF Orientation tag says (OpenCV's default, which
+    camera frames have always had); uploads keep the pixel grid as stored, the one boxes refer to.
     """
     if not data:
         raise ImageError("the 'image' file is empty: send the JPEG or PNG bytes of a snapshot")
@@ -72,8 +80,12 @@ def decode_image(data: bytes, max_pixels: int, target: tuple[int, int] | None = 
     is_jpeg = header.format == "JPEG"
     if is_jpeg and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
         _pillow_decode(data)  # raises ImageError if it is really truncated; trailing bytes after EOI are fine
-    flags = _REDUCED[_reduction(width, height, target) if is_jpeg else 1] | cv2.IMREAD_IGNORE_ORIENTATION
+    flags = _REDUCED[_reduction(width, height, target) if is_jpeg else 1]
+    if not exif_orientation:
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None or image.ndim != 3:
-        image = _pillow_decode(data)
-    return image, image.shape[1] / width
+        image = _pillow_decode(data, exif_orientation)
+    rows, cols = image.shape[:2]
+    turned = exif_orientation and rows != cols and (rows > cols) != (height > width)  # by 90 degrees
+    return image, (rows if turned else cols) / width

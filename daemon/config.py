@@ -22,7 +22,7 @@ from edgewatch.backends.base import BackendConfig
 from edgewatch.backends.registry import BACKENDS, BackendChoice
 from edgewatch.daemon.paths import default_cache_dir, default_data_dir
 from edgewatch.daemon.redaction import MASK, is_secret_name, printable, redact
-from edgewatch.models.labels import LABEL_STYLES
+from edgewatch.models.runtime.labels import LABEL_STYLES
 
 DEFAULT_PORT = 32168
 

@@ -23,7 +23,7 @@ from edgewatch.models.conversion.tool_env import ConversionError, ModelNotConver
 from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
 from edgewatch.models.manifest import AP50_REQUIRED, CPU_RUNTIMES, InputSpec, ModelManifest, Variant
 from edgewatch.models.photos import PHOTOS, ensure_photos
-from edgewatch.models.preprocess import letterbox
+from edgewatch.models.runtime.preprocess import letterbox
 from edgewatch.models.quantize import (Runner, calibration_tensors, evaluation_tensors, match_detections,
                                       onnx_runner)
 from edgewatch.models.store import ModelStore

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edgewatch.models.runtime.heads import HEADS
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
-Postprocessing = Literal["nanodet_gfl", "centernet", "yolov5", "yolov5_normalized", "yolov8"]
+Postprocessing = str  # a key of edgewatch.models.runtime.heads.HEADS
 Precision = Literal["fp32", "fp16", "int8"]
 
 
@@ -87,7 +89,7 @@ class Variant(_Strict):
 class ModelManifest(_Strict):
     name: str
     title: str = ""
-    task: Literal["detection"] = "detection"
+    task: str = "detection"  # the task of its output head (heads.HEADS[postprocessing].task)
     labels: tuple[str, ...]
     input: InputSpec
     preprocessing: Preprocessing
@@ -102,6 +104,15 @@ class ModelManifest(_Strict):
     installed_at: str = ""
 
     _check_name = field_validator("name")(classmethod(lambda cls, v: check_model_name(v)))
+
+    @model_validator(mode="after")
+    def _head_serves_task(self) -> ModelManifest:
+        head = HEADS.get(self.postprocessing)
+        if head is None:
+            raise ValueError(f"unknown postprocessing {self.postprocessing!r}; known: {', '.join(sorted(HEADS))}")
+        if head.task != self.task:
+            raise ValueError(f"postprocessing {self.postprocessing!r} reads {head.task} outputs, not {self.task}")
+        return self
 
     @property
     def default(self) -> Variant:

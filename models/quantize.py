@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from edgewatch.models.manifest import AP50_REQUIRED, InputSpec, Preprocessing
-from edgewatch.models.postprocess import decode
-from edgewatch.models.preprocess import letterbox
+from edgewatch.models.runtime.heads import decode
+from edgewatch.models.runtime.preprocess import letterbox
 
 REFERENCE_CONF = 0.4   # what a client sees by default
 CANDIDATE_CONF = 0.3   # int8 scores may shift a little; a detection just under 0.4 still agrees

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
 from edgewatch.models.manifest import InputSpec, ModelManifest, Preprocessing, Source, Variant, check_model_name
-from edgewatch.models.postprocess import detect_yolo_kind
+from edgewatch.models.runtime.heads import detect_yolo_kind
 from edgewatch.models.store import ModelStore
 
 DEFAULT_SIZE = 640

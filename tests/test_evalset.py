@@ -21,7 +21,7 @@ from edgewatch.models.evalset import (
     EVALUATED, GROUPS, LABELS_FILE, REGISTRIES, Box, ap50, extract_deb_verified, load_labels, match_image,
 )
 from edgewatch.models.files import sha256_file
-from edgewatch.models.labels import COCO80
+from edgewatch.models.runtime.labels import COCO80
 from edgewatch.models.packages import FetchError
 
 MIN_SIDE = 12  # labels skip objects smaller than about 12 px

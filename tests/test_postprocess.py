@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edgewatch.models.manifest import InputSpec, Preprocessing
-from edgewatch.models.postprocess import decode, detect_yolo_kind
-from edgewatch.models.preprocess import letterbox
+from edgewatch.models.runtime.heads import decode, detect_yolo_kind
+from edgewatch.models.runtime.preprocess import letterbox
 
 
 def test_yolov5_rows_decode_nms_classwise_and_sort() -> None:

@@ -28,7 +28,7 @@ import pytest
 from edgewatch.models.catalogue import catalogue
 from edgewatch.models.conversion import tfjs_direct
 from edgewatch.models.conversion.tfjs_direct import SUPPORTED_OPS, UnsupportedOp
-from edgewatch.models.postprocess import decode
+from edgewatch.models.runtime.heads import decode
 from edgewatch.models.quantize import calibration_tensors
 
 MODELS = ("nanodet", "centernet", "yolov5s")

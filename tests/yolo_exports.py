@@ -21,7 +21,7 @@ import onnxruntime as ort
 from onnx import TensorProto, compose, helper, numpy_helper
 
 from edgewatch.models.manifest import ModelManifest
-from edgewatch.models.postprocess import NANODET_REG_MAX, NANODET_STRIDES
+from edgewatch.models.runtime.heads import NANODET_REG_MAX, NANODET_STRIDES
 from edgewatch.models.quantize import AP50_REQUIRED, GATE, evaluation_views, iou
 
 

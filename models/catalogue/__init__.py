@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from edgewatch.models.labels import COCO80
+from edgewatch.models.runtime.labels import COCO80
 from edgewatch.models.manifest import InputSpec, Postprocessing, Preprocessing, Source
 
 # Licences (SPDX ids) whose weights may be installed without asking, made a default, and bundled

@@ -12,7 +12,7 @@ It imports nothing from edgewatch.
 ``CALIB`` is either an ``.npz`` of ready tensors (one array per calibration sample, in exactly
 the form the runtime is fed, see below) or a text file with one path per line: ``.npy``
 files (ready tensors) or images, which are letterboxed here (keep aspect ratio, pad with
-``--pad-value``, centred; the same rule as ``edgewatch.models.preprocess.letterbox``), each
+``--pad-value``, centred; the same rule as ``edgewatch.models.runtime.preprocess.letterbox``), each
 image also mirrored.
 
 Input modes (how the runtime feeds the model):

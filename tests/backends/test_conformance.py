@@ -72,7 +72,7 @@ def test_tflite_int8_input_is_quantised_by_the_letterbox(converted_store, photos
     import numpy as np
 
     from edgewatch.backends.tflite import _quantise
-    from edgewatch.models.preprocess import letterbox
+    from edgewatch.models.runtime.preprocess import letterbox
 
     nanodet = converted_store.get("nanodet")
     backend = TfliteCpuBackend(TfliteCpuBackend.config_model())

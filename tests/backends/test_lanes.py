@@ -13,7 +13,7 @@ import pytest
 from edgewatch.backends.lanes import SPLIT_HOLD_S
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeConfig, OnnxRuntimeCpuBackend
 from edgewatch.backends.tflite import TfliteConfig, TfliteCpuBackend
-from edgewatch.models.preprocess import letterbox
+from edgewatch.models.runtime.preprocess import letterbox
 
 pytestmark = pytest.mark.slow
 

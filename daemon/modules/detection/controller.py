@@ -16,7 +16,7 @@ from edgewatch.daemon.modules.detection.module import MODULE_ID, MODULE_NAME, De
 from edgewatch.daemon.modules.detection.usecase import confidence_value, detect_image
 from edgewatch.daemon.modules.detection.usecase import model_name as check_name
 from edgewatch.daemon.modules.envelope import VisionResponse
-from edgewatch.models.labels import PRESETS
+from edgewatch.models.runtime.labels import PRESETS
 
 _IMAGE_FORM = RequestBody(required=True, content={"multipart/form-data": OpenAPIMediaType(schema=Schema(
     type=OpenAPIType.OBJECT,

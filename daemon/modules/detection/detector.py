@@ -13,10 +13,10 @@ from edgewatch.backends.base import Backend
 from edgewatch.daemon.imaging import decode_image
 from edgewatch.daemon.modules.detection.settings import DetectionSettings
 from edgewatch.daemon.modules.envelope import Prediction
-from edgewatch.models.labels import display_label
+from edgewatch.models.runtime.labels import display_label
 from edgewatch.models.manifest import ModelManifest
-from edgewatch.models.postprocess import decode
-from edgewatch.models.preprocess import letterbox
+from edgewatch.models.runtime import run
+from edgewatch.models.runtime.preprocess import input_buffer
 
 
 class NoModelInstalled(RuntimeError):
@@ -43,6 +43,13 @@ class Detector:
         self._label_ids = {name: i for i, name in enumerate(manifest.labels)}
         self._buffers = threading.local()  # each worker thread letterboxes into its own input tensor
 
+    def _input_buffer(self) -> np.ndarray:
+        """This worker thread's input tensor, made on its first detection and reused after."""
+        tensor = getattr(self._buffers, "tensor", None)
+        if tensor is None:
+            tensor = self._buffers.tensor = input_buffer(self.backend.input_format()[0])
+        return tensor
+
     def class_ids(self, labels: frozenset[str] | None) -> np.ndarray | None:
         if labels is None:
             return None
@@ -60,19 +67,13 @@ class Detector:
                      allowed: np.ndarray | None = None, scale: float = 1.0, start: float | None = None) -> Outcome:
         """A decoded BGR frame (e.g. from a camera) → predictions; ``scale`` maps back to the original."""
         start = time.perf_counter() if start is None else start
-        spec, pre = self.backend.input_format()
-        tensor, geometry = letterbox(image, spec, pre, out=getattr(self._buffers, "tensor", None))
-        self._buffers.tensor = tensor
-        t0 = time.perf_counter()
-        outputs = self.backend.infer(tensor)
-        inference_ms = (time.perf_counter() - t0) * 1000
-        boxes, scores, classes = decode(self.manifest.postprocessing, outputs, spec.size, min_conf,
-                                        settings.nms_iou, settings.max_predictions, allowed)
-        boxes = geometry.to_original(boxes) / scale
+        found = run.detect(self.backend, self.manifest, image, min_conf, settings.nms_iou, settings.max_predictions,
+                           allowed, out=self._input_buffer())
+        boxes = found.boxes / scale
         predictions = [
             Prediction(display_label(self.manifest.labels[c], settings.label_style), round(float(s), 4),
                        int(round(b[0])), int(round(b[1])), int(round(b[2])), int(round(b[3])))
-            for b, s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist())
+            for b, s, c in zip(boxes.tolist(), found.scores.tolist(), found.classes.tolist())
         ]
-        return Outcome(predictions, inference_ms, (time.perf_counter() - start) * 1000,
+        return Outcome(predictions, found.inference_ms, (time.perf_counter() - start) * 1000,
                        self.backend.execution_provider, self.backend.can_use_gpu)

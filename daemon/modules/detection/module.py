@@ -23,7 +23,7 @@ from edgewatch.daemon.modules.detection.settings import DetectionSettings
 from edgewatch.daemon.modules.envelope import VisionResponse, envelope
 from edgewatch.daemon.modules.errors import BadRequest, NotFound
 from edgewatch.daemon.redaction import printable
-from edgewatch.models.labels import PRESETS
+from edgewatch.models.runtime.labels import PRESETS
 from edgewatch.models.manifest import ModelManifest, check_model_name
 from edgewatch.models.store import ModelNotFound, ModelStore
 

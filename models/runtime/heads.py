@@ -1,13 +1,16 @@
-"""Raw network outputs → class-wise NMS'd detections in network-input pixels.
+"""Output heads: how a model's raw outputs are read, one entry per manifest ``postprocessing`` kind.
 
-One decoder per ``postprocessing`` kind of the manifest. Every decoder returns
-(boxes N×4 x1,y1,x2,y2, scores N, class_ids N) before NMS; :func:`decode` adds the
-confidence filter and class-wise NMS that all kinds share.
+:data:`HEADS` is the keyed table: each head names the task it serves and its decoder. A new kind
+of model (a face embedder's vector, a classifier's scores, a segmenter's mask, an OCR
+recogniser's text) is a manifest plus an entry here. Detection heads return (boxes N×4 x1,y1,x2,y2
+in input pixels, scores N, class_ids N) before NMS; :func:`decode` adds the confidence filter and
+class-wise NMS that all of them share.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -115,20 +118,29 @@ def decode_yolov8(outputs: list[np.ndarray], input_size: tuple[int, int], min_co
     return _cxcywh_to_xyxy(pred[keep, :4]), best, cls
 
 
-DECODERS: dict[str, Callable[[list[np.ndarray], tuple[int, int], float], Decoded]] = {
-    "nanodet_gfl": decode_nanodet_gfl,
-    "centernet": decode_centernet,
-    "yolov5": decode_yolov5,
-    "yolov5_normalized": decode_yolov5_normalized,
-    "yolov8": decode_yolov8,
+@dataclass(frozen=True)
+class Head:
+    """One way of reading a model's raw outputs: the task it serves and its decoder."""
+
+    task: str                      # "detection": boxes with class scores
+    decoder: Callable[..., Any]    # detection: (outputs, input size, min_conf) → Decoded
+
+
+HEADS: dict[str, Head] = {
+    "nanodet_gfl": Head("detection", decode_nanodet_gfl),
+    "centernet": Head("detection", decode_centernet),
+    "yolov5": Head("detection", decode_yolov5),
+    "yolov5_normalized": Head("detection", decode_yolov5_normalized),
+    "yolov8": Head("detection", decode_yolov8),
 }
+TASKS = frozenset(head.task for head in HEADS.values())
 
 
 def decode(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float,
            iou: float = 0.45, max_det: int = 300, allowed: np.ndarray | None = None) -> Decoded:
-    """Decode ``outputs`` with the ``kind`` decoder, keep only ``allowed`` class ids (if given),
+    """Decode ``outputs`` with the ``kind`` detection head, keep only ``allowed`` class ids (if given),
     then class-wise NMS; sorted by score, highest first."""
-    boxes, scores, classes = DECODERS[kind](outputs, input_size, min_conf)
+    boxes, scores, classes = HEADS[kind].decoder(outputs, input_size, min_conf)
     if allowed is not None:
         keep = np.isin(classes, allowed)
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]

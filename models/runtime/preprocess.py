@@ -52,8 +52,7 @@ def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing,
         cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB, dst=canvas)
     geometry = Letterbox(scale, pad_x, pad_y, w, h)
     dtype = np.dtype(spec.dtype)
-    shape = (1, 3, in_h, in_w) if spec.layout == "nchw" else (1, in_h, in_w, 3)
-    tensor = out if out is not None and out.shape == shape and out.dtype == dtype else np.empty(shape, dtype)
+    tensor = out if out is not None and out.shape == _shape(spec) and out.dtype == dtype else input_buffer(spec)
     copy = dtype == np.uint8  # raw pixels: the model or the device normalises them
     if spec.layout == "nchw":
         for i, plane in enumerate(cv2.split(canvas)):
@@ -66,6 +65,16 @@ def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing,
     else:
         cv2.LUT(canvas, _lut3(pre.mean, pre.std, dtype.str), dst=tensor[0])
     return tensor, geometry
+
+
+def input_buffer(spec: InputSpec) -> np.ndarray:
+    """An uninitialised tensor of the shape and dtype ``spec`` describes, for :func:`letterbox`'s ``out``."""
+    return np.empty(_shape(spec), np.dtype(spec.dtype))
+
+
+def _shape(spec: InputSpec) -> tuple[int, int, int, int]:
+    width, height = spec.size
+    return (1, 3, height, width) if spec.layout == "nchw" else (1, height, width, 3)
 
 
 @lru_cache(maxsize=64)

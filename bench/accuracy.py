@@ -68,8 +68,8 @@ def backend_for(manifest: ModelManifest, key: str, cache: Path) -> tuple[Backend
         if not rknn_conversion.env_ready(cache):
             return None, ("no Rockchip NPU here and the rknn-toolkit2 PC simulator is not built in "
                           f"{cache} (`edgewatch models convert {manifest.name} --target rknn` builds it)")
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "backends"))
-        from rknn_simulator import RknnSimulatorBackend  # the tests' wrapper of the toolkit's simulator
+        # the toolkit's simulator as a Backend, as the tests use it
+        from edgewatch.daemon.testing.rknn_simulator import RknnSimulatorBackend
         from edgewatch.models.photos import ensure_photos
 
         platform = manifest.variants[key].platform or "rk3588"

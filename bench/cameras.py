@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,21 +25,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "cameras"))
-from camera_support import RtspServer, free_port  # noqa: E402  (the tests' own RTSP server harness)
-
-from edgewatch.daemon.cameras.config import CameraConfig  # noqa: E402
-from edgewatch.daemon.cameras.reader import CameraReader  # noqa: E402
-from edgewatch.daemon.config import load_settings  # noqa: E402
-from edgewatch.daemon.modules.detection import DetectionModule  # noqa: E402
-from edgewatch.daemon.inference_queue import InferenceQueue  # noqa: E402
-from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
-from edgewatch.daemon.pipeline.camera_worker import CameraWorker  # noqa: E402
-from edgewatch.daemon.pipeline.rules import DetectConfig, FilterConfig  # noqa: E402
-from edgewatch.models.installer import install  # noqa: E402
-from edgewatch.models.photos import ensure_photos  # noqa: E402
-from edgewatch.models.store import ModelStore  # noqa: E402
+from edgewatch.daemon.cameras.config import CameraConfig
+from edgewatch.daemon.cameras.reader import CameraReader
+from edgewatch.daemon.config import load_settings
+from edgewatch.daemon.modules.detection import DetectionModule
+from edgewatch.daemon.inference_queue import InferenceQueue
+from edgewatch.daemon.paths import default_cache_dir
+from edgewatch.daemon.pipeline.camera_worker import CameraWorker
+from edgewatch.daemon.pipeline.rules import DetectConfig, FilterConfig
+from edgewatch.daemon.testing.camera_support import RtspServer, free_port  # the RTSP server harness the tests use
+from edgewatch.models.installer import install
+from edgewatch.models.photos import ensure_photos
+from edgewatch.models.store import ModelStore
 
 FPS = 5
 

@@ -24,7 +24,6 @@ import http.client
 import os
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,19 +32,17 @@ import cv2
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from daemon_process import DaemonProcess  # noqa: E402  (the same real-process harness the tests use)
-
-from edgewatch.backends.lanes import SPLIT_HOLD_S  # noqa: E402
-from edgewatch.backends.registry import load_backend  # noqa: E402
-from edgewatch.daemon.modules.detection import DetectionSettings, Detector  # noqa: E402
-from edgewatch.daemon.imaging import decode_image  # noqa: E402
-from edgewatch.daemon.malloc_tuning import keep_large_blocks  # noqa: E402
-from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
-from edgewatch.models.installer import install  # noqa: E402
-from edgewatch.models.photos import ensure_photos  # noqa: E402
-from edgewatch.models.runtime.preprocess import letterbox  # noqa: E402
-from edgewatch.models.store import ModelStore  # noqa: E402
+from edgewatch.backends.lanes import SPLIT_HOLD_S
+from edgewatch.backends.registry import load_backend
+from edgewatch.daemon.modules.detection import DetectionSettings, Detector
+from edgewatch.daemon.imaging import decode_image
+from edgewatch.daemon.malloc_tuning import keep_large_blocks
+from edgewatch.daemon.paths import default_cache_dir
+from edgewatch.daemon.testing.daemon_process import DaemonProcess  # the same real-process harness the tests use
+from edgewatch.models.installer import install
+from edgewatch.models.photos import ensure_photos
+from edgewatch.models.runtime.preprocess import letterbox
+from edgewatch.models.store import ModelStore
 
 
 QUIET_S = 0.05  # pause between measurement blocks, so neither side's idle threads are still spinning

@@ -20,13 +20,11 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from daemon_process import DaemonProcess  # noqa: E402  (the same real-process harness the tests use)
-
-from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
-from edgewatch.models.installer import install  # noqa: E402
-from edgewatch.models.photos import ensure_photos  # noqa: E402
-from edgewatch.models.store import ModelStore  # noqa: E402
+from edgewatch.daemon.paths import default_cache_dir
+from edgewatch.daemon.testing.daemon_process import DaemonProcess  # the same real-process harness the tests use
+from edgewatch.models.installer import install
+from edgewatch.models.photos import ensure_photos
+from edgewatch.models.store import ModelStore
 
 TARGET_S = 3.0
 TIMEOUT_START_S = 90.0  # systemd/edgewatch.service

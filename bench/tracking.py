@@ -1,4 +1,4 @@
-"""Camera tracking benchmark, on the test scenes whose truth is known (tests/pipeline/).
+"""Camera tracking benchmark, on the test scenes whose truth is known (daemon/testing/scenes.py).
 
     python bench/tracking.py [--hall-seeds 10] [--still-seconds 30] [--no-detector]
 
@@ -24,30 +24,26 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "pipeline"))
-import scenes  # noqa: E402  (the tests' own scenes and scoring)
-from photo_scene import detected, lobby  # noqa: E402
-from replay import Replay, replay  # noqa: E402
-
-from edgewatch.daemon.config import load_settings  # noqa: E402
-from edgewatch.daemon.modules.detection import DetectionModule  # noqa: E402
-from edgewatch.daemon.inference_queue import InferenceQueue  # noqa: E402
-from edgewatch.daemon.paths import default_cache_dir  # noqa: E402
-from edgewatch.daemon.pipeline.camera_worker import CameraWorker  # noqa: E402
-from edgewatch.daemon.pipeline.filters import apply  # noqa: E402
-from edgewatch.daemon.pipeline.rules import DetectConfig, FilterConfig  # noqa: E402
-from edgewatch.daemon.pipeline.tracker import load_library  # noqa: E402
-from edgewatch.models.installer import install  # noqa: E402
-from edgewatch.models.photos import ensure_photos  # noqa: E402
-from edgewatch.models.store import ModelStore  # noqa: E402
+from edgewatch.daemon.config import load_settings
+from edgewatch.daemon.modules.detection import DetectionModule
+from edgewatch.daemon.inference_queue import InferenceQueue
+from edgewatch.daemon.paths import default_cache_dir
+from edgewatch.daemon.pipeline.camera_worker import CameraWorker
+from edgewatch.daemon.pipeline.filters import apply
+from edgewatch.daemon.pipeline.rules import DetectConfig, FilterConfig
+from edgewatch.daemon.pipeline.tracker import load_library
+from edgewatch.daemon.testing import scenes  # the scenes and scoring the tests use
+from edgewatch.daemon.testing.photo_scene import detected, lobby
+from edgewatch.daemon.testing.replay import Replay, replay
+from edgewatch.models.installer import install
+from edgewatch.models.photos import ensure_photos
+from edgewatch.models.store import ModelStore
 
 FILTERS = FilterConfig(labels=["person"], min_confidence=0.5)
 HEADER = (f"{'scene':<24}{'frames':>7}{'people':>7}{'MOTA':>7}{'IDF1':>7}{'IDsw':>6}{'sw/100':>7}{'new/p':>7}"

@@ -11,7 +11,9 @@ from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import msgspec
 from litestar import Litestar, MediaType, get
+from litestar.di import Provide
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -33,11 +35,12 @@ from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.logbuffer import LogBuffer
 from edgewatch.daemon.logsetup import request_id
 from edgewatch.daemon.module_settings import ModuleSettingsStore
-from edgewatch.daemon.modules import MODULES, CapabilityModule
+from edgewatch.daemon.modules import MODULES
 from edgewatch.daemon.modules.detection import MODULE_ID as DETECTION
 from edgewatch.daemon.modules.errors import RequestError
 from edgewatch.daemon.redaction import register_secret
 from edgewatch.daemon.reload import reload_config
+from edgewatch.daemon.services import Services, provide_services
 from edgewatch.daemon.systemd_notify import Notifier, run_watchdog, watchdog_interval
 from edgewatch.models.store import ModelStore
 
@@ -75,25 +78,23 @@ def stamp_arrival(app: ASGIApp) -> ASGIApp:
 
 def serving_status(app: Litestar) -> str:
     """One line for systemd's STATUS= and the start log: port, what each module runs with."""
-    config: Settings = app.state.config
-    modules: dict[str, CapabilityModule] = app.state.modules
-    what = "; ".join(m.status().summary for m in modules.values())
-    cameras = len(app.state.cameras.running) if app.state.get("cameras") else 0
-    mqtt = "MQTT on" if app.state.get("mqtt") is not None else "MQTT off"
-    return f"serving on :{config.server.port} with {what}; {cameras} camera(s); {mqtt}"
+    services: Services = app.state.services
+    what = "; ".join(m.status().summary for m in services.modules.values())
+    cameras = len(services.cameras.running) if services.cameras else 0
+    mqtt = "MQTT on" if services.mqtt is not None else "MQTT off"
+    return f"serving on :{services.config.server.port} with {what}; {cameras} camera(s); {mqtt}"
 
 
-def _start_watchdog(app: Litestar, notifier: Notifier) -> asyncio.Task | None:
+def _start_watchdog(services: Services, notifier: Notifier) -> asyncio.Task | None:
     interval = watchdog_interval()
     if interval is None or not notifier.enabled:
         return None
-    hang_after = app.state.config.inference.hang_after_s or interval  # hung → trigger within WatchdogSec
+    hang_after = services.config.inference.hang_after_s or interval  # hung → trigger within WatchdogSec
 
     def stuck() -> str | None:
-        queue, modules = app.state.get("queue"), app.state.get("modules") or {}
-        if queue is None or any(m.loading for m in modules.values()):
-            return None  # starting, or loading a model: that may take long, and is not a hang
-        running = queue.longest_running_s()
+        if any(m.loading for m in services.modules.values()):
+            return None  # loading a model may take long (a TensorRT engine build), and is not a hang
+        running = services.queue.longest_running_s()
         if running > hang_after:
             return f"an inference has run for {running:.0f} s (limit {hang_after:.0f} s)"
         return None
@@ -103,10 +104,17 @@ def _start_watchdog(app: Litestar, notifier: Notifier) -> asyncio.Task | None:
     return asyncio.get_running_loop().create_task(run_watchdog(notifier, interval, stuck))
 
 
+class RootResponse(msgspec.Struct):
+    success: bool
+    message: str
+    schema: str  # where the OpenAPI schema is
+    docs: str    # where the Swagger UI is
+
+
 @get("/", include_in_schema=False, media_type=MediaType.JSON)
-async def root() -> dict[str, object]:
-    return {"success": True, "message": f"edgewatch {__version__}: CodeProject.AI-compatible API",
-            "schema": "/schema/openapi.json", "docs": "/schema/swagger"}
+async def root() -> RootResponse:
+    return RootResponse(success=True, message=f"edgewatch {__version__}: CodeProject.AI-compatible API",
+                        schema="/schema/openapi.json", docs="/schema/swagger")
 
 
 DOCS_ASSETS = "/schema/assets"  # Swagger UI 5's files, from the swagger-ui-bundle-v2 package: no CDN
@@ -128,50 +136,47 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.update(config=config, queue=None, modules={}, reload=None)
-        watchdog = _start_watchdog(app, notifier)
         settings_store = ModuleSettingsStore(config.data_dir / "settings.json")
         store = ModelStore(config.models_dir)
         modules = {cls.module_id: cls(config, store, settings_store.module(cls.module_id)) for cls in MODULES}
-        detection = modules[DETECTION]  # what cameras run
-        app.state.update(modules=modules, detection=detection)
+        services = app.state.services = Services(
+            config=config, store=store, settings_store=settings_store, log_buffer=log_buffer, modules=modules,
+            queue=InferenceQueue(config.inference.workers, config.inference.queue_size), config_file=config_file)
+        watchdog = _start_watchdog(services, notifier)
         notifier.status("probing accelerators")
-        probes = await asyncio.to_thread(probe_all)
-        for key, probe in probes.items():
+        services.probes = await asyncio.to_thread(probe_all)
+        for key, probe in services.probes.items():
             log.info("backend %s: %s — %s", key, "available" if probe.available else "unavailable", probe.reason)
         for module in modules.values():
             notifier.status(module.start_message())
             await asyncio.to_thread(module.start)
-        queue = InferenceQueue(config.inference.workers, config.inference.queue_size)
-        app.state.update(config=config, store=store, queue=queue, probes=probes,
-                         settings_store=settings_store, log_buffer=log_buffer)
         from edgewatch.daemon.mqtt.link import start_link
 
-        link = app.state.mqtt = start_link(config, modules, queue)
+        services.mqtt = start_link(config, modules, services.queue)
         from edgewatch.daemon.pipeline.camera_service import CameraService
 
-        cameras = CameraService(config.cameras, config.data_dir, detection, queue, link, config.max_cameras)
-        app.state.cameras = cameras
+        cameras = services.cameras = CameraService(config.cameras, config.data_dir, modules[DETECTION], services.queue,
+                                                   services.mqtt, config.max_cameras)
         await cameras.start()
 
         async def reload() -> None:
             """What SIGHUP does (the server wires the signal: only the main thread may)."""
             notifier.reloading()
             try:
-                await reload_config(app, config_file)
+                await reload_config(services)
             except Exception:  # a reload must never take the daemon down
                 log.exception("reload failed; the daemon keeps running")
             notifier.ready(serving_status(app))
 
-        app.state.reload = reload
+        services.reload = reload
         try:
             yield
         finally:
-            app.state.reload = None
+            services.reload = None
             await cameras.stop()
-            if app.state.mqtt is not None:
-                await asyncio.to_thread(app.state.mqtt.stop)
-            queue.close()
+            if services.mqtt is not None:
+                await asyncio.to_thread(services.mqtt.stop)
+            services.queue.close()
             for module in modules.values():
                 module.close()
             if watchdog is not None:
@@ -183,6 +188,7 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
                         *(controller for cls in MODULES for controller in cls.controllers()),
                         create_static_files_router(DOCS_ASSETS, [swagger_ui_path], include_in_schema=False)],
         lifespan=[lifespan],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[stamp_arrival, browser_guard(BrowserGuard(config.server.allowed_hosts, config.server.allowed_origins,
                                                               config.node_id))],
         cors_config=CORSConfig(allow_origins=config.server.allowed_origins) if config.server.allowed_origins else None,

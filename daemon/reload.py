@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
-
-from litestar import Litestar
 
 from edgewatch.daemon.config import ConfigError, Settings, load_settings
+from edgewatch.daemon.services import Services
 
 log = logging.getLogger(__name__)
 
 NEEDS_RESTART = ("server", "data_dir", "cache_dir", "inference")
 
 
-async def reload_config(app: Litestar, config_file: Path | None) -> bool:
-    """Re-read ``config_file`` and the environment; True when the new config was applied."""
-    old: Settings = app.state.config
+async def reload_config(services: Services) -> bool:
+    """Re-read the config file and the environment; True when the new config was applied."""
+    old, config_file = services.config, services.config_file
     try:
         new = await asyncio.to_thread(load_settings, config_file)
     except ConfigError as exc:
@@ -31,17 +29,17 @@ async def reload_config(app: Litestar, config_file: Path | None) -> bool:
     logging.getLogger().setLevel(new.log_level.upper())
     logging.getLogger("edgewatch").setLevel(new.log_level.upper())
 
-    for module in app.state.modules.values():
+    for module in services.modules.values():
         if module.config_changed(old, new):
             module.config = new
-            saved = app.state.settings_store.module(module.module_id)
+            saved = services.settings_store.module(module.module_id)
             await asyncio.to_thread(module.apply, module.settings_from(new, saved))
             log.info("reload: %s settings applied (%s)", module.module_id, module.status().summary)
 
     if (new.mqtt, new.node_id) != (old.mqtt, old.node_id):
-        await _replace_mqtt(app, new)
+        await _replace_mqtt(services, new)
 
-    changed = await app.state.cameras.reconfigure(new.cameras)
+    changed = await services.cameras.reconfigure(new.cameras) if services.cameras else []
     if changed:
         log.info("reload: cameras restarted, added or removed: %s", ", ".join(changed))
 
@@ -51,16 +49,17 @@ async def reload_config(app: Litestar, config_file: Path | None) -> bool:
                     ", ".join(later))
         for key in later:  # keep what is running, so the API reports what is in effect
             new = new.model_copy(update={key: getattr(old, key)})
-    app.state.config = new
+    services.config = new
     log.info("configuration reloaded from %s", config_file or "the environment")
     return True
 
 
-async def _replace_mqtt(app: Litestar, config: Settings) -> None:
-    old = app.state.mqtt
+async def _replace_mqtt(services: Services, config: Settings) -> None:
+    old = services.mqtt
     if old is not None:
         await asyncio.to_thread(old.stop)
     from edgewatch.daemon.mqtt.link import start_link
 
-    link = app.state.mqtt = start_link(config, app.state.modules, app.state.queue)
-    app.state.cameras.set_sink(link)
+    link = services.mqtt = start_link(config, services.modules, services.queue)
+    if services.cameras is not None:
+        services.cameras.set_sink(link)

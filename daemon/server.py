@@ -16,6 +16,7 @@ from edgewatch.daemon.app import create_app, serving_status
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.logsetup import configure_logging
 from edgewatch.daemon.malloc_tuning import keep_large_blocks
+from edgewatch.daemon.services import Services
 from edgewatch.daemon.systemd_notify import Notifier
 
 log = logging.getLogger("edgewatch")
@@ -50,7 +51,8 @@ class NotifyingServer(uvicorn.Server):
             log_first_run_hints(app)
 
     def _on_sighup(self) -> None:
-        reload = self.app.state.get("reload")
+        services = self.app.state.get("services")
+        reload = services.reload if services is not None else None
         if reload is None or self.should_exit:
             log.warning("SIGHUP ignored: the daemon is starting or stopping")
             return
@@ -65,22 +67,22 @@ class NotifyingServer(uvicorn.Server):
 
 def log_first_run_hints(app: object) -> None:
     """What `journalctl -u edgewatch` should tell someone who just installed the box."""
-    state = app.state  # type: ignore[attr-defined]
-    config: Settings = state.config
+    services: Services = app.state.services  # type: ignore[attr-defined]
+    config: Settings = services.config
     host = config.server.host
     if host in ("0.0.0.0", "::"):
         host = _lan_address() or socket.gethostname()
     base = f"http://{host}:{config.server.port}"
     log.info("API: %s/v1/vision/detection (CodeProject.AI-compatible); API docs: %s/schema/swagger "
              "(schema: %s/schema/openapi.json)", base, base, base)
-    statuses = [m.status() for m in state.modules.values()]
+    statuses = [m.status() for m in services.modules.values()]
     active = {s.backend for s in statuses}
-    for key, probe in state.probes.items():
+    for key, probe in services.probes.items():
         if probe.hardware and key not in active:
             log.warning("accelerator found but not used (%s): %s", key, probe.reason)
     for note in (n for s in statuses for n in s.notes):
         log.warning("backend: %s", note)
-    if state.mqtt is None:
+    if services.mqtt is None:
         log.info("MQTT off: set mqtt.host in the config file (/etc/edgewatch/config.yaml for the .deb) "
                  "or EDGEWATCH_MQTT_HOST for Home Assistant")
 

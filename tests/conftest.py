@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon_process import DaemonProcess
-
 from edgewatch.daemon.paths import default_cache_dir
+from edgewatch.daemon.testing.daemon_process import DaemonProcess
 from edgewatch.models.installer import install
 from edgewatch.models.photos import ensure_photos
 from edgewatch.models.store import ModelStore

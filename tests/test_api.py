@@ -226,7 +226,7 @@ def test_queue_full_is_503_with_retry_after(data_dir: Path, cache_dir: Path, pho
     refused by the queue's own admission check with 503 and Retry-After, and served once it is free."""
     with make_client(data_dir, cache_dir, inference={"workers": 1, "queue_size": 1},
                      detection={"model": "nanodet"}) as client:
-        backend = client.app.state.detection.detector("nanodet").backend  # loaded at start-up
+        backend = client.app.state.services.modules[MODULE_ID].detector("nanodet").backend  # loaded at start-up
         inside, release = threading.Event(), threading.Event()
         real_infer = backend.infer
 

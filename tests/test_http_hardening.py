@@ -214,7 +214,7 @@ def test_a_refused_reload_logs_no_camera_password(data_dir: Path, cache_dir: Pat
     cfg.write_text("log_level: info\n")
     with make_client(data_dir, cache_dir, cfg) as c:
         cfg.write_text(f"cameras:\n  - name: door\n    url: rtsp://admin:{SECRET}@10.0.0.2/s\n    kind: snapshot\n")
-        c.blocking_portal.call(c.app.state.reload)
+        c.blocking_portal.call(c.app.state.services.reload)
         text = log_text(c)
         assert "reload refused" in text
         assert SECRET not in text

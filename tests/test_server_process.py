@@ -7,7 +7,7 @@ import signal
 
 import httpx
 
-from daemon_process import DaemonProcess
+from edgewatch.daemon.testing.daemon_process import DaemonProcess
 
 
 def test_real_process_end_to_end(daemon: DaemonProcess, photo_bytes: dict[str, bytes]) -> None:

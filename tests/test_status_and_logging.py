@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_process import DaemonProcess, free_port
+from edgewatch.daemon.testing.daemon_process import DaemonProcess, free_port
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 

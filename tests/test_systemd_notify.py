@@ -21,9 +21,8 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from daemon_process import DaemonProcess
-
 from edgewatch.daemon.server import DRAIN_S
+from edgewatch.daemon.testing.daemon_process import DaemonProcess
 
 pytest.importorskip("systemd.daemon", reason="systemd-python is needed: pip install -e '.[test]' "
                                              "after scripts/bootstrap-deps.sh --test (libsystemd-dev)")

@@ -5,19 +5,28 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath
 from multipart import parse_options_header
 from pydantic import ValidationError
 
 from edgewatch.daemon.api.errors import ApiError
+from edgewatch.daemon.api.schemas import CameraRemovedResponse, CameraResponse, CamerasResponse, CameraStatus
 from edgewatch.daemon.cameras.config import describe
 from edgewatch.daemon.config import CameraSettings
 from edgewatch.daemon.pipeline.camera_service import CameraError, CameraService
+from edgewatch.daemon.services import ServicesDep
 
 
-def _service(request: Request) -> CameraService:
-    return request.app.state.cameras
+def _service(services: ServicesDep) -> CameraService:
+    if services.cameras is None:
+        raise ApiError(503, "the cameras are starting; retry in a moment")
+    return services.cameras
+
+
+def _status(state: dict[str, Any]) -> CameraStatus:
+    return msgspec.convert(state, CameraStatus)
 
 
 class CameraController(Controller):
@@ -25,11 +34,11 @@ class CameraController(Controller):
     tags = ["cameras"]
 
     @get("/", summary="Cameras with their state (connected, fps in/out, last frame age, last error)")
-    async def list_cameras(self, request: Request) -> dict[str, Any]:
-        return {"success": True, "cameras": list(_service(request).states().values())}
+    async def list_cameras(self, services: ServicesDep) -> CamerasResponse:
+        return CamerasResponse(success=True, cameras=[_status(s) for s in _service(services).states().values()])
 
     @post("/", status_code=201, summary="Add a camera (JSON body as in the config file); persisted")
-    async def add_camera(self, request: Request) -> dict[str, Any]:
+    async def add_camera(self, request: Request, services: ServicesDep) -> CameraResponse:
         media_type, _ = parse_options_header(request.headers.get("content-type", ""))
         if media_type != "application/json":  # a form or text/plain post from another site's page
             raise ApiError(415, "send the camera as JSON with the header Content-Type: application/json")
@@ -40,15 +49,15 @@ class CameraController(Controller):
                 raise ApiError(400, f"invalid camera: {describe(exc)}") from None
             raise ApiError(400, "send the camera as a JSON object, e.g. {\"name\": \"front\", \"url\": \"rtsp://…\"}") from None
         try:
-            await _service(request).add(entry)
+            await _service(services).add(entry)
         except CameraError as exc:
             raise ApiError(exc.status, str(exc)) from None
-        return {"success": True, "camera": _service(request).states()[entry.name]}
+        return CameraResponse(success=True, camera=_status(_service(services).states()[entry.name]))
 
     @delete("/{name:str}", status_code=200, summary="Remove a camera (and its Home Assistant entities)")
-    async def remove_camera(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
+    async def remove_camera(self, services: ServicesDep, name: FromPath[str]) -> CameraRemovedResponse:
         try:
-            await _service(request).remove(name)
+            await _service(services).remove(name)
         except CameraError as exc:
             raise ApiError(exc.status, str(exc)) from None
-        return {"success": True, "removed": name}
+        return CameraRemovedResponse(success=True, removed=name)

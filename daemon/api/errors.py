@@ -28,8 +28,9 @@ def _handled_by(request: Request) -> tuple[object | None, str | None]:
     """The module and command of the route that took the request (from its ``opt``), if any."""
     handler = request.scope.get("route_handler")
     opt = getattr(handler, "opt", None) or {}
-    modules = request.app.state.get("modules") or {}
-    return modules.get(opt.get("module")), opt.get("command")
+    services = request.app.state.get("services")
+    module = services.modules.get(opt.get("module")) if services is not None else None
+    return module, opt.get("command")
 
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -11,6 +11,8 @@ from litestar import Request
 
 from edgewatch.daemon.modules.base import ModuleStatus
 from edgewatch.daemon.modules.detection import MODULE_ID as DETECTION
+from edgewatch.daemon.mqtt.state import MqttState
+from edgewatch.daemon.services import Services
 
 
 class VersionInfo(msgspec.Struct):
@@ -86,6 +88,55 @@ class BackendsResponse(msgspec.Struct):
     code: int = 200
 
 
+class MqttResponse(msgspec.Struct):
+    success: bool
+    mqtt: MqttState
+
+
+class CameraStatus(msgspec.Struct, omit_defaults=True):
+    """A camera's configuration (password hidden) and live state; the reader's and the worker's
+    figures are there while it runs."""
+
+    name: str
+    url: str | None
+    enabled: bool
+    fps_cap: float | None
+    running: bool
+    connected: bool
+    last_error: str | None
+    detect_error: str | None
+    invalid: bool = False  # a saved entry that no longer validates (not started)
+    kind: str | None = None  # rtsp, snapshot, mjpeg, file, v4l2
+    fps_in: float | None = None
+    fps_out: float | None = None
+    frames_out: int | None = None
+    last_frame_age_s: float | None = None
+    reconnects: int | None = None
+    retry_in_s: float | None = None
+    open_time_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    frames_seen: int | None = None
+    detections: int | None = None
+    skipped_busy: int | None = None
+    tracked: dict[str, int] | None = None  # confirmed objects in view now, per label
+
+
+class CamerasResponse(msgspec.Struct):
+    success: bool
+    cameras: list[CameraStatus]
+
+
+class CameraResponse(msgspec.Struct):
+    success: bool
+    camera: CameraStatus
+
+
+class CameraRemovedResponse(msgspec.Struct):
+    success: bool
+    removed: str
+
+
 class SettingsResponse(msgspec.Struct):
     success: bool
     moduleId: str
@@ -96,15 +147,15 @@ class SettingsResponse(msgspec.Struct):
     code: int = 200
 
 
-def inference_summary(request: Request) -> InferenceSummary:
+def inference_summary(services: Services) -> InferenceSummary:
     """The backends, and the default detector with the backend it runs on."""
-    module = request.app.state.modules[DETECTION]
+    module = services.modules[DETECTION]
     active = module.backend
     model, reason = module.model_summary()
     return InferenceSummary(
         active=active.type_key if active else None,
         executionProvider=active.execution_provider if active else None,
-        backends=[BackendStatus(k, p.available, p.reason) for k, p in request.app.state.probes.items()],
+        backends=[BackendStatus(k, p.available, p.reason) for k, p in services.probes.items()],
         notes=module.backend_notes, model=model, modelReason=reason)
 
 

@@ -13,20 +13,21 @@ from edgewatch.daemon.api.errors import ApiError
 from edgewatch.daemon.api.forms import read_form
 from edgewatch.daemon.api.schemas import SettingsResponse, inference_summary
 from edgewatch.daemon.modules.base import CapabilityModule
+from edgewatch.daemon.services import ServicesDep
 from edgewatch.daemon.redaction import MASK, is_secret_name, printable, redact
 
 
-def _module(request: Request, module_id: str) -> CapabilityModule:
-    modules: dict[str, CapabilityModule] = request.app.state.modules
+def _module(services: ServicesDep, module_id: str) -> CapabilityModule:
+    modules = services.modules
     if module_id not in modules:
         raise ApiError(404, f"no module {printable(module_id, 64)!r}; this box has {', '.join(map(repr, modules))}")
     return modules[module_id]
 
 
-def _response(request: Request, module: CapabilityModule, message: str = "") -> SettingsResponse:
+def _response(services: ServicesDep, module: CapabilityModule, message: str = "") -> SettingsResponse:
     env = {k: MASK if is_secret_name(k) else redact(v) for k, v in os.environ.items() if k.startswith("EDGEWATCH_")}
     return SettingsResponse(success=True, moduleId=module.module_id, settings=module.settings.model_dump(mode="json"),
-                            environmentVariables=env, inference=inference_summary(request), message=message)
+                            environmentVariables=env, inference=inference_summary(services), message=message)
 
 
 class SettingsController(Controller):
@@ -34,13 +35,13 @@ class SettingsController(Controller):
     tags = ["settings"]
 
     @get("/{module_id:str}", summary="A module's current settings")
-    async def read(self, request: Request, module_id: FromPath[str]) -> SettingsResponse:
-        return _response(request, _module(request, module_id))
+    async def read(self, services: ServicesDep, module_id: FromPath[str]) -> SettingsResponse:
+        return _response(services, _module(services, module_id))
 
     @post("/{module_id:str}", status_code=200,
           summary="Change one setting (fields name, value) or several (JSON object); persisted, module reloaded")
-    async def change(self, request: Request, module_id: FromPath[str]) -> SettingsResponse:
-        module = _module(request, module_id)
+    async def change(self, request: Request, services: ServicesDep, module_id: FromPath[str]) -> SettingsResponse:
+        module = _module(services, module_id)
         fields_of = module.settings_model.model_fields
         form = await read_form(request, require_form_type=True)
         fields = dict(form.fields)
@@ -61,7 +62,7 @@ class SettingsController(Controller):
             raise ApiError(400, f"{'.'.join(map(str, err['loc']))}: {err['msg']} "
                                 f"(got {printable(repr(err.get('input')), 64)})") from None
         module.check_settings(new)
-        saved = request.app.state.settings_store.update(module.module_id,
+        saved = services.settings_store.update(module.module_id,
                                                         new.model_dump(mode="json", include=set(changes)))
         await asyncio.to_thread(module.apply, new)
-        return _response(request, module, f"saved {', '.join(sorted(saved))}; module reloaded")
+        return _response(services, module, f"saved {', '.join(sorted(saved))}; module reloaded")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import Parameter
 
 from edgewatch.daemon import __version__
-from edgewatch.daemon.api.schemas import (BackendsResponse, LogEntry, LogResponse, UpdateResponse, VersionInfo,
-                                          VersionResponse, inference_summary)
+from edgewatch.daemon.api.schemas import (BackendsResponse, LogEntry, LogResponse, MqttResponse, UpdateResponse,
+                                          VersionInfo, VersionResponse, inference_summary)
+from edgewatch.daemon.mqtt.state import MqttState
+from edgewatch.daemon.services import ServicesDep
 
 
 def version_info() -> VersionInfo:
@@ -26,10 +28,10 @@ class StatusController(Controller):
         return VersionResponse(success=True, message=__version__, version=version_info())
 
     @get("/version", summary="Server version, and which inference backend runs")
-    async def version(self, request: Request) -> VersionResponse:
+    async def version(self, services: ServicesDep) -> VersionResponse:
         return VersionResponse(success=True, message=__version__, version=version_info(),
-                               inference=inference_summary(request),
-                               modules=[m.status() for m in request.app.state.modules.values()])
+                               inference=inference_summary(services),
+                               modules=[m.status() for m in services.modules.values()])
 
     @get("/updateavailable", summary="Whether an update is available (cannot be checked offline)")
     async def update_available(self) -> UpdateResponse:
@@ -41,18 +43,15 @@ class StatusController(Controller):
             version=None, current=current, latest=None, updateAvailable=False)
 
     @get("/backends", summary="Each inference backend: available here or why not; which one runs")
-    async def backends(self, request: Request) -> BackendsResponse:
-        s = inference_summary(request)
+    async def backends(self, services: ServicesDep) -> BackendsResponse:
+        s = inference_summary(services)
         return BackendsResponse(success=True, active=s.active, executionProvider=s.executionProvider,
                                 backends=s.backends, notes=s.notes, model=s.model, modelReason=s.modelReason)
 
     @get("/mqtt", summary="The broker connection: connected or the last error")
-    async def mqtt(self, request: Request) -> dict[str, object]:
-        link = request.app.state.get("mqtt")
-        if link is None:
-            return {"success": True, "mqtt": {"enabled": False, "connected": False, "last_error": None,
-                                              "message": "no broker configured: set mqtt.host or EDGEWATCH_MQTT_HOST"}}
-        return {"success": True, "mqtt": link.state()}
+    async def mqtt(self, services: ServicesDep) -> MqttResponse:
+        link = services.mqtt
+        return MqttResponse(success=True, mqtt=link.state() if link is not None else MqttState.off())
 
 
 class LogController(Controller):
@@ -60,8 +59,8 @@ class LogController(Controller):
     tags = ["status"]
 
     @get("/list", summary="Recent log entries after last_id")
-    async def list_entries(self, request: Request,
+    async def list_entries(self, services: ServicesDep,
                            count: int = Parameter(default=20, ge=1, le=1000),
                            last_id: int = Parameter(default=0, ge=0)) -> LogResponse:
-        entries = request.app.state.log_buffer.after(last_id, count)
+        entries = services.log_buffer.after(last_id, count)
         return LogResponse(success=True, entries=[LogEntry(**e) for e in entries])

@@ -39,6 +39,7 @@ from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.modules.errors import BadRequest, NotFound, RequestError, TooLarge
 from edgewatch.daemon.mqtt.discovery import box_entities, camera_entities
+from edgewatch.daemon.mqtt.state import MqttState
 from edgewatch.daemon.mqtt.events import event_payload
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
 from edgewatch.daemon.pipeline.tracker import Event, Track
@@ -209,11 +210,11 @@ class MqttLink:
         self.last_error = f"cannot reach the broker at {self.mq.host}:{self.mq.port}" + (f": {reason}" if reason else "")
         log.warning("MQTT: %s; check mqtt.host/port (and mqtt.tls); retrying with backoff", self.last_error)
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> MqttState:
         """What /v1/status/mqtt and `edgewatch status` show."""
-        return {"enabled": True, "host": self.mq.host, "port": self.mq.port, "protocol": self.mq.protocol,
-                "tls": self.mq.tls, "client_id": f"edgewatch-{self.node_id}", "prefix": self.prefix,
-                "connected": self.connected, "last_error": self.last_error}
+        return MqttState(enabled=True, connected=self.connected, last_error=self.last_error, host=self.mq.host,
+                         port=self.mq.port, protocol=self.mq.protocol, tls=self.mq.tls,
+                         client_id=f"edgewatch-{self.node_id}", prefix=self.prefix)
 
     # -- publishing -----------------------------------------------------------------------------
     def publish_discovery(self) -> None:

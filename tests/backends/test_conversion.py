@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -56,8 +55,7 @@ def test_tensorrt_needs_no_conversion(data_dir: Path, cache_dir: Path) -> None:
 def test_rknn_conversion_validated_on_the_pc_simulator(data_dir: Path, cache_dir: Path, reference,
                                                        photos: dict[str, Path]) -> None:
     need_rknn_toolkit(cache_dir)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from rknn_simulator import RknnSimulatorBackend
+    from edgewatch.daemon.testing.rknn_simulator import RknnSimulatorBackend
 
     store = ModelStore(data_dir / "models")
     manifest, line = convert("nanodet", "rknn", store, cache_dir, platform="rk3588")
@@ -101,10 +99,8 @@ def test_rknn_simulator_passes_the_conformance_suite(converted_store: ModelStore
                                                      photos, tmp_path: Path) -> None:
     """The same five checks as every backend, on rknn-toolkit2's simulator."""
     need_rknn_toolkit(cache_dir)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from rknn_simulator import RknnSimulatorBackend
-
     from edgewatch.backends.conformance import Conformance
+    from edgewatch.daemon.testing.rknn_simulator import RknnSimulatorBackend
 
     store = ModelStore(tmp_path / "data" / "models")
     shutil.copytree(converted_store.root, store.root)

@@ -9,8 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from camera_support import (APT_PACKAGES, FRAME_SIZE, GST_CHECK, STREAM_PHOTOS, SYSTEM_PYTHON, HttpCamera,
-                            RtspServer, free_port)
+
+from edgewatch.daemon.testing.camera_support import (APT_PACKAGES, FRAME_SIZE, GST_CHECK, STREAM_PHOTOS,
+                                                     SYSTEM_PYTHON, HttpCamera, RtspServer, free_port)
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from camera_support import HttpCamera, free_port, wait_until
 
 from edgewatch.daemon.cameras import CameraConfig, CameraReader
+from edgewatch.daemon.testing.camera_support import HttpCamera, free_port, wait_until
 
 CLIP_SIZE = (640, 360)
 CLIP_FPS = 10

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from camera_support import wait_until
+
 from media import write_video
 
 from edgewatch.daemon.cameras import CameraConfig, CameraReader, SourceError
@@ -26,6 +26,7 @@ from edgewatch.daemon.pipeline import camera_service
 from edgewatch.daemon.pipeline.camera_service import CameraService
 from edgewatch.daemon.pipeline.camera_worker import CameraWorker
 from edgewatch.daemon.pipeline.rules import DetectConfig
+from edgewatch.daemon.testing.camera_support import wait_until
 from edgewatch.models.store import ModelStore
 
 BIG = 32 * 1024 * 1024  # what the oversize server would send in all

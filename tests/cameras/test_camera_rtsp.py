@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 import pytest
-from camera_support import FRAME_SIZE, STREAM_FPS, RtspServer, wait_until
 
 from edgewatch.daemon.cameras import CameraConfig, CameraReader
+from edgewatch.daemon.testing.camera_support import FRAME_SIZE, STREAM_FPS, RtspServer, wait_until
 
 
 def _closest_photo(frame: np.ndarray, refs: dict[str, np.ndarray]) -> tuple[str, float]:

@@ -12,12 +12,11 @@ import httpx
 import pytest
 import yaml
 
-from camera_support import RtspServer, free_port
+from edgewatch.daemon.testing.camera_support import RtspServer, free_port
+from edgewatch.daemon.testing.daemon_process import DaemonProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mqtt"))
-from mqtt_harness import Broker, Client  # noqa: E402
-
-from daemon_process import DaemonProcess  # noqa: E402
+from mqtt_harness import Broker, Client  # noqa: E402  (the MQTT tests' own broker harness)
 
 
 @pytest.fixture()

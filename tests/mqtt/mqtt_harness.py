@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from daemon_process import DaemonProcess, free_port
+from edgewatch.daemon.testing.daemon_process import DaemonProcess, free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 BARRIER_ROOT = "edgewatch-test/barrier"  # Client.sync round trips (outside edgewatch/)

@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from daemon_process import DaemonProcess
 from mqtt_harness import Broker, Client, until
+
+from edgewatch.daemon.testing.daemon_process import DaemonProcess
 
 USERS = {"edgewatch": "right-password", "ha": "ha-password"}
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from daemon_process import DaemonProcess
 from media import write_video
 from mqtt_harness import Client, until
+
+from edgewatch.daemon.testing.daemon_process import DaemonProcess
 
 
 def _cameras(daemon: DaemonProcess) -> list[dict]:

@@ -14,10 +14,9 @@ from edgewatch.daemon.modules.detection import DetectionModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.pipeline.camera_worker import CameraWorker
 from edgewatch.daemon.pipeline.rules import DetectConfig, FilterConfig, TrackingConfig
+from edgewatch.daemon.testing.photo_scene import PhotoScene, lobby
+from edgewatch.daemon.testing.scenes import HEIGHT, WIDTH, area, overlap
 from edgewatch.models.store import ModelStore
-
-from photo_scene import PhotoScene, lobby
-from scenes import HEIGHT, WIDTH, area, overlap
 
 
 class Recording:

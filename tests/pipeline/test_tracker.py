@@ -11,9 +11,8 @@ from edgewatch.daemon.modules.envelope import Prediction
 from edgewatch.daemon.pipeline.filters import Located
 from edgewatch.daemon.pipeline.rules import TrackingConfig
 from edgewatch.daemon.pipeline.tracker import Tracker
-
-import scenes
-from replay import replay
+from edgewatch.daemon.testing import scenes
+from edgewatch.daemon.testing.replay import replay
 
 SCRIPTED = [scenes.crossing, scenes.standing, scenes.flicker, scenes.side_by_side]
 

@@ -16,6 +16,7 @@ from edgewatch.daemon.modules.detection.module import MODULE_ID, MODULE_NAME, De
 from edgewatch.daemon.modules.detection.usecase import confidence_value, detect_image
 from edgewatch.daemon.modules.detection.usecase import model_name as check_name
 from edgewatch.daemon.modules.envelope import VisionResponse
+from edgewatch.daemon.services import ServicesDep
 from edgewatch.models.runtime.labels import PRESETS
 
 _IMAGE_FORM = RequestBody(required=True, content={"multipart/form-data": OpenAPIMediaType(schema=Schema(
@@ -39,12 +40,16 @@ class ImageFormOperation(Operation):
         self.request_body = _IMAGE_FORM
 
 
-async def _detect(request: Request, model: str | None, command: str) -> VisionResponse:
+async def _detect(request: Request, services: ServicesDep, model: str | None, command: str) -> VisionResponse:
     form = await read_form(request)
     image = form.image()
-    module: DetectionModule = request.app.state.modules[MODULE_ID]
+    module = _module(services)
     min_conf = confidence_value(form.fields.get("min_confidence", ""), module.settings.min_confidence)
-    return await detect_image(module, request.app.state.queue, image, min_conf, model, command, received_at(request))
+    return await detect_image(module, services.queue, image, min_conf, model, command, received_at(request))
+
+
+def _module(services: ServicesDep) -> DetectionModule:
+    return services.modules[MODULE_ID]  # type: ignore[return-value]
 
 
 class CustomListResponse(msgspec.Struct):
@@ -64,23 +69,22 @@ class VisionController(Controller):
 
     @post("/detection", status_code=200, operation_class=ImageFormOperation, opt={"command": "detect"},
           summary="Detect COCO objects with the default detector")
-    async def detection(self, request: Request) -> VisionResponse:
-        return await _detect(request, None, "detect")
+    async def detection(self, request: Request, services: ServicesDep) -> VisionResponse:
+        return await _detect(request, services, None, "detect")
 
     @post("/custom/list", status_code=200, opt={"command": "list"},
           summary="List the models /v1/vision/custom/{model} accepts")
-    async def custom_list(self, request: Request) -> CustomListResponse:
-        module: DetectionModule = request.app.state.modules[MODULE_ID]
-        models = module.custom_models()
+    async def custom_list(self, services: ServicesDep) -> CustomListResponse:
+        models = _module(services).custom_models()
         return CustomListResponse(success=True, models=models, message=f"{len(models)} models", moduleId=MODULE_ID,
                                   moduleName=MODULE_NAME, command="list", code=200)
 
     @post("/custom", status_code=200, operation_class=ImageFormOperation, opt={"command": "custom"},
           summary="Detect with ipcam-general (as CodeProject.AI does with no model name)")
-    async def custom_default(self, request: Request) -> VisionResponse:
-        return await _detect(request, "ipcam-general", "custom")
+    async def custom_default(self, request: Request, services: ServicesDep) -> VisionResponse:
+        return await _detect(request, services, "ipcam-general", "custom")
 
     @post("/custom/{model_name:str}", status_code=200, operation_class=ImageFormOperation, opt={"command": "custom"},
           summary="Detect with an installed detector or an ipcam preset (" + ", ".join(sorted(PRESETS)) + ")")
-    async def custom(self, request: Request, model_name: FromPath[str]) -> VisionResponse:
-        return await _detect(request, check_name(model_name), "custom")
+    async def custom(self, request: Request, services: ServicesDep, model_name: FromPath[str]) -> VisionResponse:
+        return await _detect(request, services, check_name(model_name), "custom")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edgewatch.daemon.pipeline.filters import Located
-from scenes import FPS, HEIGHT, WIDTH, Box, Frame, Recorded, Walker, area, overlap, in_view
+from edgewatch.daemon.testing.scenes import FPS, HEIGHT, WIDTH, Box, Frame, Recorded, Walker, area, overlap, in_view
 
 # where the people stand in the pinned photos (models/photos.py): (photo, y1, y2, x1, x2)
 CUTOUTS = {"bus_man": ("bus", 370, 930, 30, 245), "zidane_man": ("zidane", 30, 720, 740, 1160)}

@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -34,6 +32,8 @@ class DaemonProcess:
 
     def start(self, timeout: float = 30.0) -> float:
         """Start and wait for ping; returns seconds from spawn to the first answered ping."""
+        import httpx
+
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edgewatch.daemon.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),

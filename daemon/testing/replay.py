@@ -1,18 +1,22 @@
 """Runs a scene's detections through the tracker and scores what it reported against the truth
-(tests and bench/tracking.py). MOT figures come from motmetrics, with its IoU distance."""
+(tests and bench/tracking.py). MOT figures come from motmetrics, with its IoU distance; motmetrics
+(and the pandas it brings) is imported only when they are computed."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import motmetrics as mm
 import numpy as np
 
 from edgewatch.daemon.pipeline.rules import TrackingConfig
 from edgewatch.daemon.pipeline.tracker import Event, Tracker
-from scenes import Scene
+from edgewatch.daemon.testing.scenes import Scene
+
+if TYPE_CHECKING:
+    import motmetrics as mm
 
 MAX_DISTANCE = 0.5  # motmetrics' usual bound: a report and a true box match when their IoU is at least 0.5
 WALL0 = 1_800_000_000.0  # the scene's wall-clock start, for event times
@@ -81,6 +85,8 @@ class Replay:
     # -- MOT figures ----------------------------------------------------------------------------------
     def _accumulate(self) -> tuple[mm.MOTAccumulator, list[str], list[str]]:
         """The motmetrics accumulator, and the person names and track ids its numeric ids stand for."""
+        import motmetrics as mm
+
         acc = mm.MOTAccumulator(auto_id=True)
         names = [w.name for w in self.scene.walkers]
         ids: list[str] = sorted({i for reported in self.reported for i in reported})
@@ -96,6 +102,8 @@ class Replay:
         return acc, names, ids
 
     def summary(self) -> dict[str, float]:
+        import motmetrics as mm
+
         metrics = mm.metrics.create().compute(self._accumulate()[0], metrics=[
             "mota", "idf1", "num_switches", "num_objects", "num_false_positives", "num_misses"], name=self.scene.name)
         return {k: float(v) for k, v in metrics.iloc[0].items()}

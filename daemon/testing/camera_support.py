@@ -1,4 +1,5 @@
-"""Helpers for the camera tests: a restartable loopback RTSP server process and a tiny HTTP camera."""
+"""Camera harness for tests/cameras and bench/cameras.py: a restartable loopback RTSP server process
+(rtsp_server.py) and a tiny HTTP camera."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
 
 
 class RtspServer:
-    """tests/cameras/rtsp_server.py in a subprocess, on a fixed loopback port (restartable)."""
+    """rtsp_server.py (next to this file) in a subprocess, on a fixed loopback port (restartable)."""
 
     def __init__(self, frames: Path, port: int, log: Path, mount: str = "/cam") -> None:
         self.frames, self.port, self.log, self.mount = frames, port, log, mount

@@ -77,14 +77,8 @@ class LogResponse(msgspec.Struct):
     code: int = 200
 
 
-class BackendsResponse(msgspec.Struct):
+class BackendsResponse(InferenceSummary, kw_only=True):
     success: bool
-    active: str | None
-    executionProvider: str | None
-    backends: list[BackendStatus]
-    notes: list[str]
-    model: str | None = None  # the default detector
-    modelReason: str = ""      # why: set in the config, or what `auto` measured and chose
     code: int = 200
 
 

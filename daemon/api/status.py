@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, get
 from litestar.params import Parameter
 
@@ -44,9 +45,7 @@ class StatusController(Controller):
 
     @get("/backends", summary="Each inference backend: available here or why not; which one runs")
     async def backends(self, services: ServicesDep) -> BackendsResponse:
-        s = inference_summary(services)
-        return BackendsResponse(success=True, active=s.active, executionProvider=s.executionProvider,
-                                backends=s.backends, notes=s.notes, model=s.model, modelReason=s.modelReason)
+        return BackendsResponse(success=True, **msgspec.structs.asdict(inference_summary(services)))
 
     @get("/mqtt", summary="The broker connection: connected or the last error")
     async def mqtt(self, services: ServicesDep) -> MqttResponse:

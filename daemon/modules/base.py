@@ -3,7 +3,8 @@
 A module is one folder under ``daemon/modules/`` plus one line in :data:`edgewatch.daemon.modules.MODULES`.
 It names itself as CodeProject.AI names modules (``moduleId``, ``moduleName``), owns its settings
 model (the part of its settings ``/v1/settings/{moduleId}`` may change), brings its Litestar
-controllers and the MQTT job commands it answers, and has a lifecycle the daemon drives: built
+controllers, the MQTT job commands it answers and the tasks of the models it runs (``model_tasks``:
+a manifest's task, see edgewatch.models.runtime.heads), and has a lifecycle the daemon drives: built
 at start, ``start`` (load and warm up), ``apply`` new settings, ``close``. Its use cases raise
 :mod:`.errors` (transport-independent); REST and MQTT map them to statuses and envelopes.
 """
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from edgewatch.daemon.config import Settings
     from edgewatch.daemon.inference_queue import InferenceQueue
+    from edgewatch.models.manifest import ModelManifest
     from edgewatch.models.store import ModelStore
 
 
@@ -40,6 +42,7 @@ class CapabilityModule(ABC):
     module_id: ClassVar[str]
     module_name: ClassVar[str]
     settings_model: ClassVar[type[BaseModel]]
+    model_tasks: ClassVar[frozenset[str]] = frozenset()  # the manifest tasks of the models it runs
     # MQTT jobs it answers: the command of the jobs topic (edgewatch/jobs/<command>) → the command its answers name
     mqtt_commands: ClassVar[dict[str, str]] = {}
 
@@ -48,6 +51,10 @@ class CapabilityModule(ABC):
         self.store = store
         self.settings = self.settings_from(config, saved)
         self.loading: str | None = None  # what is being loaded now (slow loads are not hangs)
+
+    def installed_models(self) -> list[ModelManifest]:
+        """The installed models this module can run (by their manifest's task)."""
+        return [m for m in self.store.list() if m.task in self.model_tasks]
 
     @classmethod
     @abstractmethod

@@ -39,6 +39,7 @@ class DetectionModule(CapabilityModule):
     module_id = MODULE_ID
     module_name = MODULE_NAME
     settings_model = DetectionSettings
+    model_tasks = frozenset({"detection"})
     mqtt_commands = {"detection": "detect"}
     settings: DetectionSettings
 
@@ -116,7 +117,7 @@ class DetectionModule(CapabilityModule):
     def auto_choice(self) -> Choice:
         """Resolve ``detection.model: auto`` among the installed detectors, measuring the latency
         of any not yet in the cache; resolved again when the installed models change."""
-        installed = [m for m in self.store.list() if m.task == "detection"]
+        installed = self.installed_models()
         if not installed:
             raise NoModelInstalled()
         signature = tuple((m.name, tuple(sorted((k, v.sha256) for k, v in m.variants.items()))) for m in installed)
@@ -170,7 +171,7 @@ class DetectionModule(CapabilityModule):
 
     def custom_models(self) -> list[str]:
         """Names accepted by /v1/vision/custom/{model}: installed detectors plus the ipcam presets."""
-        installed = [m.name for m in self.store.list() if m.task == "detection"]
+        installed = [m.name for m in self.installed_models()]
         return sorted(installed) + (sorted(PRESETS) if installed else [])
 
     def resolve(self, name: str | None) -> tuple[Detector, np.ndarray | None]:
@@ -185,7 +186,7 @@ class DetectionModule(CapabilityModule):
             if name in self._detectors:
                 return self._detectors[name]
             manifest = self.store.get(name)
-            if manifest.task != "detection":
+            if manifest.task not in self.model_tasks:
                 raise ModelNotFound(name)
             self.loading = name
             try:

@@ -238,9 +238,59 @@ def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...
         state = "already installed" if already else "installed"
         licence = "" if is_permissive(manifest.license) else f", licence {manifest.license} accepted"
         why = q.get("default_reason") or q.get("reason", "")
-        click.echo(f"{name}: {state}, default {manifest.default_variant} "
-                   f"(int8 agreement {q.get('agreement', 0):.1%}, fp32 {q.get('fp32_ms_p50')} ms, "
-                   f"int8 {q.get('int8_ms_p50')} ms: {why}){licence}")
+        if "agreement" in q:  # quantised at install (detectors): what int8 kept and what it gained
+            figures = (f"int8 agreement {q['agreement']:.1%}, fp32 {q.get('fp32_ms_p50')} ms, "
+                       f"int8 {q.get('int8_ms_p50')} ms: ")
+        else:
+            figures = ""
+        click.echo(f"{name}: {state}, default {manifest.default_variant} ({figures}{why}){licence}")
+
+
+@main.group()
+def faces() -> None:
+    """List, back up and restore the registered faces (the face store)."""
+
+
+def _face_store(config_file: Path | None):
+    from edgewatch.daemon.modules.faces.store import FaceStore
+    from edgewatch.daemon.paths import become_service_user
+
+    cfg = _settings(config_file)
+    become_service_user()
+    return FaceStore(cfg.data_dir / "faces.db")
+
+
+@faces.command("list")
+@CONFIG_OPTION
+def faces_list(config_file: Path | None) -> None:
+    """The user ids with registered faces."""
+    store = _face_store(config_file)
+    userids = store.userids()
+    click.echo("\n".join(userids) if userids else "no faces registered (POST /v1/vision/face/register)")
+
+
+@faces.command("export")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@CONFIG_OPTION
+def faces_export(target: Path, config_file: Path | None) -> None:
+    """Copy the face store to TARGET (consistent while the daemon runs): a backup, or for another box."""
+    people = _face_store(config_file).export(target)
+    click.echo(f"exported {people} people to {target}; on another box: edgewatch faces import {target.name}")
+
+
+@faces.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@CONFIG_OPTION
+def faces_import(source: Path, config_file: Path | None) -> None:
+    """Add the people and faces of an exported store (faces already here are skipped); the running
+    daemon sees them at once, and re-embeds them at its next start if its embedder differs."""
+    from edgewatch.daemon.modules.faces.store import FaceStoreError
+
+    try:
+        added_people, added_faces = _face_store(config_file).import_(source)
+    except FaceStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"imported {added_faces} face(s), {added_people} new people, from {source}")
 
 
 @models.command("convert")

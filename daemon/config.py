@@ -78,6 +78,20 @@ class InferenceConfig(_Section):
                                        "systemd watchdog restarts the daemon; default: half of WatchdogSec")
 
 
+class FacesConfig(_Section):
+    """The faces module's section (``faces:``); /v1/settings/FaceProcessingEdgewatch changes it at run time."""
+
+    detector: str = Field("centerface", description="installed face detector (edgewatch models install centerface)")
+    embedder: str = Field("mobilefacenet",
+                          description="installed face embedding model (edgewatch models install mobilefacenet)")
+    min_confidence: float = Field(0.4, ge=0.0, le=1.0,
+                                  description="face detection confidence used when a request does not send one")
+    recognition_threshold: float = Field(
+        0.55, ge=0.0, le=1.0,
+        description="cosine similarity from which a face is taken to be a registered person; below it the "
+                    "face is 'unknown' (chosen on the evaluation in README: Faces)")
+
+
 class DetectionConfig(_Section):
     """The detection module's settings; also changeable at run time through /v1/settings."""
 
@@ -157,6 +171,7 @@ class Settings(BaseSettings):
         return [item for item in re.split(r"[,\s]+", v) if item] if isinstance(v, str) else v
     inference: InferenceConfig = InferenceConfig()
     detection: DetectionConfig = DetectionConfig()
+    faces: FacesConfig = FacesConfig()
     backends: BackendsConfig = BackendsConfig()
 
     @classmethod

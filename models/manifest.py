@@ -34,17 +34,23 @@ class InputSpec(_Strict):
     shape: tuple[int, int, int, int]
     layout: Literal["nchw", "nhwc"]
     dtype: Literal["float32", "uint8", "int8"] = "float32"  # uint8: raw pixels; int8: quantised (see letterbox)
+    # A dynamic-size input: H and W may be any multiple of this (CenterFace: 32); shape gives the
+    # size preprocessing fits the image into. None: exactly shape.
+    multiple_of: int | None = Field(None, ge=1)
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height) the network expects."""
+        """(width, height) the network expects (for a dynamic input: the most it is fed)."""
         if self.layout == "nchw":
             return self.shape[3], self.shape[2]
         return self.shape[2], self.shape[1]
 
 
 class Preprocessing(_Strict):
-    kind: Literal["letterbox"] = "letterbox"
+    # letterbox: fit into the input size, centred, padded (detectors);
+    # fit_pad: scale down to fit the input size, pad right/bottom to input.multiple_of (CenterFace);
+    # face_crop: the image is a face already aligned to the input size (runtime.faces.align).
+    kind: Literal["letterbox", "fit_pad", "face_crop"] = "letterbox"
     color: Literal["rgb", "bgr"] = "rgb"
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)

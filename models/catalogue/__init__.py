@@ -9,6 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from edgewatch.models.runtime.heads import HEADS
 from edgewatch.models.runtime.labels import COCO80
 from edgewatch.models.manifest import InputSpec, Postprocessing, Preprocessing, Source
 
@@ -31,14 +32,18 @@ class CatalogueEntry(BaseModel):
 
     name: str
     title: str
-    task: Literal["detection"]
-    labels: Literal["coco80"]
+    task: Literal["detection", "face_detection", "face_embedding"]  # the task of its head (heads.HEADS)
+    labels: Literal["coco80"] | tuple[str, ...]  # a named set, or the labels themselves (() for an embedder)
     input: InputSpec
     preprocessing: Preprocessing
     postprocessing: Postprocessing
     source: Source
-    convert_from: Literal["tfjs"]
+    convert_from: Literal["tfjs", "onnx"]  # tfjs: converted to ONNX; onnx: the package ships ONNX
     model_file: str  # the file inside the package the converter starts from
+    repair: Literal["centerface", "mobilefacenet"] | None = None  # conversion.face_repairs, after conversion
+    # Build and judge an int8 variant (models.quantize). Its gate compares detections, so only
+    # detectors have one; other models are installed fp32 only.
+    quantize: bool = True
     default: bool = False
     notes: str = ""
     license_note: str = ""  # why source.license differs from the package's own metadata, if it does
@@ -52,6 +57,19 @@ class CatalogueEntry(BaseModel):
                              f"({', '.join(PERMISSIVE_LICENCES)}, BSD-*), not {self.source.license}")
         return self
 
+    @model_validator(mode="after")
+    def _consistent(self) -> CatalogueEntry:
+        head = HEADS.get(self.postprocessing)
+        if head is None or head.task != self.task:
+            raise ValueError(f"{self.name}: postprocessing {self.postprocessing!r} is not a {self.task} head "
+                             f"(known: {', '.join(k for k, h in HEADS.items() if h.task == self.task)})")
+        if self.quantize and self.task != "detection":
+            raise ValueError(f"{self.name}: the int8 gate judges detections; "
+                             f"set quantize: false for a {self.task} model")
+        if self.model_file not in self.source.files:
+            raise ValueError(f"{self.name}: model_file {self.model_file} has no pinned sha256 in source.files")
+        return self
+
     @property
     def license(self) -> str:
         return self.source.license
@@ -62,14 +80,21 @@ class CatalogueEntry(BaseModel):
 
     @property
     def label_names(self) -> tuple[str, ...]:
-        return COCO80
+        return COCO80 if self.labels == "coco80" else tuple(self.labels)
 
 
 @cache
 def catalogue() -> dict[str, CatalogueEntry]:
-    text = resources.files(__package__).joinpath("detectors.yaml").read_text()
-    entries = [CatalogueEntry.model_validate(e) for e in yaml.safe_load(text)["models"]]
-    return {e.name: e for e in entries}
+    """Every entry of the package's ``*.yaml`` files (detectors.yaml, faces.yaml), by name."""
+    entries: dict[str, CatalogueEntry] = {}
+    files = [f for f in resources.files(__package__).iterdir() if f.name.endswith(".yaml")]
+    for file in sorted(files, key=lambda f: f.name):
+        for raw in yaml.safe_load(file.read_text())["models"]:
+            entry = CatalogueEntry.model_validate(raw)
+            if entry.name in entries:
+                raise ValueError(f"catalogue: {entry.name} is defined twice (again in {file.name})")
+            entries[entry.name] = entry
+    return entries
 
 
 def default_names() -> list[str]:

@@ -1,10 +1,11 @@
 """Output heads: how a model's raw outputs are read, one entry per manifest ``postprocessing`` kind.
 
 :data:`HEADS` is the keyed table: each head names the task it serves and its decoder. A new kind
-of model (a face embedder's vector, a classifier's scores, a segmenter's mask, an OCR
-recogniser's text) is a manifest plus an entry here. Detection heads return (boxes N×4 x1,y1,x2,y2
-in input pixels, scores N, class_ids N) before NMS; :func:`decode` adds the confidence filter and
-class-wise NMS that all of them share.
+of model (a classifier's scores, a segmenter's mask, an OCR recogniser's text) is a manifest plus
+an entry here. Detection heads return (boxes N×4 x1,y1,x2,y2 in input pixels, scores N, class_ids
+N) before NMS; :func:`decode` adds the confidence filter and class-wise NMS that all of them share.
+Face detection heads return (boxes, scores, landmarks N×5×2) in input pixels before NMS
+(:func:`decode_faces` adds it); embedding heads return L2-normalised N×D vectors.
 """
 
 from __future__ import annotations
@@ -118,12 +119,49 @@ def decode_yolov8(outputs: list[np.ndarray], input_size: tuple[int, int], min_co
     return _cxcywh_to_xyxy(pred[keep, :4]), best, cls
 
 
+FaceDecoded = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes N×4, scores N, landmarks N×5×2
+CENTERFACE_STRIDE = 4
+
+
+def decode_centerface(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> FaceDecoded:
+    """CenterFace (stride 4, h×w cells): heatmap 1×1×h×w (sigmoid applied), log size 1×2×h×w
+    (height = exp(s0)·4, width = exp(s1)·4), centre offset 1×2×h×w (dy, dx in cells), landmarks
+    1×10×h×w (five y, x pairs relative to the box's top-left corner, in box heights and widths).
+    Landmarks come in ArcFace order: the eye with the smaller x, the other eye, the nose, the
+    mouth corner with the smaller x, the other one."""
+    by_channels: dict[int, list[np.ndarray]] = {}
+    for out in outputs:
+        by_channels.setdefault(out.shape[1], []).append(out[0])
+    if len(by_channels.get(1, ())) != 1 or len(by_channels.get(2, ())) != 2 or len(by_channels.get(10, ())) != 1:
+        raise ValueError(f"CenterFace outputs (1, 2, 2 and 10 channels) not found in {[o.shape for o in outputs]}")
+    heat, (size, offset), marks = by_channels[1][0][0], by_channels[2], by_channels[10][0]
+    ys, xs = np.nonzero(heat >= min_conf)
+    if ys.size == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+    s = CENTERFACE_STRIDE
+    h, w = np.exp(size[0, ys, xs]) * s, np.exp(size[1, ys, xs]) * s
+    x1 = (xs + offset[1, ys, xs] + 0.5) * s - w / 2
+    y1 = (ys + offset[0, ys, xs] + 0.5) * s - h / 2
+    boxes = np.stack([x1, y1, x1 + w, y1 + h], axis=1).astype(np.float32)
+    points = np.stack([x1[:, None] + marks[1::2, ys, xs].T * w[:, None],
+                       y1[:, None] + marks[0::2, ys, xs].T * h[:, None]], axis=2).astype(np.float32)
+    return boxes, heat[ys, xs].astype(np.float32), points
+
+
+def decode_embedding(outputs: list[np.ndarray]) -> np.ndarray:
+    """An embedder's first output, N×D, each row scaled to unit length (cosine = dot product)."""
+    vectors = outputs[0].reshape(outputs[0].shape[0], -1).astype(np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
 @dataclass(frozen=True)
 class Head:
     """One way of reading a model's raw outputs: the task it serves and its decoder."""
 
-    task: str                      # "detection": boxes with class scores
-    decoder: Callable[..., Any]    # detection: (outputs, input size, min_conf) → Decoded
+    task: str                      # "detection", "face_detection", "face_embedding"
+    # detection: (outputs, input size, min_conf) → Decoded; face_detection: the same → FaceDecoded;
+    # face_embedding: (outputs) → N×D unit vectors
+    decoder: Callable[..., Any]
 
 
 HEADS: dict[str, Head] = {
@@ -132,6 +170,8 @@ HEADS: dict[str, Head] = {
     "yolov5": Head("detection", decode_yolov5),
     "yolov5_normalized": Head("detection", decode_yolov5_normalized),
     "yolov8": Head("detection", decode_yolov8),
+    "centerface": Head("face_detection", decode_centerface),
+    "embedding": Head("face_embedding", decode_embedding),
 }
 TASKS = frozenset(head.task for head in HEADS.values())
 
@@ -151,6 +191,22 @@ def decode(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], mi
                                              float(min_conf), float(iou)), dtype=np.int64).reshape(-1)
     idx = idx[np.argsort(-scores[idx], kind="stable")][:max_det]
     return boxes[idx], scores[idx], classes[idx]
+
+
+def decode_faces(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float,
+                 iou: float = 0.3, max_det: int = 300) -> FaceDecoded:
+    """Decode ``outputs`` with the ``kind`` face detection head, then NMS; sorted by score, highest first."""
+    head = HEADS[kind]
+    if head.task != "face_detection":
+        raise ValueError(f"{kind} is a {head.task} head, not a face detection head")
+    boxes, scores, points = head.decoder(outputs, input_size, min_conf)
+    if scores.size == 0:
+        return boxes, scores, points
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    idx = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), float(min_conf), float(iou)),
+                     dtype=np.int64).reshape(-1)
+    idx = idx[np.argsort(-scores[idx], kind="stable")][:max_det]
+    return boxes[idx], scores[idx], points[idx]
 
 
 def detect_yolo_kind(output_shape: tuple[int | str | None, ...], num_classes: int) -> str:

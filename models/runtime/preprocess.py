@@ -1,4 +1,5 @@
-"""Image → network input tensor (letterbox), and the geometry needed to map boxes back."""
+"""Image → network input tensor (letterbox; fit_pad and face_batch for the face models), and the
+geometry needed to map boxes back."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing,
     written into ``out`` when it is given with the tensor's shape and dtype (a buffer reused
     across frames saves the page faults of a fresh multi-megabyte array each time).
     """
+    if pre.kind != "letterbox":
+        raise ValueError(f"letterbox() cannot prepare a {pre.kind!r} input (see edgewatch.models.runtime.faces)")
     in_w, in_h = spec.size
     h, w = image_bgr.shape[:2]
     scale = min(in_w / w, in_h / h)
@@ -65,6 +68,50 @@ def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing,
     else:
         cv2.LUT(canvas, _lut3(pre.mean, pre.std, dtype.str), dst=tensor[0])
     return tensor, geometry
+
+
+def fit_pad(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing) -> tuple[np.ndarray, float]:
+    """Scale ``image_bgr`` down (never up) to fit the input size, pad right and bottom with
+    ``pre.pad_value`` to the next multiple of ``spec.multiple_of`` (a dynamic-size input) or to
+    the input size, and convert colour/layout/dtype. Returns (1×… tensor, scale): input pixels are
+    original pixels × scale, with no offset."""
+    in_w, in_h = spec.size
+    h, w = image_bgr.shape[:2]
+    scale = min(in_w / w, in_h / h, 1.0)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    if spec.multiple_of:
+        m = spec.multiple_of
+        out_w, out_h = -(-new_w // m) * m, -(-new_h // m) * m
+    else:
+        out_w, out_h = in_w, in_h
+    canvas = np.full((out_h, out_w, 3), pre.pad_value, dtype=np.uint8)
+    interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    canvas[:new_h, :new_w] = image_bgr if scale == 1.0 else cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
+    return _tensor([canvas], spec, pre), scale
+
+
+def face_batch(faces_bgr: list[np.ndarray], spec: InputSpec, pre: Preprocessing) -> np.ndarray:
+    """N aligned face crops (H×W×3 BGR uint8, resized if not the input size) → one N×… tensor."""
+    in_w, in_h = spec.size
+    crops = [f if f.shape[:2] == (in_h, in_w) else cv2.resize(f, (in_w, in_h), interpolation=cv2.INTER_AREA)
+             for f in faces_bgr]
+    return _tensor(crops, spec, pre)
+
+
+def _tensor(images_bgr: list[np.ndarray], spec: InputSpec, pre: Preprocessing) -> np.ndarray:
+    """Same-sized H×W×3 BGR uint8 images → an N×… tensor in the spec's layout and dtype,
+    in ``pre.color``, normalised as :func:`letterbox` does."""
+    dtype = np.dtype(spec.dtype)
+    h, w = images_bgr[0].shape[:2]
+    nchw = spec.layout == "nchw"
+    tensor = np.empty((len(images_bgr), 3, h, w) if nchw else (len(images_bgr), h, w, 3), dtype)
+    for i, image in enumerate(images_bgr):
+        if pre.color == "rgb":
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if dtype != np.uint8:  # raw pixels stay raw: the model or the device normalises them
+            image = cv2.LUT(image, _lut3(tuple(pre.mean), tuple(pre.std), dtype.str))
+        tensor[i] = image.transpose(2, 0, 1) if nchw else image
+    return tensor
 
 
 def input_buffer(spec: InputSpec) -> np.ndarray:

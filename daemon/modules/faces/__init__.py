@@ -1,2 +1,6 @@
-"""Faces (CodeProject.AI's face API): detection, registration, recognition and matching, with a
-crash-safe face store. Being built: the store is here; the endpoints come with the face models."""
+"""Faces (CodeProject.AI's face API): detection, registration, recognition and matching on the box,
+with a crash-safe face store."""
+
+from edgewatch.daemon.modules.faces.module import MODULE_ID, FacesModule
+
+__all__ = ["MODULE_ID", "FacesModule"]

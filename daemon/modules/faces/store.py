@@ -99,6 +99,10 @@ class FaceStore:
         self._migrate()
         self._lock = threading.Lock()
         self._galleries: dict[str, Gallery] = {}
+        # PRAGMA data_version on one long-lived connection changes when any other connection (another
+        # process: `edgewatch faces import`) commits: the cached galleries are then reloaded
+        self._watch = sqlite3.connect(path, check_same_thread=False)
+        self._seen_version = self._data_version()
 
     def _migrate(self) -> None:
         config = Config()
@@ -154,9 +158,16 @@ class FaceStore:
             rows = db.execute(sa.select(faces.c.id, faces.c.crop_jpeg).where(faces.c.id.not_in(has)))
             return [(int(i), bytes(crop)) for i, crop in rows]
 
+    def _data_version(self) -> int:
+        return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
     def gallery(self, model: str) -> Gallery:
-        """Every ``model`` embedding, as one matrix (cached until the next change)."""
+        """Every ``model`` embedding, as one matrix (cached until the next change, by any process)."""
         with self._lock:
+            version = self._data_version()
+            if version != self._seen_version:
+                self._galleries.clear()
+                self._seen_version = version
             cached = self._galleries.get(model)
             if cached is not None:
                 return cached
@@ -191,27 +202,32 @@ class FaceStore:
 
     def import_(self, source: Path) -> tuple[int, int]:
         """Merge the people and faces of an exported store into this one (faces already here, by
-        person and crop, are skipped); returns (people added, faces added)."""
-        other = FaceStore(source)
-        added_people = added_faces = 0
-        with other.engine.connect() as src:
-            theirs = src.execute(sa.select(faces)).all()
-            their_embeddings = src.execute(sa.select(embeddings)).all()
+        person and crop, are skipped); returns (people added, faces added). ``source`` is only read."""
+        try:
+            src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+            try:
+                theirs = src.execute("SELECT id, userid, crop_jpeg, image_sha256, created_at FROM faces").fetchall()
+                their_embeddings = src.execute("SELECT face_id, model, vector FROM embeddings").fetchall()
+            finally:
+                src.close()
+        except sqlite3.DatabaseError as exc:
+            raise FaceStoreError(f"{source} is not an exported face store ({exc}): make one with "
+                                 "`edgewatch faces export FILE`") from None
         by_face: dict[int, list[tuple[str, bytes]]] = {}
-        for e in their_embeddings:
-            by_face.setdefault(e.face_id, []).append((e.model, e.vector))
+        for face_id, model, vector in their_embeddings:
+            by_face.setdefault(face_id, []).append((model, vector))
+        added_people = added_faces = 0
         with self._lock, self.engine.begin() as db:
             known = {(u, hashlib.sha256(c).hexdigest())
                      for u, c in db.execute(sa.select(faces.c.userid, faces.c.crop_jpeg))}
-            for f in theirs:
-                if (f.userid, hashlib.sha256(f.crop_jpeg).hexdigest()) in known:
+            for their_id, userid, crop, image_sha256, created_at in theirs:
+                if (userid, hashlib.sha256(crop).hexdigest()) in known:
                     continue
                 added_people += db.execute(sa.insert(people).prefix_with("OR IGNORE").values(
-                    userid=f.userid, created_at=f.created_at)).rowcount
-                face_id = db.execute(sa.insert(faces).values(userid=f.userid, crop_jpeg=f.crop_jpeg,
-                                                            image_sha256=f.image_sha256, created_at=f.created_at)
-                                     ).inserted_primary_key[0]
-                for model, vector in by_face.get(f.id, []):
+                    userid=userid, created_at=created_at)).rowcount
+                face_id = db.execute(sa.insert(faces).values(userid=userid, crop_jpeg=crop, image_sha256=image_sha256,
+                                                            created_at=created_at)).inserted_primary_key[0]
+                for model, vector in by_face.get(their_id, []):
                     db.execute(sa.insert(embeddings).values(face_id=face_id, model=model, vector=vector))
                 added_faces += 1
             self._galleries.clear()
@@ -228,6 +244,7 @@ class FaceStore:
         return {"integrity": integrity, "orphan_faces": orphans, **counts}
 
     def close(self) -> None:
+        self._watch.close()
         self.engine.dispose()
 
 

@@ -1,0 +1,208 @@
+"""The face use cases, the same for every transport: detect, match, register, recognize, list and
+delete. Images in, the module's envelope out; what the sender can fix raises the module errors.
+
+Model work runs through the shared inference queue. On register, a photo with several faces
+registers its largest face (the person the photo is of, in the usual close-up); a photo with no
+face is refused, and nothing of the request is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from edgewatch.daemon.imaging import ImageError, decode_image
+from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
+from edgewatch.daemon.modules.errors import BadRequest, NotFound, Unavailable
+from edgewatch.daemon.modules.faces.schemas import FacePrediction, FaceResponse
+from edgewatch.daemon.modules.faces.store import FaceStoreError, NewFace, check_userid
+
+if TYPE_CHECKING:
+    from edgewatch.daemon.modules.faces.module import FacesModule
+
+UNKNOWN = "unknown"
+MAX_IMAGES = 16  # photos in one register request
+
+
+def answer(module: FacesModule, command: str, received_at: float, *, success: bool = True, code: int = 200,
+           message: str = "", error: str | None = None, inference_ms: float = 0.0, process_ms: float = 0.0,
+           **fields: Any) -> FaceResponse:
+    """The module's envelope for ``command``."""
+    provider, gpu = module.execution_provider()
+    predictions = fields.get("predictions")
+    return FaceResponse(
+        success=success, message=message or (error or ""), moduleId=module.module_id, moduleName=module.module_name,
+        command=command, executionProvider=provider, canUseGPU=gpu,
+        analysisRoundTripMs=round((time.perf_counter() - received_at) * 1000), code=code,
+        timestampUTC=datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        inferenceMs=round(inference_ms), processMs=round(process_ms),
+        count=len(predictions) if predictions is not None else None, error=error, **fields)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.start, self.inference_s = time.perf_counter(), 0.0
+
+    @property
+    def process_ms(self) -> float:
+        return (time.perf_counter() - self.start) * 1000
+
+
+async def _run(queue: InferenceQueue, job):
+    try:
+        return await queue.run(job)
+    except ImageError as exc:
+        raise BadRequest(str(exc)) from None
+    except QueueFull as exc:
+        raise Unavailable(f"{exc}: the box is busy, retry shortly", retry_after=exc.retry_after) from None
+
+
+def _image(module: FacesModule, data: bytes, what: str = "image") -> np.ndarray:
+    try:
+        image, _ = decode_image(data, module.config.server.max_image_pixels)
+    except ImageError as exc:
+        raise BadRequest(f"{what}: {exc}") from None
+    return image
+
+
+def _faces(module: FacesModule, image: np.ndarray, min_conf: float, timer: _Timer):
+    from edgewatch.models.runtime.faces import detect_faces
+
+    detector = module.detector()
+    found = detect_faces(detector.backend, detector.manifest, image, min_conf)
+    timer.inference_s += found.inference_ms / 1000
+    return found
+
+
+def _embed(module: FacesModule, crops: list[np.ndarray], timer: _Timer) -> np.ndarray:
+    from edgewatch.models.runtime.faces import embed
+
+    embedder = module.embedder()
+    start = time.perf_counter()
+    vectors = embed(embedder.backend, embedder.manifest, crops)
+    timer.inference_s += time.perf_counter() - start
+    return vectors
+
+
+def _largest(found) -> int:
+    sizes = (found.boxes[:, 2] - found.boxes[:, 0]) * (found.boxes[:, 3] - found.boxes[:, 1])
+    return int(np.argmax(sizes))
+
+
+def _box(b: np.ndarray) -> tuple[int, int, int, int]:
+    return int(round(b[0])), int(round(b[1])), int(round(b[2])), int(round(b[3]))
+
+
+async def detect(module: FacesModule, queue: InferenceQueue, data: bytes, min_conf: float,
+                 received_at: float) -> FaceResponse:
+    def job() -> tuple[list[FacePrediction], _Timer]:
+        timer = _Timer()
+        found = _faces(module, _image(module, data), min_conf, timer)
+        return [FacePrediction("face", round(float(s), 4), *_box(b)) for b, s in zip(found.boxes, found.scores)], timer
+
+    predictions, timer = await _run(queue, job)
+    message = f"Found {len(predictions)} face(s)" if predictions else "No faces found"
+    return answer(module, "detect", received_at, message=message, predictions=predictions,
+                  inference_ms=timer.inference_s * 1000, process_ms=timer.process_ms)
+
+
+async def match(module: FacesModule, queue: InferenceQueue, first: bytes, second: bytes,
+                received_at: float) -> FaceResponse:
+    def job() -> tuple[float, _Timer]:
+        timer, crops = _Timer(), []
+        from edgewatch.models.runtime.faces import align
+
+        for what, data in (("image1", first), ("image2", second)):
+            image = _image(module, data, what)
+            found = _faces(module, image, module.settings.min_confidence, timer)
+            if not len(found.scores):
+                raise BadRequest(f"no face found in {what}: send a photo with the face clearly visible")
+            crops.append(align(image, found.landmarks[_largest(found)]))
+        a, b = _embed(module, crops, timer)
+        return max(0.0, float(a @ b)), timer
+
+    similarity, timer = await _run(queue, job)
+    return answer(module, "match", received_at, message=f"similarity {similarity:.3f}", similarity=round(similarity, 4),
+                  inference_ms=timer.inference_s * 1000, process_ms=timer.process_ms)
+
+
+async def register(module: FacesModule, queue: InferenceQueue, userid: str, photos: list[bytes],
+                   received_at: float) -> FaceResponse:
+    try:
+        userid = check_userid(userid)
+    except FaceStoreError as exc:
+        raise BadRequest(str(exc)) from None
+    if not photos:
+        raise BadRequest("no image to register: send the photo(s) as 'image' (or image1, image2, …) file parts")
+    if len(photos) > MAX_IMAGES:
+        raise BadRequest(f"{len(photos)} images in one request; at most {MAX_IMAGES}")
+
+    def job() -> tuple[int, int, _Timer]:
+        from edgewatch.models.runtime.faces import align
+
+        timer, crops, digests = _Timer(), [], []
+        for n, data in enumerate(photos, 1):
+            image = _image(module, data, f"image {n}")
+            found = _faces(module, image, module.settings.min_confidence, timer)
+            if not len(found.scores):
+                raise BadRequest(f"no face found in image {n}: nothing was registered; send photos in which "
+                                 "the face is clearly visible")
+            crops.append(align(image, found.landmarks[_largest(found)]))
+            digests.append(hashlib.sha256(data).hexdigest())
+        vectors = _embed(module, crops, timer)
+        new = [NewFace(cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes(), digest, vector)
+               for crop, digest, vector in zip(crops, digests, vectors)]
+        total = module.faces.register(userid, new, module.embedder().key)
+        return len(new), total, timer
+
+    added, total, timer = await _run(queue, job)
+    return answer(module, "register", received_at,
+                  message=f"face added: {added} face(s) registered for '{userid}' ({total} in all)",
+                  inference_ms=timer.inference_s * 1000, process_ms=timer.process_ms)
+
+
+async def recognize(module: FacesModule, queue: InferenceQueue, data: bytes, min_conf: float,
+                    received_at: float) -> FaceResponse:
+    def job() -> tuple[list[FacePrediction], _Timer]:
+        from edgewatch.models.runtime.faces import align
+
+        timer = _Timer()
+        image = _image(module, data)
+        found = _faces(module, image, min_conf, timer)
+        if not len(found.scores):
+            return [], timer
+        vectors = _embed(module, [align(image, lm) for lm in found.landmarks], timer)
+        gallery = module.faces.gallery(module.embedder().key)
+        out = []
+        for box, vector in zip(found.boxes, vectors):
+            who, similarity = gallery.best(vector)
+            known = who is not None and similarity >= module.settings.recognition_threshold
+            name = who if known else UNKNOWN
+            out.append(FacePrediction(name, round(max(0.0, similarity), 4), *_box(box), userid=name))
+        return out, timer
+
+    predictions, timer = await _run(queue, job)
+    known = [p.userid for p in predictions if p.userid != UNKNOWN]
+    message = (f"Found {', '.join(known)}" if known else
+               f"{len(predictions)} unknown face(s)" if predictions else "No faces found")
+    return answer(module, "recognize", received_at, message=message, predictions=predictions,
+                  inference_ms=timer.inference_s * 1000, process_ms=timer.process_ms)
+
+
+def list_faces(module: FacesModule, received_at: float) -> FaceResponse:
+    userids = module.faces.userids()
+    return answer(module, "list", received_at, message=f"{len(userids)} registered", faces=userids)
+
+
+def delete(module: FacesModule, userid: str, received_at: float) -> FaceResponse:
+    userid = userid.strip()
+    if not userid:
+        raise BadRequest("send the 'userid' to delete")
+    if not module.faces.delete(userid):
+        raise NotFound(f"no registered user {userid!r}: POST /v1/vision/face/list lists them")
+    return answer(module, "delete", received_at, message=f"deleted '{userid}'")

@@ -125,3 +125,53 @@ def test_without_face_models_the_endpoints_say_what_to_install(data_dir: Path, c
         status = {m["moduleId"]: m for m in client.get("/v1/status/version").json()["modules"]}[FACES]
         assert not status["ready"] and "centerface mobilefacenet" in status["summary"]
         assert client.post("/v1/vision/detection", files={"image": photos["bus"]}).json()["success"]
+
+
+def test_no_acknowledged_registration_is_lost_when_the_daemon_is_killed(faces_data_dir: Path, cache_dir: Path,
+                                                                        tmp_path: Path, photos) -> None:
+    """Register through the real daemon while SIGKILLing it at random moments, five times: every
+    registration it answered 200 for is in the store afterwards, and the store is consistent."""
+    import random
+    import shutil
+    import threading
+    import time
+
+    import httpx
+
+    from edgewatch.daemon.modules.faces.store import FaceStore
+    from edgewatch.daemon.testing.daemon_process import DaemonProcess
+
+    data = tmp_path / "data"
+    shutil.copytree(faces_data_dir, data)
+    acknowledged: list[str] = []
+    rng = random.Random(15)
+    for round_ in range(5):
+        daemon = DaemonProcess(data, cache_dir)
+        daemon.start(timeout=60)
+
+        def register_until_killed() -> None:
+            with httpx.Client(base_url=daemon.url, timeout=30) as client:
+                for i in range(10_000):
+                    userid = f"r{round_}-{i}"
+                    try:
+                        r = client.post("/v1/vision/face/register", files={"image": photos["obama"]},
+                                        data={"userid": userid})
+                    except httpx.TransportError:
+                        return  # killed mid-request: not acknowledged
+                    if r.status_code == 200:
+                        acknowledged.append(userid)
+
+        writer = threading.Thread(target=register_until_killed)
+        writer.start()
+        time.sleep(rng.uniform(0.8, 2.5))
+        daemon.proc.kill()
+        daemon.proc.wait()
+        writer.join(30)
+        daemon.proc.stdout.close()
+        store = FaceStore(data / "faces.db")
+        stored, check = set(store.userids()), store.check()
+        store.close()
+        assert check["integrity"] == "ok" and check["orphan_faces"] == 0
+        lost = [u for u in acknowledged if u not in stored]
+        assert not lost, f"round {round_}: answered 200 but not stored: {lost[:5]}"
+    assert len(acknowledged) >= 10  # the daemon really registered between the kills

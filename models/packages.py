@@ -51,42 +51,35 @@ def fetch_npm(package: str, version: str, cache: Path, progress: Progress = prin
 
 def fetch_pypi_wheel(package: str, version: str, cache: Path, progress: Progress = print) -> Path:
     """``pip download --no-deps package==version`` into ``cache/packages``; returns the wheel."""
-    dest = cache / "packages"
-    prefix = package.replace("-", "_") + f"-{version}-"
-    found = sorted(dest.glob(prefix + "*.whl")) if dest.is_dir() else []
-    if found:
-        return found[0]
-    dest.mkdir(parents=True, exist_ok=True)
-    progress(f"fetching {package}=={version} from PyPI (pip download)…")
-    with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-              f"{package}=={version}", "-d", tmp],
-             f"pip download {package}=={version}", "Check that PyPI is reachable (pip index versions pip), then retry.")
-        wheel = next(Path(tmp).glob("*.whl"))
-        wheel.replace(dest / wheel.name)
-    return dest / wheel.name
+    return _pip_download(package, version, cache, progress, sdist=False)
 
 
 def fetch_pypi_sdist(package: str, version: str, cache: Path, progress: Progress = print) -> Path:
-    """``pip download --no-deps --no-binary=:all: package==version`` into ``cache/packages``; returns
-    the source archive (some files, such as a project's test photos, ship only there)."""
+    """The source archive of ``package==version`` (some files, such as a project's test photos,
+    ship only there), downloaded into ``cache/packages``."""
+    return _pip_download(package, version, cache, progress, sdist=True)
+
+
+def _pip_download(package: str, version: str, cache: Path, progress: Progress, sdist: bool) -> Path:
+    """``pip download --no-deps`` of the wheel or the source archive, once; returns its path."""
     dest = cache / "packages"
-    stems = {f"{n}-{version}" for n in (package, package.replace("-", "_"), package.lower().replace("-", "_"))}
-    found = sorted(p for s in stems for p in dest.glob(s + ".tar.gz")) if dest.is_dir() else []
+    names = {package, package.replace("-", "_"), package.lower().replace("-", "_")}
+    patterns = [f"{n}-{version}.tar.gz" for n in names] if sdist else [f"{n}-{version}-*.whl" for n in names]
+    found = sorted(p for pattern in patterns for p in dest.glob(pattern)) if dest.is_dir() else []
     if found:
         return found[0]
+    what = f"{package}=={version}" + (" (source)" if sdist else "")
     dest.mkdir(parents=True, exist_ok=True)
-    progress(f"fetching {package}=={version} source from PyPI (pip download)…")
+    progress(f"fetching {what} from PyPI (pip download)…")
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "-q",
-              f"{package}=={version}", "-d", tmp],
-             f"pip download {package}=={version} (source)",
-             "Check that PyPI is reachable (pip index versions pip), then retry.")
-        sdist = next(Path(tmp).glob("*.tar.gz"), None)
-        if sdist is None:
-            raise FetchError(f"PyPI has no source archive (.tar.gz) of {package}=={version}")
-        sdist.replace(dest / sdist.name)
-    return dest / sdist.name
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:" if sdist else "--only-binary=:all:",
+              "-q", f"{package}=={version}", "-d", tmp],
+             f"pip download {what}", "Check that PyPI is reachable (pip index versions pip), then retry.")
+        got = next(Path(tmp).glob("*.tar.gz" if sdist else "*.whl"), None)
+        if got is None:
+            raise FetchError(f"PyPI has no {'source archive (.tar.gz)' if sdist else 'wheel'} of {package}=={version}")
+        got.replace(dest / got.name)
+    return dest / got.name
 
 
 FETCHERS: dict[str, Callable[[str, str, Path, Progress], Path]] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -25,15 +25,11 @@ class Prediction(msgspec.Struct, frozen=True):
     y_max: int
 
 
-class VisionResponse(msgspec.Struct, omit_defaults=True):
-    """The CodeProject.AI envelope."""
+class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The fields every CodeProject.AI answer carries; each module's answers add their own."""
 
     success: bool
     message: str
-    predictions: list[Prediction]
-    count: int
-    inferenceMs: int
-    processMs: int
     moduleId: str
     moduleName: str
     command: str
@@ -45,29 +41,37 @@ class VisionResponse(msgspec.Struct, omit_defaults=True):
     error: str | None = None
 
 
+def envelope_fields(module: CapabilityModule, command: str, *, success: bool, received_at: float, code: int = 200,
+                    message: str = "", error: str | None = None, execution_provider: str | None = None,
+                    can_use_gpu: bool | None = None) -> dict[str, Any]:
+    """The :class:`Envelope` fields of ``module``'s answer to ``command``; ``received_at``
+    (perf_counter) times the round trip. Without the provider that ran (errors before inference),
+    the module's default one."""
+    if execution_provider is None:
+        execution_provider, can_use_gpu = module.execution_provider()
+    return {"success": success, "message": message or (error or ""), "moduleId": module.module_id,
+            "moduleName": module.module_name, "command": command, "executionProvider": execution_provider,
+            "canUseGPU": bool(can_use_gpu), "analysisRoundTripMs": round((time.perf_counter() - received_at) * 1000),
+            "code": code, "timestampUTC": datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            "error": error}
+
+
+class VisionResponse(Envelope, kw_only=True, omit_defaults=True):
+    """The envelope of detection answers."""
+
+    predictions: list[Prediction]
+    count: int
+    inferenceMs: int
+    processMs: int
+
+
 def envelope(module: CapabilityModule, command: str, *, success: bool, received_at: float, code: int = 200,
              message: str = "", predictions: list[Prediction] | None = None, inference_ms: float = 0.0,
              process_ms: float = 0.0, error: str | None = None, execution_provider: str | None = None,
              can_use_gpu: bool | None = None) -> VisionResponse:
-    """``module``'s envelope for ``command``; ``received_at`` (perf_counter) times the round trip.
-    Without the provider that ran (errors before inference), the module's default one."""
-    if execution_provider is None:
-        execution_provider, can_use_gpu = module.execution_provider()
+    """``module``'s detection envelope for ``command`` (see :func:`envelope_fields`)."""
     predictions = predictions or []
     return VisionResponse(
-        success=success,
-        message=message or (error or ""),
-        predictions=predictions,
-        count=len(predictions),
-        inferenceMs=round(inference_ms),
-        processMs=round(process_ms),
-        moduleId=module.module_id,
-        moduleName=module.module_name,
-        command=command,
-        executionProvider=execution_provider,
-        canUseGPU=bool(can_use_gpu),
-        analysisRoundTripMs=round((time.perf_counter() - received_at) * 1000),
-        code=code,
-        timestampUTC=datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        error=error,
-    )
+        **envelope_fields(module, command, success=success, received_at=received_at, code=code, message=message,
+                          error=error, execution_provider=execution_provider, can_use_gpu=can_use_gpu),
+        predictions=predictions, count=len(predictions), inferenceMs=round(inference_ms), processMs=round(process_ms))

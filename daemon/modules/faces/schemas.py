@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import msgspec
-
-from edgewatch.daemon.modules.envelope import Prediction
+from edgewatch.daemon.modules.envelope import Envelope, Prediction
 
 
 class FacePrediction(Prediction, frozen=True, omit_defaults=True):
@@ -13,23 +11,12 @@ class FacePrediction(Prediction, frozen=True, omit_defaults=True):
     userid: str | None = None
 
 
-class FaceResponse(msgspec.Struct, omit_defaults=True):
+class FaceResponse(Envelope, kw_only=True, omit_defaults=True):
     """The envelope of every /v1/vision/face answer; each command fills its own fields."""
 
-    success: bool
-    message: str
-    moduleId: str
-    moduleName: str
-    command: str
-    executionProvider: str
-    canUseGPU: bool
-    analysisRoundTripMs: int
-    code: int
-    timestampUTC: str
     inferenceMs: int = 0
     processMs: int = 0
     predictions: list[FacePrediction] | None = None  # detect, recognize
     count: int | None = None
     similarity: float | None = None                  # match
     faces: list[str] | None = None                   # list: the registered user ids
-    error: str | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -18,6 +17,7 @@ import numpy as np
 
 from edgewatch.daemon.imaging import ImageError, decode_image
 from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
+from edgewatch.daemon.modules.envelope import envelope_fields
 from edgewatch.daemon.modules.errors import BadRequest, NotFound, Unavailable
 from edgewatch.daemon.modules.faces.schemas import FacePrediction, FaceResponse
 from edgewatch.daemon.modules.faces.store import FaceStoreError, NewFace, check_userid
@@ -32,16 +32,12 @@ MAX_IMAGES = 16  # photos in one register request
 def answer(module: FacesModule, command: str, received_at: float, *, success: bool = True, code: int = 200,
            message: str = "", error: str | None = None, inference_ms: float = 0.0, process_ms: float = 0.0,
            **fields: Any) -> FaceResponse:
-    """The module's envelope for ``command``."""
-    provider, gpu = module.execution_provider()
+    """The module's envelope for ``command``, with the face API's ``fields``."""
     predictions = fields.get("predictions")
-    return FaceResponse(
-        success=success, message=message or (error or ""), moduleId=module.module_id, moduleName=module.module_name,
-        command=command, executionProvider=provider, canUseGPU=gpu,
-        analysisRoundTripMs=round((time.perf_counter() - received_at) * 1000), code=code,
-        timestampUTC=datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        inferenceMs=round(inference_ms), processMs=round(process_ms),
-        count=len(predictions) if predictions is not None else None, error=error, **fields)
+    return FaceResponse(**envelope_fields(module, command, success=success, received_at=received_at, code=code,
+                                          message=message, error=error),
+                        inferenceMs=round(inference_ms), processMs=round(process_ms),
+                        count=len(predictions) if predictions is not None else None, **fields)
 
 
 class _Timer:

@@ -175,3 +175,39 @@ def test_no_acknowledged_registration_is_lost_when_the_daemon_is_killed(faces_da
         lost = [u for u in acknowledged if u not in stored]
         assert not lost, f"round {round_}: answered 200 but not stored: {lost[:5]}"
     assert len(acknowledged) >= 10  # the daemon really registered between the kills
+
+
+def test_mqtt_jobs_detect_and_recognize_faces(client: TestClient, photos) -> None:
+    """edgewatch/jobs/face and edgewatch/jobs/face/recognize: the image as payload, the answer the
+    same envelope as REST (the broker side of the link is tested with mosquitto in tests/mqtt)."""
+    import asyncio
+    import json
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from edgewatch.daemon.mqtt.link import MqttLink
+
+    assert post(client, "register", files={"image": photos["obama"]}, data={"userid": "Barack"}).json()["success"]
+    services = client.app.state.services
+    link = MqttLink(services.config, services.modules, services.queue, asyncio.new_event_loop())
+    topics = {topic for topic, _ in link._subscriptions}
+    assert {"$share/edgewatch/edgewatch/jobs/face", "$share/edgewatch/edgewatch/jobs/face/recognize"} <= topics
+    published: list[tuple[str, dict]] = []
+    link.client.publish = lambda topic, body, **kw: published.append((topic, json.loads(body)))
+
+    def job(command: str, payload: bytes) -> dict:
+        msg = mqtt.MQTTMessage(topic=f"edgewatch/jobs/{command}".encode())
+        msg.payload = payload
+        msg.properties = Properties(PacketTypes.PUBLISH)
+        msg.properties.ResponseTopic = "replies/faces"
+        asyncio.run(link._job(command, msg))
+        return [body for topic, body in published if topic == "replies/faces"][-1]
+
+    found = job("face", photos["group5"])
+    assert found["success"] and found["command"] == "detect" and found["count"] == 5
+    who = job("face/recognize", photos["obama2"])
+    assert who["success"] and who["command"] == "recognize" and [p["userid"] for p in who["predictions"]] == ["Barack"]
+    bad = job("face/recognize", b"not an image")
+    assert bad["success"] is False and bad["code"] == 400 and bad["moduleId"] == FACES

@@ -46,6 +46,7 @@ class FacesModule(CapabilityModule):
     module_name = MODULE_NAME
     settings_model = FacesConfig
     model_tasks = frozenset({"face_detection", "face_embedding"})
+    mqtt_commands = {"face": "detect", "face/recognize": "recognize"}  # edgewatch/jobs/<command>: the image
     settings: FacesConfig
 
     def __init__(self, config: Settings, store, saved: dict[str, Any]) -> None:
@@ -135,6 +136,15 @@ class FacesModule(CapabilityModule):
         from edgewatch.daemon.modules.faces.usecase import answer
 
         return answer(self, command, received_at, success=False, code=status, error=message)
+
+    async def run_job(self, command, payload, params, queue, received_at) -> FaceResponse:
+        from edgewatch.daemon.modules.detection.usecase import confidence_value
+        from edgewatch.daemon.modules.faces import usecase
+
+        min_conf = confidence_value(params.get("min_confidence", ""), self.settings.min_confidence)
+        if command == "face/recognize":
+            return await usecase.recognize(self, queue, payload, min_conf, received_at)
+        return await usecase.detect(self, queue, payload, min_conf, received_at)
 
     # -- models ------------------------------------------------------------------------------------
     def detector(self) -> FaceModel:

@@ -13,9 +13,10 @@ from edgewatch.daemon.api.forms import read_form
 from edgewatch.daemon.api.schemas import received_at
 from edgewatch.daemon.config import DetectionConfig
 from edgewatch.daemon.modules.detection.module import MODULE_ID, MODULE_NAME, DetectionModule
-from edgewatch.daemon.modules.detection.usecase import confidence_value, detect_image
+from edgewatch.daemon.modules.detection.usecase import detect_image
 from edgewatch.daemon.modules.detection.usecase import model_name as check_name
 from edgewatch.daemon.modules.envelope import VisionResponse
+from edgewatch.daemon.modules.requests import confidence_value
 from edgewatch.daemon.services import ServicesDep
 from edgewatch.models.runtime.labels import PRESETS
 

@@ -3,31 +3,16 @@ envelope out; what the sender can fix raises :mod:`edgewatch.daemon.modules.erro
 
 from __future__ import annotations
 
-import math
-
 from edgewatch.backends.base import BackendError
 from edgewatch.daemon.imaging import ImageError
-from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
+from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.modules.detection.detector import NoModelInstalled, Outcome
 from edgewatch.daemon.modules.detection.module import DetectionModule
 from edgewatch.daemon.modules.envelope import VisionResponse, envelope
 from edgewatch.daemon.modules.errors import BadRequest, NotFound, Unavailable
+from edgewatch.daemon.modules.requests import confidence_value, queued
 from edgewatch.models.manifest import check_model_name
 from edgewatch.models.store import ModelNotFound
-
-
-def confidence_value(raw: str, default: float) -> float:
-    """``min_confidence`` as sent (text), or ``default`` when empty; BadRequest if not in [0, 1]."""
-    raw = raw.strip()
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"min_confidence must be a number between 0 and 1, got {raw!r}") from None
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise BadRequest(f"min_confidence must be between 0 and 1, got {raw!r}")
-    return value
 
 
 def model_name(name: str) -> str:
@@ -50,7 +35,7 @@ async def detect_image(module: DetectionModule, queue: InferenceQueue, image: by
         return detector.detect(image, min_conf, settings, max_pixels, allowed)
 
     try:
-        outcome = await queue.run(job)
+        outcome = await queued(queue, job)
     except ImageError as exc:
         raise BadRequest(str(exc)) from None
     except ModelNotFound:
@@ -58,8 +43,6 @@ async def detect_image(module: DetectionModule, queue: InferenceQueue, image: by
                        "this box has; install more with `edgewatch models install`") from None
     except (NoModelInstalled, BackendError) as exc:  # nothing installed, or nothing that loads here
         raise Unavailable(str(exc)) from None
-    except QueueFull as exc:
-        raise Unavailable(f"{exc}: the box is busy, retry shortly", retry_after=exc.retry_after) from None
     predictions = outcome.predictions
     message = ("Found " + ", ".join(p.label for p in predictions)) if predictions else "No objects found"
     return envelope(module, command, success=True, received_at=received_at, message=message,

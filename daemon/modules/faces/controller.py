@@ -7,11 +7,11 @@ from litestar import Controller, Request, post
 
 from edgewatch.daemon.api.forms import read_form
 from edgewatch.daemon.api.schemas import received_at
-from edgewatch.daemon.modules.detection.usecase import confidence_value
 from edgewatch.daemon.modules.faces import usecase
 from edgewatch.daemon.modules.faces.module import MODULE_ID, FacesModule
 from edgewatch.daemon.modules.faces.schemas import FaceResponse
 from edgewatch.daemon.modules.errors import BadRequest
+from edgewatch.daemon.modules.requests import confidence_value
 from edgewatch.daemon.services import Services, ServicesDep
 
 

@@ -20,7 +20,9 @@ from edgewatch.daemon.modules.errors import NotFound, Unavailable
 from edgewatch.daemon.modules.faces.schemas import FaceResponse
 from edgewatch.daemon.config import FacesConfig
 from edgewatch.daemon.modules.faces.store import FaceStore
+from edgewatch.daemon.modules.requests import confidence_value
 from edgewatch.models.manifest import ModelManifest
+from edgewatch.models.runtime.faces import detect_faces, embed
 from edgewatch.models.store import ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -89,8 +91,6 @@ class FacesModule(CapabilityModule):
         except Unavailable as exc:
             log.info("faces: %s", exc)
             return
-        from edgewatch.models.runtime.faces import detect_faces, embed
-
         detect_faces(detector.backend, detector.manifest, np.zeros((64, 64, 3), np.uint8))  # the first run plans
         pending = self.faces.unembedded(embedder.key)
         if pending:
@@ -138,7 +138,6 @@ class FacesModule(CapabilityModule):
         return answer(self, command, received_at, success=False, code=status, error=message)
 
     async def run_job(self, command, payload, params, queue, received_at) -> FaceResponse:
-        from edgewatch.daemon.modules.detection.usecase import confidence_value
         from edgewatch.daemon.modules.faces import usecase
 
         min_conf = confidence_value(params.get("min_confidence", ""), self.settings.min_confidence)

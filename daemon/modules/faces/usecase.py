@@ -16,11 +16,13 @@ import cv2
 import numpy as np
 
 from edgewatch.daemon.imaging import ImageError, decode_image
-from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
+from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.modules.envelope import envelope_fields
-from edgewatch.daemon.modules.errors import BadRequest, NotFound, Unavailable
+from edgewatch.daemon.modules.errors import BadRequest, NotFound
+from edgewatch.daemon.modules.requests import queued
 from edgewatch.daemon.modules.faces.schemas import FacePrediction, FaceResponse
 from edgewatch.daemon.modules.faces.store import FaceStoreError, NewFace, check_userid
+from edgewatch.models.runtime.faces import align, detect_faces, embed
 
 if TYPE_CHECKING:
     from edgewatch.daemon.modules.faces.module import FacesModule
@@ -49,15 +51,6 @@ class _Timer:
         return (time.perf_counter() - self.start) * 1000
 
 
-async def _run(queue: InferenceQueue, job):
-    try:
-        return await queue.run(job)
-    except ImageError as exc:
-        raise BadRequest(str(exc)) from None
-    except QueueFull as exc:
-        raise Unavailable(f"{exc}: the box is busy, retry shortly", retry_after=exc.retry_after) from None
-
-
 def _image(module: FacesModule, data: bytes, what: str = "image") -> np.ndarray:
     try:
         image, _ = decode_image(data, module.config.server.max_image_pixels)
@@ -67,8 +60,6 @@ def _image(module: FacesModule, data: bytes, what: str = "image") -> np.ndarray:
 
 
 def _faces(module: FacesModule, image: np.ndarray, min_conf: float, timer: _Timer):
-    from edgewatch.models.runtime.faces import detect_faces
-
     detector = module.detector()
     found = detect_faces(detector.backend, detector.manifest, image, min_conf)
     timer.inference_s += found.inference_ms / 1000
@@ -76,8 +67,6 @@ def _faces(module: FacesModule, image: np.ndarray, min_conf: float, timer: _Time
 
 
 def _embed(module: FacesModule, crops: list[np.ndarray], timer: _Timer) -> np.ndarray:
-    from edgewatch.models.runtime.faces import embed
-
     embedder = module.embedder()
     start = time.perf_counter()
     vectors = embed(embedder.backend, embedder.manifest, crops)
@@ -101,7 +90,7 @@ async def detect(module: FacesModule, queue: InferenceQueue, data: bytes, min_co
         found = _faces(module, _image(module, data), min_conf, timer)
         return [FacePrediction("face", round(float(s), 4), *_box(b)) for b, s in zip(found.boxes, found.scores)], timer
 
-    predictions, timer = await _run(queue, job)
+    predictions, timer = await queued(queue, job)
     message = f"Found {len(predictions)} face(s)" if predictions else "No faces found"
     return answer(module, "detect", received_at, message=message, predictions=predictions,
                   inference_ms=timer.inference_s * 1000, process_ms=timer.process_ms)
@@ -111,8 +100,6 @@ async def match(module: FacesModule, queue: InferenceQueue, first: bytes, second
                 received_at: float) -> FaceResponse:
     def job() -> tuple[float, _Timer]:
         timer, crops = _Timer(), []
-        from edgewatch.models.runtime.faces import align
-
         for what, data in (("image1", first), ("image2", second)):
             image = _image(module, data, what)
             found = _faces(module, image, module.settings.min_confidence, timer)
@@ -122,7 +109,7 @@ async def match(module: FacesModule, queue: InferenceQueue, first: bytes, second
         a, b = _embed(module, crops, timer)
         return max(0.0, float(a @ b)), timer
 
-    similarity, timer = await _run(queue, job)
+    similarity, timer = await queued(queue, job)
     return answer(module, "match", received_at, message=f"similarity {similarity:.3f}", similarity=round(similarity, 4),
                   inference_ms=timer.inference_s * 1000, process_ms=timer.process_ms)
 
@@ -139,8 +126,6 @@ async def register(module: FacesModule, queue: InferenceQueue, userid: str, phot
         raise BadRequest(f"{len(photos)} images in one request; at most {MAX_IMAGES}")
 
     def job() -> tuple[int, int, _Timer]:
-        from edgewatch.models.runtime.faces import align
-
         timer, crops, digests = _Timer(), [], []
         for n, data in enumerate(photos, 1):
             image = _image(module, data, f"image {n}")
@@ -156,7 +141,7 @@ async def register(module: FacesModule, queue: InferenceQueue, userid: str, phot
         total = module.faces.register(userid, new, module.embedder().key)
         return len(new), total, timer
 
-    added, total, timer = await _run(queue, job)
+    added, total, timer = await queued(queue, job)
     return answer(module, "register", received_at,
                   message=f"face added: {added} face(s) registered for '{userid}' ({total} in all)",
                   inference_ms=timer.inference_s * 1000, process_ms=timer.process_ms)
@@ -165,8 +150,6 @@ async def register(module: FacesModule, queue: InferenceQueue, userid: str, phot
 async def recognize(module: FacesModule, queue: InferenceQueue, data: bytes, min_conf: float,
                     received_at: float) -> FaceResponse:
     def job() -> tuple[list[FacePrediction], _Timer]:
-        from edgewatch.models.runtime.faces import align
-
         timer = _Timer()
         image = _image(module, data)
         found = _faces(module, image, min_conf, timer)
@@ -182,7 +165,7 @@ async def recognize(module: FacesModule, queue: InferenceQueue, data: bytes, min
             out.append(FacePrediction(name, round(max(0.0, similarity), 4), *_box(box), userid=name))
         return out, timer
 
-    predictions, timer = await _run(queue, job)
+    predictions, timer = await queued(queue, job)
     known = [p.userid for p in predictions if p.userid != UNKNOWN]
     message = (f"Found {', '.join(known)}" if known else
                f"{len(predictions)} unknown face(s)" if predictions else "No faces found")

@@ -186,10 +186,7 @@ def decode(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], mi
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
     if scores.size == 0:
         return _empty()
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    idx = np.asarray(cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), classes.tolist(),
-                                             float(min_conf), float(iou)), dtype=np.int64).reshape(-1)
-    idx = idx[np.argsort(-scores[idx], kind="stable")][:max_det]
+    idx = _nms(boxes, scores, classes, min_conf, iou, max_det)
     return boxes[idx], scores[idx], classes[idx]
 
 
@@ -202,11 +199,20 @@ def decode_faces(kind: str, outputs: list[np.ndarray], input_size: tuple[int, in
     boxes, scores, points = head.decoder(outputs, input_size, min_conf)
     if scores.size == 0:
         return boxes, scores, points
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    idx = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), float(min_conf), float(iou)),
-                     dtype=np.int64).reshape(-1)
-    idx = idx[np.argsort(-scores[idx], kind="stable")][:max_det]
+    idx = _nms(boxes, scores, None, min_conf, iou, max_det)
     return boxes[idx], scores[idx], points[idx]
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray | None, min_conf: float, iou: float,
+         max_det: int) -> np.ndarray:
+    """Indices kept by NMS (per class when ``classes`` is given), highest score first, at most ``max_det``."""
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
+    if classes is None:
+        kept = cv2.dnn.NMSBoxes(xywh, scores.tolist(), float(min_conf), float(iou))
+    else:
+        kept = cv2.dnn.NMSBoxesBatched(xywh, scores.tolist(), classes.tolist(), float(min_conf), float(iou))
+    idx = np.asarray(kept, dtype=np.int64).reshape(-1)
+    return idx[np.argsort(-scores[idx], kind="stable")][:max_det]
 
 
 def detect_yolo_kind(output_shape: tuple[int | str | None, ...], num_classes: int) -> str:

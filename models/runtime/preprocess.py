@@ -56,17 +56,7 @@ def letterbox(image_bgr: np.ndarray, spec: InputSpec, pre: Preprocessing,
     geometry = Letterbox(scale, pad_x, pad_y, w, h)
     dtype = np.dtype(spec.dtype)
     tensor = out if out is not None and out.shape == _shape(spec) and out.dtype == dtype else input_buffer(spec)
-    copy = dtype == np.uint8  # raw pixels: the model or the device normalises them
-    if spec.layout == "nchw":
-        for i, plane in enumerate(cv2.split(canvas)):
-            if copy:
-                tensor[0, i] = plane
-            else:
-                cv2.LUT(plane, _lut(pre.mean[i], pre.std[i], dtype.str), dst=tensor[0, i])
-    elif copy:
-        tensor[0] = canvas
-    else:
-        cv2.LUT(canvas, _lut3(pre.mean, pre.std, dtype.str), dst=tensor[0])
+    _fill(tensor[0], canvas, spec, pre)
     return tensor, geometry
 
 
@@ -101,17 +91,29 @@ def face_batch(faces_bgr: list[np.ndarray], spec: InputSpec, pre: Preprocessing)
 def _tensor(images_bgr: list[np.ndarray], spec: InputSpec, pre: Preprocessing) -> np.ndarray:
     """Same-sized H×W×3 BGR uint8 images → an N×… tensor in the spec's layout and dtype,
     in ``pre.color``, normalised as :func:`letterbox` does."""
-    dtype = np.dtype(spec.dtype)
     h, w = images_bgr[0].shape[:2]
-    nchw = spec.layout == "nchw"
-    tensor = np.empty((len(images_bgr), 3, h, w) if nchw else (len(images_bgr), h, w, 3), dtype)
+    shape = (len(images_bgr), 3, h, w) if spec.layout == "nchw" else (len(images_bgr), h, w, 3)
+    tensor = np.empty(shape, np.dtype(spec.dtype))
     for i, image in enumerate(images_bgr):
-        if pre.color == "rgb":
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        if dtype != np.uint8:  # raw pixels stay raw: the model or the device normalises them
-            image = cv2.LUT(image, _lut3(tuple(pre.mean), tuple(pre.std), dtype.str))
-        tensor[i] = image.transpose(2, 0, 1) if nchw else image
+        _fill(tensor[i], cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if pre.color == "rgb" else image, spec, pre)
     return tensor
+
+
+def _fill(slot: np.ndarray, image: np.ndarray, spec: InputSpec, pre: Preprocessing) -> None:
+    """Write one H×W×3 uint8 image, already in ``pre.color``, into one sample of a tensor (3×H×W
+    or H×W×3): raw pixels for uint8, (pixel - mean) / std through a lookup table otherwise."""
+    dtype = slot.dtype
+    raw = dtype == np.uint8  # the model or the device normalises them
+    if spec.layout == "nchw":
+        for i, plane in enumerate(cv2.split(image)):
+            if raw:
+                slot[i] = plane
+            else:
+                cv2.LUT(plane, _lut(pre.mean[i], pre.std[i], dtype.str), dst=slot[i])
+    elif raw:
+        slot[...] = image
+    else:
+        cv2.LUT(image, _lut3(tuple(pre.mean), tuple(pre.std), dtype.str), dst=slot)
 
 
 def input_buffer(spec: InputSpec) -> np.ndarray:

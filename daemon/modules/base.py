@@ -11,11 +11,12 @@ at start, ``start`` (load and warm up), ``apply`` new settings, ``close``. Its u
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 if TYPE_CHECKING:
     from litestar import Controller
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from edgewatch.daemon.inference_queue import InferenceQueue
     from edgewatch.models.manifest import ModelManifest
     from edgewatch.models.store import ModelStore
+
+log = logging.getLogger(__name__)
 
 
 class ModuleStatus(msgspec.Struct):
@@ -61,9 +64,19 @@ class CapabilityModule(ABC):
     def controllers(cls) -> list[type[Controller]]:
         """The module's REST controllers (imported here, so a module's routes load with it)."""
 
-    @abstractmethod
+    def config_section(self, config: Settings) -> dict[str, Any]:
+        """The module's settings as the config file and environment give them (none by default)."""
+        return {}
+
     def settings_from(self, config: Settings, saved: dict[str, Any]) -> BaseModel:
-        """The module's settings: its config section overlaid with the changes saved through the API."""
+        """The module's settings: its config section overlaid with the changes saved through the API
+        (saved changes that no longer validate are logged and ignored)."""
+        base = self.config_section(config)
+        try:
+            return self.settings_model.model_validate(base | saved)
+        except ValidationError as exc:
+            log.error("ignoring saved %s settings %s: %s", self.module_id, saved, exc)
+            return self.settings_model.model_validate(base)
 
     @abstractmethod
     def config_changed(self, old: Settings, new: Settings) -> bool:

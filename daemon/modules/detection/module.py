@@ -59,8 +59,8 @@ class DetectionModule(CapabilityModule):
 
         return [VisionController]
 
-    def settings_from(self, config: Settings, saved: dict[str, Any]) -> DetectionSettings:
-        return DetectionSettings.from_config(config, saved)
+    def config_section(self, config: Settings) -> dict[str, Any]:
+        return config.detection.model_dump() | {"backend": config.backend}
 
     def config_changed(self, old: Settings, new: Settings) -> bool:
         return (new.detection, new.backend, new.backends) != (old.detection, old.backend, old.backends)

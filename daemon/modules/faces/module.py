@@ -10,7 +10,6 @@ from typing import Any
 import cv2
 import numpy as np
 from litestar import Controller
-from pydantic import ValidationError
 
 from edgewatch.backends.base import Backend, BackendError
 from edgewatch.backends.registry import load_backend
@@ -64,13 +63,8 @@ class FacesModule(CapabilityModule):
 
         return [FaceController]
 
-    def settings_from(self, config: Settings, saved: dict[str, Any]) -> FacesConfig:
-        base = config.faces.model_dump()
-        try:
-            return FacesConfig.model_validate(base | saved)
-        except ValidationError as exc:
-            log.error("ignoring saved face settings %s: %s", saved, exc)
-            return FacesConfig.model_validate(base)
+    def config_section(self, config: Settings) -> dict[str, Any]:
+        return config.faces.model_dump()
 
     def config_changed(self, old: Settings, new: Settings) -> bool:
         return (new.faces, new.backend, new.backends) != (old.faces, old.backend, old.backends)

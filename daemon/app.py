@@ -38,6 +38,8 @@ from edgewatch.daemon.module_settings import ModuleSettingsStore
 from edgewatch.daemon.modules import MODULES
 from edgewatch.daemon.modules.detection import MODULE_ID as DETECTION
 from edgewatch.daemon.modules.errors import RequestError
+from edgewatch.daemon.mqtt.link import start_link
+from edgewatch.daemon.pipeline.camera_service import CameraService
 from edgewatch.daemon.redaction import register_secret
 from edgewatch.daemon.reload import reload_config
 from edgewatch.daemon.services import Services, provide_services
@@ -150,11 +152,7 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
         for module in modules.values():
             notifier.status(module.start_message())
             await asyncio.to_thread(module.start)
-        from edgewatch.daemon.mqtt.link import start_link
-
         services.mqtt = start_link(config, modules, services.queue)
-        from edgewatch.daemon.pipeline.camera_service import CameraService
-
         cameras = services.cameras = CameraService(config.cameras, config.data_dir, modules[DETECTION], services.queue,
                                                    services.mqtt, config.max_cameras)
         await cameras.start()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from edgewatch.daemon.config import ConfigError, Settings, load_settings
+from edgewatch.daemon.mqtt.link import start_link
 from edgewatch.daemon.services import Services
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,6 @@ async def _replace_mqtt(services: Services, config: Settings) -> None:
     old = services.mqtt
     if old is not None:
         await asyncio.to_thread(old.stop)
-    from edgewatch.daemon.mqtt.link import start_link
-
     link = services.mqtt = start_link(config, services.modules, services.queue)
     if services.cameras is not None:
         services.cameras.set_sink(link)

@@ -277,7 +277,7 @@ class MqttLink:
         if not force and now - self._last_status < 10:
             return
         self._last_status = now
-        first = next((m.status() for m in self.modules.values() if m.status().backend), None)
+        first = next((s for s in (m.status() for m in self.modules.values()) if s.backend), None)
         status = {"node_id": self.node_id, "backend": first.backend if first else None,
                   "execution_provider": first.executionProvider if first else None,
                   "inference_ms": round(self._inference_ms, 1) if self._inference_ms is not None else None}

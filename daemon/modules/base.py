@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 from pydantic import BaseModel, ValidationError
 
+from edgewatch.backends.registry import load_backend
+
 if TYPE_CHECKING:
     from litestar import Controller
 
+    from edgewatch.backends.registry import Selection
     from edgewatch.daemon.config import Settings
     from edgewatch.daemon.inference_queue import InferenceQueue
     from edgewatch.models.manifest import ModelManifest
@@ -54,6 +57,19 @@ class CapabilityModule(ABC):
         self.store = store
         self.settings = self.settings_from(config, saved)
         self.loading: str | None = None  # what is being loaded now (slow loads are not hangs)
+
+    def load(self, manifest: ModelManifest, backend: str) -> Selection:
+        """``manifest`` loaded on ``backend`` ("auto" or a type key) with the configured backend
+        settings; :attr:`loading` names it meanwhile (a TensorRT engine build takes minutes)."""
+        self.loading = manifest.name
+        try:
+            selection = load_backend(backend, self.store, manifest,
+                                     self.config.backends.by_key(self.config.cache_dir, self.config.inference.workers))
+        finally:
+            self.loading = None
+        log.info("loaded %s (%s variant) on %s", manifest.name, selection.backend.variant_key,
+                 selection.backend.type_key, extra={"model": manifest.name})
+        return selection
 
     def installed_models(self) -> list[ModelManifest]:
         """The installed models this module can run (by their manifest's task)."""

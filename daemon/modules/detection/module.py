@@ -12,7 +12,6 @@ import numpy as np
 from litestar import Controller
 
 from edgewatch.backends.base import Backend, BackendError
-from edgewatch.backends.registry import load_backend
 from edgewatch.backends.timing import measure_p50_ms
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.model_choice import (Candidate, Choice, LatencyCache, accuracy, choose, planned_candidate,
@@ -188,15 +187,7 @@ class DetectionModule(CapabilityModule):
             manifest = self.store.get(name)
             if manifest.task not in self.model_tasks:
                 raise ModelNotFound(name)
-            self.loading = name
-            try:
-                selection = load_backend(self.settings.backend, self.store, manifest,
-                                         self.config.backends.by_key(self.config.cache_dir,
-                                                                     self.config.inference.workers))
-            finally:
-                self.loading = None
-            log.info("loaded %s (%s variant) on %s", name, selection.backend.variant_key, selection.backend.type_key,
-                     extra={"model": name})
+            selection = self.load(manifest, self.settings.backend)
             self._detectors[name] = Detector(manifest, selection.backend, selection.notes)
             return self._detectors[name]
 

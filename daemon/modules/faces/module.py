@@ -12,7 +12,6 @@ import numpy as np
 from litestar import Controller
 
 from edgewatch.backends.base import Backend, BackendError
-from edgewatch.backends.registry import load_backend
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
@@ -158,17 +157,11 @@ class FacesModule(CapabilityModule):
             if manifest.task != task:
                 raise Unavailable(f"{name} is a {manifest.task} model, not a {task} one: set faces."
                                   f"{'detector' if task == 'face_detection' else 'embedder'} to a {task} model")
-            self.loading = name
             try:
                 # "auto": the face models have fp32 ONNX variants only so far, which the configured
                 # accelerator backend may not run; auto takes the first backend that loads them
-                selection = load_backend("auto", self.store, manifest,
-                                         self.config.backends.by_key(self.config.cache_dir,
-                                                                     self.config.inference.workers))
+                selection = self.load(manifest, "auto")
             except BackendError as exc:
                 raise Unavailable(f"{name} cannot run here: {exc}") from None
-            finally:
-                self.loading = None
-            log.info("loaded %s (%s variant) on %s", name, selection.backend.variant_key, selection.backend.type_key)
             model = self._models[name] = FaceModel(manifest, selection.backend)
             return model

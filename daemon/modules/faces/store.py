@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from edgewatch.models.files import fsync_dir
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 MAX_USERID = 256  # characters; a name, not a document
 
@@ -189,16 +191,18 @@ class FaceStore:
         tmp.unlink(missing_ok=True)
         source = sqlite3.connect(self.path)
         try:
-            copy = sqlite3.connect(tmp)
+            copy = sqlite3.connect(tmp)  # synchronous=FULL by default: the copy is on disk when backup returns
             try:
                 source.backup(copy)
                 copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+                people = copy.execute("SELECT count(*) FROM people").fetchone()[0]
             finally:
                 copy.close()
         finally:
             source.close()
         tmp.replace(target)
-        return len(FaceStore(target).userids())
+        fsync_dir(target.parent)
+        return int(people)
 
     def import_(self, source: Path) -> tuple[int, int]:
         """Merge the people and faces of an exported store into this one (faces already here, by

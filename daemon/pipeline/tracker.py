@@ -70,6 +70,7 @@ class ObjectState:
     start_time: float
     end_time: float | None
     frame_time: float
+    sub_label: tuple[str, float] | None = None  # who it is (a recognised face) and how sure
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Track:
     missed: int = 0  # detections in a row that did not find it
     last_reported: float = 0.0
     reported: ObjectState | None = None  # as its last event showed it: the next event's ``before``
+    sub_label: tuple[str, float] | None = None  # set by a later stage (face recognition): name, score
 
     @classmethod
     def start(cls, d: Located, now: float, wall: float) -> Track:
@@ -125,7 +127,8 @@ class Track:
 
     def state(self, end_time: float | None = None) -> ObjectState:
         return ObjectState(self.id, self.label, self.score, self.top_score, self.box, self.current_zones,
-                           tuple(self.entered_zones), self.stationary, self.start_time, end_time, self.frame_time)
+                           tuple(self.entered_zones), self.stationary, self.start_time, end_time, self.frame_time,
+                           self.sub_label)
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,12 @@ class Tracker:
         if any(not t.confirmed or t.missed for t in self._tracks.values()):
             return True
         return now - self._last_detection >= self.config.recheck_every_s - _EPS
+
+    def identify(self, track: Track, name: str, score: float, now: float) -> Event | None:
+        """Give ``track`` a sub label (who it is); the ``update`` event that reports it, or None while the
+        object is not confirmed (its ``new`` event will carry it)."""
+        track.sub_label = (name, score)
+        return self._event("update", track, now) if track.confirmed else None
 
     def visible(self) -> list[Track]:
         """The confirmed objects in view now: found by the latest detections, or missed for at most

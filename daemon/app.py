@@ -37,6 +37,7 @@ from edgewatch.daemon.logsetup import request_id
 from edgewatch.daemon.module_settings import ModuleSettingsStore
 from edgewatch.daemon.modules import MODULES
 from edgewatch.daemon.modules.detection import MODULE_ID as DETECTION
+from edgewatch.daemon.modules.faces.module import MODULE_ID as FACES
 from edgewatch.daemon.modules.errors import RequestError
 from edgewatch.daemon.mqtt.link import start_link
 from edgewatch.daemon.pipeline.camera_service import CameraService
@@ -154,7 +155,7 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
             await asyncio.to_thread(module.start)
         services.mqtt = start_link(config, modules, services.queue)
         cameras = services.cameras = CameraService(config.cameras, config.data_dir, modules[DETECTION], services.queue,
-                                                   services.mqtt, config.max_cameras)
+                                                   services.mqtt, config.max_cameras, modules.get(FACES))
         await cameras.start()
 
         async def reload() -> None:

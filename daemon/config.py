@@ -48,10 +48,26 @@ class ServerConfig(_Section):
         "web origins (https://ha.example:8123) allowed to change state from a browser and to read answers (CORS)"))
 
 
+class CameraFacesConfig(BaseModel):
+    """Face recognition on one camera's tracked people (README: Faces on cameras)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = Field(False, description=(
+        "recognise the faces of the people this camera tracks (the faces section's models and people)"))
+    attempts: int = Field(5, ge=1, le=100, description="recognition attempts per tracked person before giving up")
+    attempt_every_s: float = Field(0.5, ge=0, le=60, description="least time between two attempts on one person")
+    min_face_px: int = Field(32, ge=8, le=2048, description=(
+        "faces narrower than this, in pixels of the camera's frame, are too small to recognise"))
+    save_unknown: bool = Field(False, description=(
+        "save the best face of each person not recognised into <data_dir>/faces/unknown, to register later "
+        "(faces.unknown_max_files bounds the folder)"))
+
+
 class CameraSettings(CameraConfig):
     """A camera as configured: its source, and what it detects and reports."""
 
     detect: DetectConfig = DetectConfig()
+    faces: CameraFacesConfig = CameraFacesConfig()
 
 
 class MqttConfig(_Section):
@@ -90,6 +106,8 @@ class FacesConfig(_Section):
         0.55, ge=0.0, le=1.0,
         description="cosine similarity from which a face is taken to be a registered person; below it the "
                     "face is 'unknown' (chosen on the evaluation in README: Faces)")
+    unknown_max_files: int = Field(200, ge=1, le=100_000, description=(
+        "most unknown faces kept in <data_dir>/faces/unknown (cameras' faces.save_unknown); the oldest go first"))
 
 
 class DetectionConfig(_Section):

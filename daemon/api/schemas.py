@@ -87,6 +87,15 @@ class MqttResponse(msgspec.Struct):
     mqtt: MqttState
 
 
+class CameraFacesStatus(msgspec.Struct):
+    """A camera's face recognition: people recognised and unknown faces saved since it started, and
+    why it cannot recognise now (None when it can)."""
+
+    recognised: int
+    unknown_saved: int
+    error: str | None
+
+
 class CameraStatus(msgspec.Struct, omit_defaults=True):
     """A camera's configuration (password hidden) and live state; the reader's and the worker's
     figures are there while it runs."""
@@ -114,6 +123,7 @@ class CameraStatus(msgspec.Struct, omit_defaults=True):
     detections: int | None = None
     skipped_busy: int | None = None
     tracked: dict[str, int] | None = None  # confirmed objects in view now, per label
+    faces: CameraFacesStatus | None = None  # when the camera recognises faces
 
 
 class CamerasResponse(msgspec.Struct):

@@ -130,6 +130,11 @@ class CapabilityModule(ABC):
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> msgspec.Struct:
         """The module's answer for a failed ``command`` (REST and MQTT alike)."""
 
+    def known_subjects(self) -> list[str]:
+        """The names this module can give a tracked object as its ``sub_label`` (faces: the registered
+        people); MQTT gives each a presence entity in Home Assistant."""
+        return []
+
     async def run_job(self, command: str, payload: bytes, params: dict[str, str], queue: InferenceQueue,
                       received_at: float) -> msgspec.Struct:
         """Answer an MQTT job: ``payload`` is the job's body (an image), ``params`` its user properties.

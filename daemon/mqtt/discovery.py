@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 from edgewatch.daemon import __version__
@@ -54,4 +56,41 @@ def camera_entities(node_id: str, prefix: str, discovery_prefix: str, camera: st
     add("sensor", "state", {"name": "camera state", "state_topic": f"{prefix}/{camera}/state",
                             "value_template": "{{ 'connected' if value_json.connected else 'disconnected' }}",
                             "json_attributes_topic": f"{prefix}/{camera}/state", "icon": "mdi:cctv"})
+    return out
+
+
+def subject_slug(name: str) -> str:
+    """A topic level and entity id for a person's name (any text): its ASCII letters and digits plus
+    a short hash, so two names never share one and unicode names get one too."""
+    ascii_part = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:32]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return f"{ascii_part}_{digest}" if ascii_part else f"person_{digest}"
+
+
+def subject_topics(prefix: str, name: str) -> tuple[str, str]:
+    """(presence topic, last-seen topic) of a recognised person."""
+    base = f"{prefix}/people/{subject_slug(name)}"
+    return f"{base}/presence", f"{base}/last_seen"
+
+
+def subject_entities(node_id: str, prefix: str, discovery_prefix: str, name: str) -> dict[str, dict[str, Any]]:
+    """topic -> config payload for one registered person: a presence binary_sensor (ON while any
+    camera has them in view) and a sensor naming the camera that saw them last (its time and score as
+    attributes)."""
+    presence, last_seen = subject_topics(prefix, name)
+    slug = subject_slug(name)
+    common = {"availability_topic": f"{prefix}/availability", "payload_available": "online",
+              "payload_not_available": "offline", "device": device(node_id)}
+    entities = {
+        ("binary_sensor", "presence"): {"name": f"{name} presence", "state_topic": presence,
+                                        "payload_on": "ON", "payload_off": "OFF", "device_class": "presence"},
+        ("sensor", "last_seen"): {"name": f"{name} last seen at", "state_topic": last_seen,
+                                  "value_template": "{{ value_json.camera }}", "json_attributes_topic": last_seen,
+                                  "icon": "mdi:account-eye"},
+    }
+    out = {}
+    for (component, key), entity in entities.items():
+        uid = f"edgewatch_{node_id}_person_{slug}_{key}"
+        out[f"{discovery_prefix}/{component}/{node_id}/person_{slug}_{key}/config"] = {
+            **common, **entity, "unique_id": uid, "object_id": uid}
     return out

@@ -26,6 +26,7 @@ import ssl
 import sys
 import time
 from concurrent.futures import Future
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -38,7 +39,7 @@ from edgewatch.daemon.config import Settings
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.modules.errors import BadRequest, NotFound, RequestError, TooLarge
-from edgewatch.daemon.mqtt.discovery import box_entities, camera_entities
+from edgewatch.daemon.mqtt.discovery import box_entities, camera_entities, subject_entities, subject_topics
 from edgewatch.daemon.mqtt.state import MqttState
 from edgewatch.daemon.mqtt.events import event_payload
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 JOBS_ROOT = "edgewatch/jobs"
 SHARE_GROUP = "edgewatch"
 RESERVED_ROOT = "edgewatch"  # every box's default prefix and the jobs root: never a response topic
+SUBJECTS_EVERY_S = 30.0  # how often camera updates look for people registered or deleted since
+LAST_SEEN_EVERY_S = 60.0  # a person in view at the same camera: their last-seen time is refreshed this often
 MAX_TOPIC_BYTES = 65535      # the MQTT limit on a topic name
 
 
@@ -118,6 +121,10 @@ class MqttLink:
         self._last_status = 0.0
         self.cameras: dict[str, list[str]] = {}  # camera -> labels with entities
         self._counts: dict[tuple[str, str], int] = {}
+        self.subjects: set[str] = set()  # people with presence entities
+        self._subjects_checked = float("-inf")
+        self._present: dict[str, set[str]] = {}  # camera -> people in view there
+        self._last_seen: dict[str, tuple[str, float]] = {}  # person -> (camera, when published)
         self.connected = False
         self.subscribed = False  # the broker acknowledged the subscriptions (jobs reach this box)
         self.last_error: str | None = None
@@ -222,6 +229,7 @@ class MqttLink:
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
         for camera, labels in self.cameras.items():
             self._publish_camera_discovery(camera, labels)
+        self._sync_subjects(force=True)
 
     def _publish_camera_discovery(self, camera: str, labels: list[str]) -> None:
         for topic, payload in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera,
@@ -240,6 +248,61 @@ class MqttLink:
         labels = self.cameras.pop(camera, [])
         for topic in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera, labels):
             self.client.publish(topic, b"", qos=1, retain=True)
+        self._people_in_view(camera, set())
+
+    # -- people (recognised faces) ----------------------------------------------------------------
+    def _sync_subjects(self, force: bool = False) -> None:
+        """Give every registered person presence entities, and remove those of people deleted."""
+        now = time.monotonic()
+        if not force and now - self._subjects_checked < SUBJECTS_EVERY_S:
+            return
+        self._subjects_checked = now
+        try:
+            known = {name for m in self.modules.values() for name in m.known_subjects()}
+        except Exception:  # noqa: BLE001 - a store trouble must not stop the camera events
+            log.exception("MQTT: cannot list the registered people; their presence entities are not updated")
+            return
+        in_view = set().union(*self._present.values())
+        for name in sorted(self.subjects - known - in_view):
+            self.subjects.discard(name)
+            for topic in [*subject_entities(self.node_id, self.prefix, self.mq.discovery_prefix, name),
+                          *subject_topics(self.prefix, name)]:
+                self.client.publish(topic, b"", qos=1, retain=True)
+        for name in sorted(known - self.subjects) if not force else sorted(known | self.subjects):
+            self._announce_subject(name, in_view)
+
+    def _announce_subject(self, name: str, in_view: set[str]) -> None:
+        self.subjects.add(name)
+        for topic, payload in subject_entities(self.node_id, self.prefix, self.mq.discovery_prefix, name).items():
+            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        self.client.publish(subject_topics(self.prefix, name)[0], "ON" if name in in_view else "OFF", qos=1,
+                            retain=True)
+
+    def _people_in_view(self, camera: str, names: set[str]) -> None:
+        """Record who ``camera`` has in view now; publish the presence of those who came or went."""
+        before = set().union(*self._present.values())
+        self._present[camera] = names
+        after = set().union(*self._present.values())
+        for name in sorted(names - self.subjects):  # recognised before the periodic check saw them
+            self._announce_subject(name, after)
+        for name in sorted(before ^ after):
+            self.client.publish(subject_topics(self.prefix, name)[0], "ON" if name in after else "OFF", qos=1,
+                                retain=True)
+
+    def _people_seen(self, camera: str, visible: list[Track]) -> None:
+        self._sync_subjects()
+        self._people_in_view(camera, {t.sub_label[0] for t in visible if t.sub_label})
+        now = time.monotonic()
+        for track in visible:
+            if track.sub_label is None or track.missed:
+                continue
+            name, score = track.sub_label
+            last = self._last_seen.get(name)
+            if last is None or last[0] != camera or now - last[1] >= LAST_SEEN_EVERY_S:
+                self._last_seen[name] = (camera, now)
+                seen_at = {"camera": camera, "score": score, "object_id": track.id, "timestamp": track.frame_time,
+                           "time": datetime.fromtimestamp(track.frame_time, timezone.utc).isoformat(timespec="seconds")}
+                self.client.publish(subject_topics(self.prefix, name)[1], json.dumps(seen_at), qos=1, retain=True)
 
     def _publish_count(self, camera: str, label: str, count: int, force: bool = False) -> None:
         if force or self._counts.get((camera, label)) != count:
@@ -258,6 +321,7 @@ class MqttLink:
                 self._publish_camera_discovery(camera, [label])
         for label in labels:
             self._publish_count(camera, label, counts.get(label, 0))
+        self._people_seen(camera, visible)
         for event in events:
             self.client.publish(f"{self.prefix}/{camera}/events",
                                 json.dumps(_scrub(event_payload(event, camera, self.node_id))), qos=1)

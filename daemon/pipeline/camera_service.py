@@ -23,6 +23,8 @@ from edgewatch.daemon.cameras.config import NAME_PATTERN, describe
 from edgewatch.daemon.cameras.reader import CameraReader
 from edgewatch.daemon.config import CameraSettings
 from edgewatch.daemon.modules.detection import DetectionModule
+from edgewatch.daemon.modules.faces.camera import CameraFaces
+from edgewatch.daemon.modules.faces.module import FacesModule
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.pipeline.camera_worker import CameraSink, CameraWorker
 from edgewatch.daemon.redaction import printable, redact_url
@@ -63,9 +65,11 @@ class CameraService:
     """``max_cameras``: most cameras (configured and added); None takes the daemon config's."""
 
     def __init__(self, configured: list[CameraEntry], data_dir: Path, module: DetectionModule,
-                 queue: InferenceQueue, sink: CameraSink | None, max_cameras: int | None = None) -> None:
+                 queue: InferenceQueue, sink: CameraSink | None, max_cameras: int | None = None,
+                 faces: FacesModule | None = None) -> None:
+        """``faces``: the faces module, for the cameras with ``faces.enabled``."""
         self.store_path = data_dir / "cameras.json"
-        self.module, self.queue, self.sink = module, queue, sink
+        self.module, self.queue, self.sink, self.faces = module, queue, sink, faces
         self.max_cameras = module.config.max_cameras if max_cameras is None else max_cameras
         self.invalid: dict[str, InvalidEntry] = {}
         self.errors: dict[str, str] = {}  # why an entry is not running: its start failed, or over the limit
@@ -153,7 +157,8 @@ class CameraService:
         reader = None
         try:
             reader = CameraReader(entry).start()
-            worker = CameraWorker(name, reader, entry.detect, self.module, self.queue, self.sink or _NoSink())
+            worker = CameraWorker(name, reader, entry.detect, self.module, self.queue, self.sink or _NoSink(),
+                                  faces=self._face_stage(entry))
             worker.error = self._model_problem(entry)
             if worker.error:
                 log.error("camera %s: %s", name, worker.error, extra=extra)
@@ -166,6 +171,15 @@ class CameraService:
             return
         self._announce(self.sink, name, entry)
         log.info("camera %s: started (%s)", name, entry.redacted_url, extra=extra)
+
+    def _face_stage(self, entry: CameraEntry) -> CameraFaces | None:
+        if not entry.faces.enabled:
+            return None
+        if self.faces is None:
+            log.error("camera %s: faces.enabled is set but this daemon has no faces module", entry.name,
+                      extra={"camera": entry.name})
+            return None
+        return CameraFaces(entry.name, entry.faces, self.faces, self.queue)
 
     def _model_problem(self, entry: CameraEntry) -> str | None:
         """Why the camera's detect.model cannot be used, or None."""
@@ -318,6 +332,9 @@ class CameraService:
                          "detect_error": worker.error if not task.done() else "the camera's worker has stopped; "
                                          "see the daemon log, and restart the daemon"}
                 item["last_error"] = item["last_error"] or item["detect_error"]
+                if worker.faces is not None:
+                    item["faces"] = {"recognised": worker.faces.recognised, "unknown_saved": worker.faces.saved,
+                                     "error": worker.faces.error}
             out[name] = item
         if invalid:
             for name, bad in self.invalid.items():

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from edgewatch.daemon.cameras.reader import Backoff
@@ -23,6 +23,9 @@ from edgewatch.daemon.pipeline.motion import MotionGate
 from edgewatch.daemon.pipeline.tracker import Event, Track, Tracker, load_library
 from edgewatch.daemon.redaction import printable
 from edgewatch.models.store import ModelNotFound
+
+if TYPE_CHECKING:
+    from edgewatch.daemon.modules.faces.camera import CameraFaces
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,11 @@ class CameraWorker:
     state, and retried with backoff; the loop itself never ends on an error."""
 
     def __init__(self, name: str, source: FrameFeed, config: DetectConfig, module: DetectionModule,
-                 queue: InferenceQueue, sink: CameraSink, clock: Callable[[], float] = time.monotonic) -> None:
-        """``clock``: monotonic seconds, for the tracker (a recorded scene can bring its own)."""
-        self.name, self.source, self.config, self.clock = name, source, config, clock
+                 queue: InferenceQueue, sink: CameraSink, clock: Callable[[], float] = time.monotonic,
+                 faces: CameraFaces | None = None) -> None:
+        """``clock``: monotonic seconds, for the tracker (a recorded scene can bring its own);
+        ``faces``: the face recognition stage, when the camera has it on."""
+        self.name, self.source, self.config, self.clock, self.faces = name, source, config, clock, faces
         self.module, self.queue, self.sink = module, queue, sink
         self.gate = MotionGate(min_changed=config.motion_threshold)
         self.tracker = Tracker(name, end_after_s=config.end_after_s, config=config.tracking)
@@ -89,7 +94,7 @@ class CameraWorker:
             # a still scene: what the last detection found is still there (nothing, often)
             events = self.tracker.unchanged(now, captured)
             if events:
-                self.sink.camera_update(self.name, events, self.tracker.counts(), frame, self.tracker.visible())
+                self._publish(events, frame)
             return seq
         try:
             outcome = await self._detect(frame)
@@ -100,7 +105,9 @@ class CameraWorker:
         h, w = frame.shape[:2]
         located = apply(outcome.predictions, self.config.filters, w, h)
         events = self.tracker.update(located, self.clock(), captured)
-        self.sink.camera_update(self.name, events, self.tracker.counts(), frame, self.tracker.visible())
+        if self.faces is not None:
+            events += await self.faces.look(frame, self.tracker, self.clock())
+        self._publish(events, frame)
         if self.error is not None:
             log.info("camera %s: detection works again", self.name, extra={"camera": self.name})
             self.error, self._logged = None, None
@@ -125,7 +132,12 @@ class CameraWorker:
         await asyncio.sleep(0.02)
         ended = self.tracker.expire(self.clock())  # no frame is coming: objects unseen too long end on time
         if ended:
-            self.sink.camera_update(self.name, ended, self.tracker.counts(), None, self.tracker.visible())
+            self._publish(ended, None)
+
+    def _publish(self, events: list[Event], frame: np.ndarray | None) -> None:
+        if self.faces is not None:
+            self.faces.ended(events)
+        self.sink.camera_update(self.name, events, self.tracker.counts(), frame, self.tracker.visible())
 
     async def _detect(self, frame: np.ndarray) -> Outcome:
         settings = self.module.settings

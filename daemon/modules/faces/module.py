@@ -120,6 +120,9 @@ class FacesModule(CapabilityModule):
                             f"faces with {self.settings.detector} + {self.settings.embedder}, {people} registered",
                             backend.type_key if backend else None, backend.execution_provider if backend else None)
 
+    def known_subjects(self) -> list[str]:
+        return self.faces.userids()
+
     def execution_provider(self) -> tuple[str, bool]:
         with self._lock:
             loaded = self._models.get(self.settings.detector)

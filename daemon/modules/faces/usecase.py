@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 UNKNOWN = "unknown"
 MAX_IMAGES = 16  # photos in one register request
+HEAD_SHARE = 0.6  # a person's face is in the top part of their box (standing, sitting or a close-up)
+FACE_MARGIN = 0.4  # a saved face keeps this much of its width around it, so it can be registered later
 
 
 def answer(module: FacesModule, command: str, received_at: float, *, success: bool = True, code: int = 200,
@@ -185,3 +188,57 @@ def delete(module: FacesModule, userid: str, received_at: float) -> FaceResponse
     if not module.faces.delete(userid):
         raise NotFound(f"no registered user {userid!r}: POST /v1/vision/face/list lists them")
     return answer(module, "delete", received_at, message=f"deleted '{userid}'")
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One person's box looked at for a face: who it is (None: no usable face, or not a registered
+    person), the cosine similarity to them, and the face with a margin (None when none was found)."""
+
+    userid: str | None
+    similarity: float
+    face: np.ndarray | None = None
+    quality: float = 0.0  # face detection score × face width: which of a person's faces to keep
+
+
+def identify(module: FacesModule, image: np.ndarray, boxes: list[tuple[int, int, int, int]],
+             min_face_px: int) -> list[Sighting]:
+    """For each person box in a camera frame, the face in its top part recognised against the face
+    store (one embedder run for all). Runs on the caller's thread: a camera runs it through the queue."""
+    h, w = image.shape[:2]
+    detector = module.detector()
+    sightings: list[Sighting] = []
+    aligned: list[np.ndarray] = []
+    for x1, y1, x2, y2 in boxes:
+        x1, x2 = max(0, int(x1)), min(w, int(x2))
+        y1, y2 = max(0, int(y1)), min(h, int(y1 + (y2 - y1) * HEAD_SHARE))
+        if x2 - x1 < min_face_px or y2 - y1 < min_face_px:
+            sightings.append(Sighting(None, 0.0))
+            continue
+        crop = image[y1:y2, x1:x2]
+        found = detect_faces(detector.backend, detector.manifest, crop, module.settings.min_confidence)
+        widths = found.boxes[:, 2] - found.boxes[:, 0]
+        usable = np.flatnonzero(widths >= min_face_px)
+        if not len(usable):
+            sightings.append(Sighting(None, 0.0))
+            continue
+        i = int(usable[np.argmax(widths[usable])])
+        fx1, fy1, fx2, fy2 = found.boxes[i]
+        m = (fx2 - fx1) * FACE_MARGIN
+        face = crop[max(0, int(fy1 - m)):int(fy2 + m) + 1, max(0, int(fx1 - m)):int(fx2 + m) + 1].copy()
+        sightings.append(Sighting(None, 0.0, face, float(found.scores[i] * widths[i])))
+        aligned.append(align(crop, found.landmarks[i]))
+    if not aligned:
+        return sightings
+    embedder = module.embedder()
+    vectors = iter(embed(embedder.backend, embedder.manifest, aligned))
+    gallery = module.faces.gallery(embedder.key)
+    out = []
+    for s in sightings:
+        if s.face is None:
+            out.append(s)
+            continue
+        who, similarity = gallery.best(next(vectors))
+        known = who is not None and similarity >= module.settings.recognition_threshold
+        out.append(Sighting(who if known else None, max(0.0, similarity), s.face, s.quality))
+    return out

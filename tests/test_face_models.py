@@ -48,15 +48,13 @@ def test_catalogue_entries_for_the_face_models() -> None:
     assert cf.input.multiple_of == 32 and cf.preprocessing.kind == "fit_pad" and cf.preprocessing.color == "rgb"
     assert mfn.input.shape == (1, 112, 112, 3) and mfn.preprocessing.mean == (127.5,) * 3
     for entry in (cf, mfn):
-        assert not entry.default and not entry.quantize and entry.repair == entry.name
+        assert not entry.default and entry.quantize and entry.repair == entry.name
         assert entry.model_file in entry.source.files and all(len(d) == 64 for d in entry.source.files.values())
     assert not set(FACE_MODELS) & set(default_names())  # never installed by --default, never bundled
 
 
-def test_a_face_model_cannot_claim_an_int8_gate_or_a_detection_head() -> None:
+def test_a_face_model_cannot_claim_a_detection_head() -> None:
     raw = catalogue()["centerface"].model_dump()
-    with pytest.raises(ValidationError, match="int8 gate judges detections"):
-        CatalogueEntry.model_validate({**raw, "quantize": True})
     with pytest.raises(ValidationError, match="is not a face_detection head"):
         CatalogueEntry.model_validate({**raw, "postprocessing": "yolov8"})
     assert HEADS["centerface"].task == "face_detection" and HEADS["embedding"].task == "face_embedding"
@@ -148,8 +146,26 @@ def face_store(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Mod
     store = ModelStore(tmp_path_factory.mktemp("faces") / "models")
     for name in FACE_MODELS:
         install_result, _ = installer.install(name, store, cache_dir)
-        assert install_result.default_variant == "fp32" and list(install_result.variants) == ["fp32"]
+        assert sorted(install_result.variants) == ["fp32", "int8"]
     return store
+
+
+def test_int8_is_the_default_only_where_the_face_gate_says_so(face_store: ModelStore) -> None:
+    """Each face model's int8 variant is judged on the face photos (models.face_quantize) and is the
+    default exactly when it is faster here and faithful; the report says why, with its figures."""
+    from edgewatch.models import face_quantize as fq
+
+    for name in FACE_MODELS:
+        report = face_store.get(name).quantization_report
+        assert report["gate"] == fq.FACE_GATE and report["reason"] and report["cpu"]
+        if name == "centerface":
+            assert report["reference_faces"] >= 50  # 28 labelled faces, as taken and mirrored
+            faithful = (report["agreement"] >= fq.FACES_REQUIRED and report["landmark_drift"] <= fq.LANDMARK_DRIFT)
+        else:
+            assert report["faces"] == 56
+            faithful = report["cosine_median"] >= fq.COSINE_REQUIRED and report["cosine_p5"] >= fq.COSINE_LOW
+        expected = "int8" if faithful and report["int8_ms_p50"] < report["fp32_ms_p50"] else "fp32"
+        assert face_store.get(name).default_variant == expected, report
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,8 @@ class CatalogueEntry(BaseModel):
     convert_from: Literal["tfjs", "onnx"]  # tfjs: converted to ONNX; onnx: the package ships ONNX
     model_file: str  # the file inside the package the converter starts from
     repair: Literal["centerface", "mobilefacenet"] | None = None  # conversion.face_repairs, after conversion
-    # Build and judge an int8 variant (models.quantize). Its gate compares detections, so only
-    # detectors have one; other models are installed fp32 only.
+    # Build and judge an int8 variant: detectors by models.quantize, face models by
+    # models.face_quantize; false installs fp32 only.
     quantize: bool = True
     default: bool = False
     notes: str = ""
@@ -63,9 +63,6 @@ class CatalogueEntry(BaseModel):
         if head is None or head.task != self.task:
             raise ValueError(f"{self.name}: postprocessing {self.postprocessing!r} is not a {self.task} head "
                              f"(known: {', '.join(k for k, h in HEADS.items() if h.task == self.task)})")
-        if self.quantize and self.task != "detection":
-            raise ValueError(f"{self.name}: the int8 gate judges detections; "
-                             f"set quantize: false for a {self.task} model")
         if self.model_file not in self.source.files:
             raise ValueError(f"{self.name}: model_file {self.model_file} has no pinned sha256 in source.files")
         return self

@@ -31,8 +31,6 @@ from edgewatch.models.photos import ensure_face_photos
 from edgewatch.models.runtime.faces import detect_faces
 from edgewatch.models.store import ModelStore
 
-from mqtt_harness import Client
-
 pytestmark = pytest.mark.slow
 
 SIZE = (1280, 720)

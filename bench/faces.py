@@ -6,7 +6,9 @@ Installs centerface and mobilefacenet into a temporary data dir (reusing the con
 then, in one run, on the registry's labelled face photos: the detector alone, detect + align +
 embed per face, and the daemon's recognize use case with 10, 1,000 and 10,000 stored embeddings,
 interleaved so that the CPU's drift hits every figure alike. Ratios are against detection alone;
-the target is recognize(10,000) <= 1.2 x recognize(10).
+the target is recognize(10,000) <= 1.2 x recognize(10). Then the recognition quality on the same
+photos (models.face_eval): the similarities of same-person and different-person pairs, verification
+accuracy at faces.recognition_threshold, and the true-accept rate at a false-accept rate of 0 and 1 %.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from edgewatch.daemon.modules.faces.module import FacesModule
 from edgewatch.daemon.modules.faces.store import FaceStore, NewFace
 from edgewatch.daemon.modules.faces.usecase import recognize
 from edgewatch.daemon.paths import default_cache_dir
+from edgewatch.models.face_eval import labelled_crops, verification
 from edgewatch.models.installer import install
 from edgewatch.models.photos import ensure_face_photos
 from edgewatch.models.runtime.faces import align, detect_faces, embed
@@ -102,6 +105,19 @@ def main() -> None:
                   f"{r / base:.3f} x recognize with {SIZES[0]})")
         print(f"target: recognize with {SIZES[-1]} <= 1.2 x recognize with {SIZES[0]}: "
               f"{'met' if p50(rec[SIZES[-1]]) <= 1.2 * p50(rec[SIZES[0]]) else 'MISSED'}")
+        crops = labelled_crops(detector.backend, detector.manifest, images)
+        result = verification(embed(embedder.backend, embedder.manifest, [c for _, _, c in crops]), crops)
+        threshold = module.settings.recognition_threshold
+        print(f"\nquality: {len(crops)} labelled faces, {detector.manifest.name} {detector.manifest.default_variant} "
+              f"+ {embedder.manifest.name} {embedder.manifest.default_variant}")
+        print(f"same person       {len(result.same):4d} pairs  similarity min {result.same.min():.3f}  "
+              f"median {np.median(result.same):.3f}")
+        print(f"different people  {len(result.diff):4d} pairs  similarity max {result.diff.max():.3f}  "
+              f"median {np.median(result.diff):.3f}")
+        print(f"verification accuracy at {threshold} (faces.recognition_threshold): {result.accuracy(threshold):.1%}")
+        for far in (0.0, 0.01):
+            tar, at = result.true_accept(far)
+            print(f"true-accept rate at false-accept rate {far:.0%}: {tar:.1%} (threshold {at:.3f})")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ on every pair of them, and installing them is verified, repaired once and cached
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.models import installer
+from edgewatch.models.face_eval import Verification, labelled_crops, verification
 from edgewatch.models.catalogue import CatalogueEntry, catalogue, default_names
 from edgewatch.models.conversion import face_repairs
 from edgewatch.models.convert import ConvertError, convert
@@ -225,51 +225,36 @@ def test_centerface_finds_every_face_with_its_landmarks(name: str, loaded, face_
     assert 0 < found.inference_ms < 2000
 
 
-def _labelled_crops(loaded, face_photos) -> list[tuple[str, str | None, np.ndarray]]:
-    """(photo, person, aligned crop) of every labelled face."""
-    det, det_m, _, _ = loaded
-    crops = []
-    for name, photo in FACE_PHOTOS.items():
-        found = detect_faces(det, det_m, face_photos[name])
-        for face in photo.faces:
-            crops.append((name, face.person, align(face_photos[name], found.landmarks[_match(found, face.box)])))
-    return crops
-
-
-def _pairs(crops) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Same-person and different-person pairs. Two named faces are the same person when their
-    names are; faces in one photo are different people; an unnamed face is nobody named;
-    two unnamed faces of different photos are unknown, so left out."""
-    same, diff = [], []
-    for (i, (photo_a, a, _)), (j, (photo_b, b, _)) in itertools.combinations(enumerate(crops), 2):
-        if a is not None and b is not None:
-            (same if a == b else diff).append((i, j))
-        elif photo_a == photo_b or a is not None or b is not None:
-            diff.append((i, j))
-    return same, diff
-
-
 @pytest.mark.slow
 def test_mobilefacenet_tells_the_same_person_from_different_people(loaded, face_photos) -> None:
     _, _, emb, emb_m = loaded
-    crops = _labelled_crops(loaded, face_photos)
+    det, det_m = loaded[0], loaded[1]
+    crops = labelled_crops(det, det_m, face_photos)
     vectors = embed(emb, emb_m, [c for _, _, c in crops])
     assert vectors.shape == (28, 192) and vectors.dtype == np.float32
     assert np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(28), abs=1e-5)
     one_by_one = np.vstack([embed(emb, emb_m, [c]) for _, _, c in crops[:4]])
     assert np.abs(one_by_one - vectors[:4]).max() < 1e-4  # the batch dimension is really dynamic
     assert embed(emb, emb_m, []).shape == (0, 192)
-    cos = vectors @ vectors.T
-    same, diff = _pairs(crops)
-    assert (len(same), len(diff)) == (10, 168)  # obama: 5 photos (2 crops of obama.jpg); 168 different pairs
-    same_cos, diff_cos = [cos[p] for p in same], [cos[p] for p in diff]
-    print(f"same person: n={len(same)} min {min(same_cos):.3f} median {np.median(same_cos):.3f}; different: "
-          f"n={len(diff)} median {np.median(diff_cos):.3f} max {max(diff_cos):.3f}")
+    result = verification(vectors, crops)
+    same_cos, diff_cos = result.same, result.diff
+    assert (len(same_cos), len(diff_cos)) == (10, 168)  # obama: 5 photos (2 crops of obama.jpg); 168 different pairs
+    print(f"same person: n={len(same_cos)} min {min(same_cos):.3f} median {np.median(same_cos):.3f}; different: "
+          f"n={len(diff_cos)} median {np.median(diff_cos):.3f} max {max(diff_cos):.3f}")
     # Every same-person pair above every different-person pair (AUC 1.0), with room to spare
     # (measured: same min 0.65, different max 0.47); and a fixed threshold of 0.55 separates them.
     assert min(same_cos) > max(diff_cos) + 0.1
     assert min(same_cos) > 0.55 > max(diff_cos)
     assert np.median(same_cos) > 0.7 and abs(np.median(diff_cos)) < 0.15
+    assert result.accuracy(0.55) == 1.0 and result.true_accept(0.0)[0] == 1.0
+
+
+def test_true_accept_at_a_false_accept_rate() -> None:
+    result = Verification(same=np.array([0.9, 0.6, 0.5]), diff=np.array([0.55, 0.3, 0.2, 0.1]))
+    rate, threshold = result.true_accept(0.0)  # above the most similar stranger pair
+    assert rate == pytest.approx(2 / 3) and 0.55 < threshold < 0.5501
+    assert result.true_accept(0.25) == (1.0, pytest.approx(0.3, abs=1e-6))  # one stranger pair of 4 let through
+    assert result.accuracy(0.52) == pytest.approx(5 / 7)
 
 
 # -- install ---------------------------------------------------------------------------------------

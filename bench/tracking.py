@@ -1,6 +1,6 @@
 """Camera tracking benchmark, on the test scenes whose truth is known (daemon/testing/scenes.py).
 
-    python bench/tracking.py [--hall-seeds 10] [--still-seconds 30] [--no-detector]
+    python bench/tracking.py [--hall-seeds 10] [--hall-first-seed 13] [--still-seconds 30] [--no-detector]
 
 1. The scripted scenes (crossing with an occlusion, a minute standing still, flicker, two side by
    side) and the busy hall (80 s, up to 8 people at once; several seeds), as per-frame detections
@@ -123,6 +123,7 @@ async def still_scene(module: DetectionModule, frame: np.ndarray, seconds: float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hall-seeds", type=int, default=10)
+    ap.add_argument("--hall-first-seed", type=int, default=13, help="e.g. 0 with --hall-seeds 31: seeds 0 to 30")
     ap.add_argument("--still-seconds", type=float, default=30)
     ap.add_argument("--no-detector", action="store_true", help="skip the parts that need the real detector")
     args = ap.parse_args()
@@ -132,8 +133,8 @@ def main() -> None:
     for make in (scenes.crossing, scenes.standing, scenes.flicker, scenes.side_by_side):
         scripted.append(figures(replay(make())))
         print(line(make.__name__, scripted[-1]))
-    halls = [figures(replay(scenes.hall(seed=13 + i))) for i in range(args.hall_seeds)]
-    print(line("hall (seed 13)", halls[0]))
+    halls = [figures(replay(scenes.hall(seed=args.hall_first_seed + i))) for i in range(args.hall_seeds)]
+    print(line(f"hall (seed {args.hall_first_seed})", halls[0]))
     print(line(f"hall x{args.hall_seeds} seeds", total(halls)))
     everything = total(scripted + halls)
     print(line("all synthetic", everything))

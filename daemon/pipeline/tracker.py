@@ -1,8 +1,12 @@
 """Per-frame detections → objects, with norfair (the tracker Frigate uses): a Kalman filter per
-object predicts where its box will be, and detections are matched to the predictions by IoU, per
-label. An object is reported (its ``new`` event) once it has been found in ``confirm_frames``
-detections, counts as in view while the latest detections find it (or missed it for at most
-``count_grace_s``), and ends (``end``) when unseen for ``end_after_s``.
+object predicts where its box will be, and detections are matched to the predictions, per label, by a
+distance of our own given to norfair (:class:`BoxDistance`): 1 - IoU plus a capped cost of the box's
+height change, so someone passing in front (nearer the camera: taller) does not take the object of
+the person they hide; pairs with an IoU under ``min_iou`` never match. An object is reported (its
+``new`` event) once it has been found in ``confirm_frames`` detections (one not yet confirmed is
+dropped when missed twice in a row, unless other detections hide it), counts as in view while the
+latest detections find it (or missed it for at most ``count_grace_s``), and ends (``end``) when
+unseen for ``end_after_s``.
 
 Frames the motion gate finds unchanged confirm what the last detection saw (:meth:`Tracker.unchanged`),
 so a parked car or a person sitting still stays one object with no inference; a detection re-checks
@@ -33,7 +37,13 @@ Box = tuple[int, int, int, int]
 # tracked the test scenes equally well (bench/tracking.py), so this one holds from 640x360 to 4K
 VELOCITY_VARIANCE = 400.0
 NEVER_DIES = 1 << 30  # norfair's hit counter, kept there: objects end here, in seconds, not in norfair, in frames
-TENTATIVE_MISSES = 1  # detections in a row that may miss an object not yet confirmed
+TENTATIVE_MISSES = 1  # detections in a row that may miss an object not yet confirmed (hidden ones aside)
+HIDDEN_COVER = 0.3  # other detections covering this much of a missed object's predicted box may hide it
+# matching cost of a height change, besides 1 - IoU: HEIGHT_WEIGHT * |log(detected height / predicted
+# height)|, at most HEIGHT_CAP. One person's box keeps its height from frame to frame; someone passing
+# in front of another is nearer the camera, so taller, and no longer takes the hidden one's object.
+# Capped, as a box can shrink to the part of someone that others leave in view.
+HEIGHT_WEIGHT, HEIGHT_CAP = 4.0, 0.5  # 2 to 6 scored alike on the hall (bench/tracking.py)
 STILL_IOU = 0.6  # a box overlapping where the object stopped this much has not moved (Frigate's rule)
 _EPS = 1e-6
 
@@ -94,6 +104,7 @@ class Track:
     stationary: bool = False
     hits: int = 0  # detections that found it
     missed: int = 0  # detections in a row that did not find it
+    unexplained: int = 0  # of those, the ones where no other detections covered it (it may have gone)
     last_reported: float = 0.0
     reported: ObjectState | None = None  # as its last event showed it: the next event's ``before``
     sub_label: tuple[str, float] | None = None  # set by a later stage (face recognition): name, score
@@ -112,7 +123,7 @@ class Track:
         self.box, self.score, self.current_zones = _box(d), d.prediction.confidence, d.zones
         self.top_score = max(self.top_score, self.score)
         self.entered_zones += [z for z in d.zones if z not in self.entered_zones]
-        self.last_seen, self.frame_time, self.missed = now, wall, 0
+        self.last_seen, self.frame_time, self.missed, self.unexplained = now, wall, 0, 0
         self.hits += 1
         return zones_changed
 
@@ -169,16 +180,20 @@ class Tracker:
             # every object is "initialized" for norfair, so all are matched in one round, nearest first
             # (norfair matches its initialized objects before the new ones: an object hidden behind a
             # newcomer would take the newcomer's detection); confirmation is counted here instead
-            self._impl = norfair.Tracker(distance_function="iou", distance_threshold=1 - self.config.min_iou,
+            self._impl = norfair.Tracker(distance_function="iou", distance_threshold=box_distance_threshold(self.config),
                                          hit_counter_max=NEVER_DIES, initialization_delay=0,
                                          past_detections_length=0,
                                          filter_factory=norfair.filter.OptimizedKalmanFilterFactory(
                                              vel_variance=VELOCITY_VARIANCE))
+            # norfair's constructor takes a distance's name or a per-pair function; a vectorised
+            # distance of our own goes in its place (one call per label and frame, as "iou" does)
+            self._impl.distance_function = norfair.distances.VectorizedDistance(BoxDistance(self.config.min_iou))
         self._impl.update([norfair.Detection(np.array([[d.prediction.x_min, d.prediction.y_min],
                                                        [d.prediction.x_max, d.prediction.y_max]], float),
                                              label=d.prediction.label, data=(self._frame, d)) for d in detections])
         events: list[Event] = []
         found: list[tuple[Track, bool]] = []  # (track, its zones changed)
+        missed: list[tuple[Track, Any]] = []  # (track not confirmed, its norfair object)
         for obj in self._impl.tracked_objects:
             obj.hit_counter = NEVER_DIES  # norfair predicts and matches; when an object ends is decided here
             frame, d = obj.last_detection.data
@@ -189,6 +204,8 @@ class Tracker:
                 found.append((track, track.seen(d, now, wall)))
             else:
                 track.missed += 1
+                if not track.confirmed:
+                    missed.append((track, obj))
         if found:  # one call for all: each call of norfair's iou costs about as much as a Kalman update
             overlap = 1 - np.diag(norfair.distances.iou(np.array([t.box for t, _ in found], float),
                                                         np.array([t.anchor for t, _ in found], float)))
@@ -202,9 +219,29 @@ class Tracker:
                 events.append(self._event("new", track, now))
             elif track.confirmed and (changed or now - track.last_reported >= self.config.update_every_s - _EPS):
                 events.append(self._event("update", track, now))
-        dropped = [obj for obj, t in self._tracks.items() if not t.confirmed and t.missed > TENTATIVE_MISSES]
+        self._excuse_hidden(missed, detections, now)
+        dropped = [obj for obj, t in self._tracks.items() if not t.confirmed and t.unexplained > TENTATIVE_MISSES]
         self._forget(dropped)
         return events + self.expire(now)
+
+    def _excuse_hidden(self, missed: list[tuple[Track, Any]], detections: list[Located], now: float) -> None:
+        """Objects not yet confirmed that the detections missed: a miss counts against one unless the
+        other detections cover at least ``HIDDEN_COVER`` of its predicted box (norfair's estimate), for
+        up to ``count_grace_s`` since it was last seen: someone passing in front hides it, it has not gone."""
+        if not missed:
+            return
+        grace = min(self.config.count_grace_s, self.end_after_s)
+        cover = np.zeros(len(missed))
+        if detections:
+            predicted = np.array([obj.estimate.ravel() for _, obj in missed], float)
+            boxes = np.array([_box(d) for d in detections], float)
+            corner = np.maximum(predicted[:, None, :2], boxes[None, :, :2])
+            far = np.minimum(predicted[:, None, 2:], boxes[None, :, 2:])
+            inter = np.prod(np.clip(far - corner, 0, None), axis=2).sum(axis=1)  # overlaps of detections summed
+            cover = inter / np.maximum(np.prod(np.clip(predicted[:, 2:] - predicted[:, :2], 0, None), axis=1), 1)
+        for (track, _), share in zip(missed, cover):
+            if share < HIDDEN_COVER or now - track.last_seen > grace + _EPS:
+                track.unexplained += 1
 
     def unchanged(self, now: float, wall: float | None = None) -> list[Event]:
         """A frame the motion gate found unchanged: whatever the last detection found is still there."""
@@ -270,6 +307,31 @@ class Tracker:
         event = Event(kind, track, track.reported or after, after)
         track.reported, track.last_reported = after, now
         return event
+
+
+class BoxDistance:
+    """norfair's distance between detections and objects' predicted boxes (``[x_min, y_min, x_max,
+    y_max]`` rows): ``1 - IoU`` plus the height change's cost (``HEIGHT_WEIGHT * |log(h_det /
+    h_pred)|``, at most ``HEIGHT_CAP``), for pairs whose IoU is over ``min_iou``; others never match
+    (their distance is past :func:`box_distance_threshold`)."""
+
+    def __init__(self, min_iou: float) -> None:
+        self.min_iou = min_iou
+
+    def __call__(self, candidates: np.ndarray, objects: np.ndarray) -> np.ndarray:
+        import norfair
+
+        distance = norfair.distances.iou(candidates, objects)  # 1 - IoU, (candidates, objects)
+        heights = np.log(np.maximum(candidates[:, 3] - candidates[:, 1], 1))[:, None] - np.log(
+            np.maximum(objects[:, 3] - objects[:, 1], 1))[None, :]  # an inverted predicted box: height 1
+        return np.where(distance < 1 - self.min_iou,
+                        distance + np.minimum(HEIGHT_WEIGHT * np.abs(heights), HEIGHT_CAP), np.inf)
+
+
+def box_distance_threshold(config: TrackingConfig) -> float:
+    """norfair's ``distance_threshold`` for :class:`BoxDistance`: any pair with an IoU over
+    ``min_iou`` may match, whatever its height change."""
+    return 1 - config.min_iou + HEIGHT_CAP
 
 
 def _box(d: Located) -> Box:

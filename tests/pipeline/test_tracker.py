@@ -169,3 +169,20 @@ def test_updates_come_at_most_every_update_every_s() -> None:
     times = [t for t, e in events if e.kind in ("new", "update")]
     assert events[0][1].kind == "new" and 3 <= len(times) - 1 <= 4
     assert all(b - a >= 1.0 - 1e-6 for a, b in itertools.pairwise(times))
+
+
+def test_a_newcomer_hidden_before_confirmation_is_not_started_again() -> None:
+    """Bob is found twice, then someone nearer (taller) hides him: his object, not yet confirmed,
+    survives those misses and is confirmed by the next detection; hidden for longer, it is dropped."""
+    ann = person((280, 80, 400, 340))  # nearer the camera, in front
+    bob_box = (300, 100, 380, 300)
+    bob = person(bob_box)
+    for hidden_frames, expected in ((2, [0.0]), (6, [])):
+        tracker = Tracker("hall", end_after_s=2.0)
+        frames = [[ann, bob]] * 2 + [[ann]] * hidden_frames + [[ann, bob]]
+        events = []
+        for i, detections in enumerate(frames):
+            events += tracker.update(detections, now=i * 0.2, wall=i * 0.2)
+        bobs = [e for e in events if e.kind == "new" and e.after.box == bob_box]
+        assert [e.after.start_time for e in bobs] == expected  # his first sighting: the same object
+        assert tracker.counts() == {"person": 1 + len(expected)}

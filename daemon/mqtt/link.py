@@ -24,6 +24,7 @@ import json
 import logging
 import ssl
 import sys
+import threading
 import time
 from concurrent.futures import Future
 from datetime import datetime, timezone
@@ -125,6 +126,8 @@ class MqttLink:
         self._subjects_checked = float("-inf")
         self._present: dict[str, set[str]] = {}  # camera -> people in view there
         self._last_seen: dict[str, tuple[str, float]] = {}  # person -> (camera, when published)
+        # people entities are touched by paho's thread (connect) and the event loop (camera updates)
+        self._people_lock = threading.RLock()
         self.connected = False
         self.subscribed = False  # the broker acknowledged the subscriptions (jobs reach this box)
         self.last_error: str | None = None
@@ -248,11 +251,16 @@ class MqttLink:
         labels = self.cameras.pop(camera, [])
         for topic in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera, labels):
             self.client.publish(topic, b"", qos=1, retain=True)
-        self._people_in_view(camera, set())
+        with self._people_lock:
+            self._people_in_view(camera, set())
 
     # -- people (recognised faces) ----------------------------------------------------------------
     def _sync_subjects(self, force: bool = False) -> None:
         """Give every registered person presence entities, and remove those of people deleted."""
+        with self._people_lock:
+            self._sync_subjects_locked(force)
+
+    def _sync_subjects_locked(self, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self._subjects_checked < SUBJECTS_EVERY_S:
             return
@@ -291,7 +299,8 @@ class MqttLink:
 
     def _people_seen(self, camera: str, visible: list[Track]) -> None:
         self._sync_subjects()
-        self._people_in_view(camera, {t.sub_label[0] for t in visible if t.sub_label})
+        with self._people_lock:
+            self._people_in_view(camera, {t.sub_label[0] for t in visible if t.sub_label})
         now = time.monotonic()
         for track in visible:
             if track.sub_label is None or track.missed:

@@ -350,4 +350,6 @@ class _NoSink:
 
     def camera_update(self, camera: str, events: list, counts: dict, frame: Any, visible: list) -> None:
         for e in events:
-            log.info("camera %s: %s %s (%s)", camera, e.kind, e.track.label, e.track.id, extra={"camera": camera})
+            who = f" {e.after.sub_label[0]} ({e.after.sub_label[1]:.2f})" if e.after.sub_label else ""
+            log.info("camera %s: %s %s%s (%s)", camera, e.kind, e.track.label, who, e.track.id,
+                     extra={"camera": camera})

@@ -128,6 +128,7 @@ class MqttLink:
         self._last_seen: dict[str, tuple[str, float]] = {}  # person -> (camera, when published)
         # people entities are touched by paho's thread (connect) and the event loop (camera updates)
         self._people_lock = threading.RLock()
+        self._naming: set[str] = set()  # cameras that recognise faces
         self.connected = False
         self.subscribed = False  # the broker acknowledged the subscriptions (jobs reach this box)
         self.last_error: str | None = None
@@ -241,10 +242,16 @@ class MqttLink:
         for label in labels:  # a known starting state: nobody there until a detection says so
             self._publish_count(camera, label, self._counts.get((camera, label), 0), force=True)
 
-    def add_camera(self, camera: str, labels: list[str]) -> None:
+    def add_camera(self, camera: str, labels: list[str], names_people: bool = False) -> None:
+        """``names_people``: the camera recognises faces; registered people get presence entities
+        while at least one camera does."""
         self.cameras[camera] = labels
         if self.client.is_connected():
             self._publish_camera_discovery(camera, labels)
+        if names_people != (camera in self._naming):
+            self._naming.symmetric_difference_update({camera})
+            if self.client.is_connected():
+                self._sync_subjects(force=True)
 
     def remove_camera(self, camera: str) -> None:
         """Empty retained configs make Home Assistant delete the camera's entities."""
@@ -253,10 +260,14 @@ class MqttLink:
             self.client.publish(topic, b"", qos=1, retain=True)
         with self._people_lock:
             self._people_in_view(camera, set())
+        if camera in self._naming:
+            self._naming.discard(camera)
+            self._sync_subjects(force=True)
 
     # -- people (recognised faces) ----------------------------------------------------------------
     def _sync_subjects(self, force: bool = False) -> None:
-        """Give every registered person presence entities, and remove those of people deleted."""
+        """Give every registered person presence entities while a camera recognises faces, and
+        remove those of people deleted (all of them when no camera recognises faces any more)."""
         with self._people_lock:
             self._sync_subjects_locked(force)
 
@@ -266,7 +277,9 @@ class MqttLink:
             return
         self._subjects_checked = now
         try:
-            known = {name for m in self.modules.values() for name in m.known_subjects()}
+            known = set()
+            if self._naming:  # no camera recognises faces: no presence entities to offer
+                known = {name for m in self.modules.values() for name in m.known_subjects()}
         except Exception:  # noqa: BLE001 - a store trouble must not stop the camera events
             log.exception("MQTT: cannot list the registered people; their presence entities are not updated")
             return

@@ -196,7 +196,7 @@ class CameraService:
         if sink is None or not hasattr(sink, "add_camera"):
             return
         try:
-            sink.add_camera(name, announced_labels(entry))
+            sink.add_camera(name, announced_labels(entry), names_people=entry.faces.enabled and self.faces is not None)
         except Exception:  # noqa: BLE001 - MQTT trouble must not stop the camera
             log.exception("camera %s: cannot announce it to Home Assistant", name, extra={"camera": name})
 

@@ -103,7 +103,7 @@ def test_a_registered_person_is_named_on_camera_and_home_assistant_sees_them(
                                             time.perf_counter())
         assert registered.success
         link = MqttLink(config, {m.module_id: m for m in (detection, faces)}, queue, asyncio.get_running_loop())
-        link.add_camera("door", ["person"])
+        link.add_camera("door", ["person"], names_people=True)
         link.start()
         await asyncio.to_thread(client.wait_seen, lambda m: m.topic == f"edgewatch/{NODE}/availability"
                                 and m.payload == b"online")
@@ -209,3 +209,38 @@ def test_without_face_models_the_camera_says_why_and_detection_goes_on(data_dir:
     state = asyncio.run(scenario())
     assert "edgewatch models install centerface" in (state["faces"]["error"] or ""), state
     assert state["faces"]["recognised"] == 0 and state["detect_error"] is None and state["detections"] > 10
+
+
+def test_people_get_entities_only_while_a_camera_recognises_faces(broker, client, data_dir: Path,
+                                                                  cache_dir: Path) -> None:
+    """Registered people of a box whose cameras do not recognise faces get no presence entities
+    (they would stay OFF forever); a camera that does brings them, and removing it takes them away."""
+    from edgewatch.daemon.modules.faces.store import NewFace
+
+    config = load_settings(data_dir=data_dir, cache_dir=cache_dir, node_id="rest-box",
+                           mqtt={"host": "127.0.0.1", "port": broker.port})
+    client.subscribe("homeassistant/+/rest-box/+/config")
+    presence = f"homeassistant/binary_sensor/rest-box/person_{subject_slug('Ann')}_presence/config"
+
+    async def scenario() -> None:
+        faces = FacesModule(config, ModelStore(config.models_dir), {})
+        faces.faces.register("Ann", [NewFace(b"-", "0" * 64, np.ones(4, np.float32) / 2)], "test@0")
+        queue = InferenceQueue(1, 4)
+        link = MqttLink(config, {faces.module_id: faces}, queue, asyncio.get_running_loop())
+        link.add_camera("yard", ["person"])
+        link.start()
+        yard_state = "homeassistant/sensor/rest-box/yard_state/config"
+        await asyncio.to_thread(client.wait_seen, lambda m: m.topic == yard_state)
+        link.add_camera("door", ["person"], names_people=True)
+        await asyncio.to_thread(client.wait_seen, lambda m: m.topic == presence and m.payload)
+        link.remove_camera("door")
+        await asyncio.to_thread(client.wait_seen, lambda m: m.topic == presence and not m.payload)
+        await asyncio.to_thread(link.stop)
+        queue.close()
+        faces.close()
+
+    asyncio.run(scenario())
+    configs = [m for m in client.history if m.topic == presence]
+    # none before the door camera, one while it ran, emptied when it went
+    assert [bool(m.payload) for m in configs] == [True, False]
+    assert json.loads(configs[0].payload)["name"] == "Ann presence"

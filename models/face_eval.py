@@ -12,7 +12,7 @@ import numpy as np
 
 from edgewatch.models.photos import FACE_PHOTOS
 from edgewatch.models.quantize import iou
-from edgewatch.models.runtime.faces import align, detect_faces
+from edgewatch.models.runtime.faces import Faces, align, detect_faces
 
 if TYPE_CHECKING:
     from edgewatch.backends.base import Backend
@@ -29,12 +29,20 @@ def labelled_crops(backend: Backend, manifest: ModelManifest, images: dict[str, 
     for name, photo in FACE_PHOTOS.items():
         found = detect_faces(backend, manifest, images[name])
         for face in photo.faces:
-            overlap = iou(np.asarray(face.box, float), found.boxes) if len(found.boxes) else np.zeros(1)
-            best = int(np.argmax(overlap))
-            if overlap[best] < min_iou:
+            best = matching_face(found, face.box, min_iou)
+            if best is None:
                 raise ValueError(f"{name}: the labelled face at {face.box} was not found")
             crops.append((name, face.person, align(images[name], found.landmarks[best])))
     return crops
+
+
+def matching_face(found: Faces, box: tuple[int, int, int, int], min_iou: float = 0.5) -> int | None:
+    """The index of the detected face on the labelled ``box`` (the largest IoU, at least ``min_iou``)."""
+    if not len(found.boxes):
+        return None
+    overlap = iou(np.asarray(box, float), found.boxes)
+    best = int(np.argmax(overlap))
+    return best if overlap[best] >= min_iou else None
 
 
 def pairs(crops: list[LabelledCrop]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.models import installer
-from edgewatch.models.face_eval import Verification, labelled_crops, verification
+from edgewatch.models.face_eval import Verification, labelled_crops, matching_face, verification
 from edgewatch.models.catalogue import CatalogueEntry, catalogue, default_names
 from edgewatch.models.conversion import face_repairs
 from edgewatch.models.convert import ConvertError, convert
@@ -187,18 +187,10 @@ def face_photos(cache_dir: Path) -> dict[str, np.ndarray]:
     return {name: cv2.imread(str(path), cv2.IMREAD_COLOR) for name, path in ensure_face_photos(cache_dir).items()}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def _match(found: Faces, box: tuple[int, ...]) -> int:
     """The index of the detection on the labelled ``box`` (IoU at least 0.5)."""
-    ious = [_iou(np.asarray(box, float), b) for b in found.boxes]
-    best = int(np.argmax(ious)) if ious else -1
-    assert best >= 0 and ious[best] >= 0.5, f"labelled face {box} not found (IoUs {np.round(ious, 2).tolist()})"
+    best = matching_face(found, box)
+    assert best is not None, f"labelled face {box} not found (boxes {np.round(found.boxes).tolist()})"
     return best
 
 

@@ -22,7 +22,7 @@ from edgewatch.daemon.modules.envelope import envelope_fields
 from edgewatch.daemon.modules.errors import BadRequest, NotFound
 from edgewatch.daemon.modules.requests import queued
 from edgewatch.daemon.modules.faces.schemas import FacePrediction, FaceResponse
-from edgewatch.daemon.modules.faces.store import FaceStoreError, NewFace, check_userid
+from edgewatch.daemon.modules.faces.store import FaceStoreError, Gallery, NewFace, check_userid
 from edgewatch.models.runtime.faces import align, detect_faces, embed
 
 if TYPE_CHECKING:
@@ -75,6 +75,14 @@ def _embed(module: FacesModule, crops: list[np.ndarray], timer: _Timer) -> np.nd
     vectors = embed(embedder.backend, embedder.manifest, crops)
     timer.inference_s += time.perf_counter() - start
     return vectors
+
+
+def _recognised(module: FacesModule, gallery: Gallery, vector: np.ndarray) -> tuple[str | None, float]:
+    """The registered person ``vector`` is (None below ``faces.recognition_threshold``) and the
+    similarity to the nearest one (negative as 0)."""
+    who, similarity = gallery.best(vector)
+    known = who is not None and similarity >= module.settings.recognition_threshold
+    return (who if known else None), max(0.0, similarity)
 
 
 def _largest(found) -> int:
@@ -162,10 +170,9 @@ async def recognize(module: FacesModule, queue: InferenceQueue, data: bytes, min
         gallery = module.faces.gallery(module.embedder().key)
         out = []
         for box, vector in zip(found.boxes, vectors):
-            who, similarity = gallery.best(vector)
-            known = who is not None and similarity >= module.settings.recognition_threshold
-            name = who if known else UNKNOWN
-            out.append(FacePrediction(name, round(max(0.0, similarity), 4), *_box(box), userid=name))
+            who, similarity = _recognised(module, gallery, vector)
+            name = who or UNKNOWN
+            out.append(FacePrediction(name, round(similarity, 4), *_box(box), userid=name))
         return out, timer
 
     predictions, timer = await queued(queue, job)
@@ -238,7 +245,6 @@ def identify(module: FacesModule, image: np.ndarray, boxes: list[tuple[int, int,
         if s.face is None:
             out.append(s)
             continue
-        who, similarity = gallery.best(next(vectors))
-        known = who is not None and similarity >= module.settings.recognition_threshold
-        out.append(Sighting(who if known else None, max(0.0, similarity), s.face, s.quality))
+        who, similarity = _recognised(module, gallery, next(vectors))
+        out.append(Sighting(who, similarity, s.face, s.quality))
     return out

@@ -23,7 +23,8 @@ def object_state(state: ObjectState, camera: str) -> dict[str, Any]:
     x1, y1, x2, y2 = state.box
     w, h = x2 - x1, y2 - y1
     return {"id": state.id, "camera": camera, "frame_time": state.frame_time, "label": state.label,
-            "sub_label": [state.sub_label[0], round(state.sub_label[1], 3)] if state.sub_label else None, "score": round(state.score, 3), "top_score": round(state.top_score, 3),
+            "sub_label": [state.sub_label[0], round(state.sub_label[1], 3)] if state.sub_label else None,
+            "score": round(state.score, 3), "top_score": round(state.top_score, 3),
             "false_positive": False, "start_time": state.start_time, "end_time": state.end_time,
             "box": [x1, y1, x2, y2], "area": w * h, "ratio": round(w / h, 3) if h else 0.0,
             "current_zones": list(state.current_zones), "entered_zones": list(state.entered_zones),

@@ -248,10 +248,15 @@ class MqttLink:
         self.cameras[camera] = labels
         if self.client.is_connected():
             self._publish_camera_discovery(camera, labels)
-        if names_people != (camera in self._naming):
-            self._naming.symmetric_difference_update({camera})
+        with self._people_lock:
+            if names_people == (camera in self._naming):
+                return
+            if names_people:
+                self._naming.add(camera)
+            else:
+                self._naming.discard(camera)
             if self.client.is_connected():
-                self._sync_subjects(force=True)
+                self._sync_subjects_locked(force=True)
 
     def remove_camera(self, camera: str) -> None:
         """Empty retained configs make Home Assistant delete the camera's entities."""
@@ -260,9 +265,9 @@ class MqttLink:
             self.client.publish(topic, b"", qos=1, retain=True)
         with self._people_lock:
             self._people_in_view(camera, set())
-        if camera in self._naming:
-            self._naming.discard(camera)
-            self._sync_subjects(force=True)
+            if camera in self._naming:
+                self._naming.discard(camera)
+                self._sync_subjects_locked(force=True)
 
     # -- people (recognised faces) ----------------------------------------------------------------
     def _sync_subjects(self, force: bool = False) -> None:

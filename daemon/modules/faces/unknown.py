@@ -4,7 +4,6 @@ recognise, kept (opt-in, per camera) so the owner can register them later. Bound
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from pathlib import Path
@@ -13,8 +12,6 @@ import cv2
 import numpy as np
 
 from edgewatch.models.files import atomic_write_bytes
-
-log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 

@@ -40,6 +40,9 @@ class Backend(ABC):
     can_use_gpu: ClassVar[bool] = False
     cpu: ClassVar[bool] = False  # a CPU runtime: among these, auto tries first the one that runs the default variant
     convert_target: ClassVar[bool] = True  # `edgewatch models convert --target <type_key>` makes its variant
+    # Most samples one infer() takes (a batch of faces to embed); None: any (a symbolic batch
+    # dimension). Converted models (TFLite, RKNN, EdgeTPU) have their batch fixed at 1.
+    max_batch: ClassVar[int | None] = 1
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         self.config = config or self.config_model()

@@ -52,6 +52,7 @@ class OnnxRuntimeCpuBackend(LaneBackendMixin, Backend):
     cpu = True
     config_model = OnnxRuntimeConfig
     convert_target = False  # it runs the ONNX variants `models install` makes
+    max_batch = None
 
     def __init__(self, config: OnnxRuntimeConfig | None = None) -> None:
         super().__init__(config)

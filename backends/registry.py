@@ -97,8 +97,10 @@ def load_backend(preferred: str, store: ModelStore, manifest: ModelManifest,
         variant = backend.pick_variant(manifest)
         if variant is None:
             if any(v.runtime == cls.runtime for v in manifest.variants.values()):
-                notes.append(f"{cls.type_key} is available but {manifest.name}'s {cls.runtime} variant failed the "
-                             "int8 gate (its detections differ too much from fp32's), so it is not used")
+                what = "detections" if manifest.task == "detection" else "outputs"
+                notes.append(f"{cls.type_key} is available but {manifest.name}'s {cls.runtime} variant failed its "
+                             f"gate (its {what} differ too much from fp32's) or is for another board, so it is "
+                             f"not used (`edgewatch models list` shows why)")
             else:
                 notes.append(f"{cls.type_key} is available but {manifest.name} has no {cls.runtime} variant: "
                              f"run `edgewatch models convert {manifest.name} --target {cls.type_key}`")

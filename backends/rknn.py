@@ -53,7 +53,8 @@ class RknnBackend(Backend):
 
     def pick_variant(self, manifest: ModelManifest) -> str | None:
         soc = rockchip_soc()
-        usable = [k for k, v in manifest.variants.items() if v.runtime == "rknn" and v.platform in (soc, None)]
+        usable = [k for k, v in manifest.variants.items() if v.runtime == "rknn" and v.platform in (soc, None)
+                  and manifest.faithful(k)]  # a conversion that failed its gate never runs
         return usable[0] if usable else None
 
     @property

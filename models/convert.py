@@ -30,6 +30,8 @@ from edgewatch.models.store import ModelStore
 
 TARGETS = ("rknn", "edgetpu", "tflite", "tensorrt")
 RKNN_PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566")
+# The face models' conversions (models.face_convert); TensorRT builds its engine from the ONNX on the Jetson.
+FACE_TARGETS = {"face_detection": ("rknn",), "face_embedding": ("rknn",)}
 CALIBRATION = "real photos: " + ", ".join(f"{p.package} {p.version} {Path(p.member).name}" for p in PHOTOS.values())
 
 Say = Callable[[str], None]
@@ -79,11 +81,19 @@ def convert(name: str, target: str, store: ModelStore, cache: Path, platform: st
     if target not in TARGETS:
         raise ConvertError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     manifest = store.get(name)
-    if manifest.task != "detection":  # calibration and the int8 gate work on detections
-        raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet; "
-                           "it runs on ONNX Runtime (CPU) as installed")
     if "fp32" not in manifest.variants:
         raise ConvertError(f"{name} has no fp32 ONNX variant to convert from; reinstall it")
+    if manifest.task in FACE_TARGETS:
+        if target not in FACE_TARGETS[manifest.task]:
+            raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet "
+                               f"(it can be converted for {', '.join(FACE_TARGETS[manifest.task])}); it runs on "
+                               "the CPU as installed")
+        from edgewatch.models.face_convert import convert_face
+
+        return convert_face(manifest, target, store.path(manifest, "fp32"), store, cache, platform, say)
+    if manifest.task != "detection":
+        raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet; "
+                           "it runs on ONNX Runtime (CPU) as installed")
     if target == "tensorrt":
         return manifest, ("TensorRT engines are built on the Jetson itself, from the fp32 ONNX, the first time the "
                           "daemon loads the model (cached under <cache_dir>/tensorrt); nothing to convert here")

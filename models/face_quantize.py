@@ -19,7 +19,7 @@ import numpy as np
 
 from edgewatch.models.manifest import InputSpec, Preprocessing
 from edgewatch.models.photos import FACE_PHOTOS
-from edgewatch.models.quantize import cpu_features, iou, latency_p50_ms, onnx_runner, quantize_int8
+from edgewatch.models.quantize import Runner, cpu_features, iou, latency_p50_ms, onnx_runner, quantize_int8
 from edgewatch.models.runtime.heads import HEADS, decode_faces
 from edgewatch.models.runtime.preprocess import face_batch, fit_pad
 
@@ -91,14 +91,16 @@ def build_int8(task: str, fp32: Path, int8: Path, spec: InputSpec, pre: Preproce
             source.unlink(missing_ok=True)
 
 
-def _detector_fidelity(fp32: Path, int8: Path, tensors: list[np.ndarray], head: str) -> tuple[bool, dict]:
-    ref, cand = onnx_runner(fp32), onnx_runner(int8)
+def detector_fidelity(reference: Runner, candidate: Runner, ref_tensors: list[np.ndarray],
+                      cand_tensors: list[np.ndarray], head: str) -> tuple[bool, dict]:
+    """Whether ``candidate`` finds the faces ``reference`` finds, with the same landmarks, on the
+    same photos (``cand_tensors``: those photos in the candidate's own input format, at the same
+    scale), and the figures."""
     found = matched = 0
     drifts = []
-    for t in tensors:
-        fed = (t.shape[3], t.shape[2])
-        rb, _, rl = decode_faces(head, ref(t), fed, REFERENCE_CONF)
-        cb, _, cl = decode_faces(head, cand(t), fed, CANDIDATE_CONF)
+    for rt, ct in zip(ref_tensors, cand_tensors):
+        rb, _, rl = decode_faces(head, reference(rt), _fed(rt), REFERENCE_CONF)
+        cb, _, cl = decode_faces(head, candidate(ct), _fed(ct), CANDIDATE_CONF)
         found += len(rb)
         for box, marks in zip(rb, rl):
             if not len(cb):
@@ -111,21 +113,31 @@ def _detector_fidelity(fp32: Path, int8: Path, tensors: list[np.ndarray], head: 
     share = matched / found if found else 0.0
     drift = float(np.median(drifts)) if drifts else 1.0
     ok = found >= 20 and share >= FACES_REQUIRED and drift <= LANDMARK_DRIFT
-    why = (f"int8 finds {matched} of fp32's {found} faces ({share:.1%}), landmarks drift {drift:.1%} of the face "
+    why = (f"finds {matched} of fp32's {found} faces ({share:.1%}), landmarks drift {drift:.1%} of the face "
            f"width (median)")
     return ok, {"reference_faces": found, "matched": matched, "agreement": round(share, 4),
                 "landmark_drift": round(drift, 4), "fidelity": why}
 
 
-def _embedder_fidelity(fp32: Path, int8: Path, tensors: list[np.ndarray], head: str) -> tuple[bool, dict]:
+def _fed(tensor: np.ndarray) -> tuple[int, int]:
+    """(width, height) of a 1×3×H×W or 1×H×W×3 image tensor."""
+    return (tensor.shape[3], tensor.shape[2]) if tensor.shape[1] == 3 else (tensor.shape[2], tensor.shape[1])
+
+
+def embedder_fidelity(reference: Runner, candidate: Runner, ref_tensors: list[np.ndarray],
+                      cand_tensors: list[np.ndarray], head: str) -> tuple[bool, dict]:
+    """Whether ``candidate``'s vectors point where ``reference``'s do for the same faces, and the figures."""
     decoder = HEADS[head].decoder
-    ref, cand = onnx_runner(fp32), onnx_runner(int8)
-    cosines = np.array([float(decoder(ref(t))[0] @ decoder(cand(t))[0]) for t in tensors])
+    cosines = np.array([float(decoder(reference(rt))[0] @ decoder(candidate(ct))[0])
+                        for rt, ct in zip(ref_tensors, cand_tensors)])
     median, low = float(np.median(cosines)), float(np.percentile(cosines, 5))
     ok = median >= COSINE_REQUIRED and low >= COSINE_LOW
-    why = f"cosine of int8 to fp32 vectors {median:.3f} median, {low:.3f} at the worst 5 % of {len(cosines)} faces"
+    why = f"cosine to fp32's vectors {median:.3f} median, {low:.3f} at the worst 5 % of {len(cosines)} faces"
     return ok, {"faces": len(cosines), "cosine_median": round(median, 4), "cosine_p5": round(low, 4),
                 "fidelity": why}
+
+
+FIDELITY = {"face_detection": detector_fidelity, "face_embedding": embedder_fidelity}
 
 
 def judge(task: str, head: str, fp32: Path, int8: Path, tensors: list[np.ndarray]) -> dict:
@@ -136,8 +148,7 @@ def judge(task: str, head: str, fp32: Path, int8: Path, tensors: list[np.ndarray
 
     largest = max(tensors, key=lambda t: t.size)
     p50 = latency_p50_ms({"fp32": fp32, "int8": int8}, largest, runs=20, warm_up_s=0.5)
-    fidelity = _detector_fidelity if task == "face_detection" else _embedder_fidelity
-    faithful, figures = fidelity(fp32, int8, tensors, head)
+    faithful, figures = FIDELITY[task](onnx_runner(fp32), onnx_runner(int8), tensors, tensors, head)
     speed = f"int8 {p50['int8']:.1f} ms vs fp32 {p50['fp32']:.1f} ms"
     if p50["int8"] >= p50["fp32"]:
         default, reason = "fp32", f"int8 is not faster here ({speed})"

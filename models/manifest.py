@@ -88,6 +88,9 @@ class Variant(_Strict):
     calibration: str | None = None       # the photos int8 ranges were calibrated on
     agreement: float | None = None       # share of fp32 detections this variant reproduces
     ap50_vs_fp32: float | None = None    # AP50 with fp32's detections as ground truth (the int8 gate)
+    # Face models' gate (models.face_quantize): its verdict and figures, for variants judged by it.
+    faithful_to_fp32: bool | None = None
+    fidelity: str | None = None
     input: InputSpec | None = None       # when this file wants another layout/dtype than the ONNX
     device_normalises: bool = False      # mean/std are applied by the accelerator, not the host
 
@@ -140,8 +143,10 @@ class ModelManifest(_Strict):
         """Whether variant ``key`` passed the int8 gate (fp32 always does; unknown counts as passed:
         an accelerator's only variant is judged when it is converted)."""
         v = self.variants[key]
-        if v.precision == "fp32":
+        if v.precision == "fp32" and v.runtime == "onnx":
             return True
+        if v.faithful_to_fp32 is not None:
+            return v.faithful_to_fp32
         figure = v.ap50_vs_fp32
         if figure is None and key == "int8":  # installed before the figure was kept per variant
             figure = self.quantization_report.get("ap50")

@@ -2,7 +2,8 @@
 
 The simulator only runs a model built in its own process, so "loading" starts the converter
 worker in the rknn venv with --serve: it builds the int8 model from the fp32 ONNX (calibrated on
-the photos), starts the simulator and answers inference requests over a pipe.
+the photos, or built as ``build`` says: the face models' own samples, fixed shape, float16),
+starts the simulator and answers inference requests over a pipe.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ class RknnSimulatorBackend(Backend):
     title = "rknn-toolkit2 PC simulator"
     runtime = "rknn"
 
-    def __init__(self, cache_dir: Path, photos: list[Path], platform: str = "rk3588") -> None:
+    def __init__(self, cache_dir: Path, photos: list[Path], platform: str = "rk3588",
+                 build: rknn_conversion.Build = rknn_conversion.Build()) -> None:
         super().__init__()
-        self.cache_dir, self.photos, self.platform = cache_dir, photos, platform
+        self.cache_dir, self.photos, self.platform, self.build = cache_dir, photos, platform, build
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -44,13 +46,21 @@ class RknnSimulatorBackend(Backend):
         python = rknn_conversion.env_python(self.cache_dir)
         if python is None:
             raise BackendError("rknn-toolkit2 venv not built")
-        listing = self.cache_dir / "rknn-sim-dataset.txt"
-        listing.write_text("\n".join(str(p) for p in self.photos) + "\n")
+        if self.build.samples is not None:
+            listing = self.cache_dir / "rknn-sim-dataset.npz"
+            np.savez(listing, *[np.asarray(x) for x in self.build.samples])
+        else:
+            listing = self.cache_dir / "rknn-sim-dataset.txt"
+            listing.write_text("\n".join(str(p) for p in self.photos) + "\n")
         pre = manifest.preprocessing
         cmd = [str(python), "-I", str(rknn_conversion.WORKER_SCRIPT), str(model_path), "-",
                "--platform", self.platform, "--dataset", str(listing), "--input-mode", "uint8",
                "--mean", *map(str, pre.mean), "--std", *map(str, pre.std), "--color", pre.color,
                "--pad-value", str(pre.pad_value), "--serve"]
+        if self.build.input_shape is not None:
+            cmd += ["--input-shape", *map(str, self.build.input_shape)]
+        if self.build.fp16:
+            cmd.append("--fp16")
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       env=child_env())
         ready = self._proc.stdout.read(8)

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -206,9 +207,20 @@ def _calibration_npz(path: Path, images: Sequence[Path], spec: InputSpec, pre: P
     return len(tensors)
 
 
+@dataclass(frozen=True)
+class Build:
+    """How a model is built beyond the defaults (NanoDet's): ``samples`` are ready calibration
+    tensors in the runtime's input format (instead of letterboxed calibration images),
+    ``input_shape`` fixes a dynamic input (N, C, H, W), ``fp16`` skips int8 quantisation."""
+
+    samples: Sequence[np.ndarray] | None = None
+    input_shape: tuple[int, int, int, int] | None = None
+    fp16: bool = False
+
+
 def _run_worker(fp32_onnx: Path, out_rknn: Path | None, calibration_images: Sequence[Path], platform: str,
                 cache_dir: Path, progress: Progress | None, spec: InputSpec | None, pre: Preprocessing | None,
-                input_mode: str, test_inputs: Sequence[np.ndarray] | None, timeout_s: float
+                input_mode: str, test_inputs: Sequence[np.ndarray] | None, timeout_s: float, build: Build = Build()
                 ) -> tuple[dict, list[list[np.ndarray]] | None]:
     say = progress or (lambda _msg: None)
     fp32_onnx = Path(fp32_onnx)
@@ -224,13 +236,21 @@ def _run_worker(fp32_onnx: Path, out_rknn: Path | None, calibration_images: Sequ
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="edgewatch-rknn-") as work_s:
         work = Path(work_s)
-        n_calib = _calibration_npz(work / "calibration.npz", calibration_images, spec, pre, input_mode)
+        if build.samples is not None:
+            np.savez(work / "calibration.npz", *[np.asarray(x) for x in build.samples])
+            n_calib = len(build.samples)
+        else:
+            n_calib = _calibration_npz(work / "calibration.npz", calibration_images, spec, pre, input_mode)
         meta_path = work / "meta.json"
         cmd = [str(python), "-I", str(WORKER_SCRIPT), str(fp32_onnx),
                str(Path(out_rknn).resolve()) if out_rknn is not None else "-",
                "--platform", platform, "--dataset", str(work / "calibration.npz"), "--input-mode", input_mode,
                "--mean", *map(str, pre.mean), "--std", *map(str, pre.std), "--color", pre.color,
                "--pad-value", str(pre.pad_value), "--meta-out", str(meta_path)]
+        if build.input_shape is not None:
+            cmd += ["--input-shape", *map(str, build.input_shape)]
+        if build.fp16:
+            cmd.append("--fp16")
         if test_inputs is not None:
             np.savez(work / "test_inputs.npz", *[np.asarray(x) for x in test_inputs])
             cmd += ["--test-inputs", str(work / "test_inputs.npz"), "--test-outputs", str(work / "test_outputs.npz")]
@@ -242,7 +262,8 @@ def _run_worker(fp32_onnx: Path, out_rknn: Path | None, calibration_images: Sequ
                 say(line)
 
         target = f" -> {Path(out_rknn).name}" if out_rknn is not None else ""
-        say(f"converting {fp32_onnx.name} to int8 RKNN for {platform}{target} ({n_calib} calibration samples)")
+        how = "float16" if build.fp16 else f"int8 ({n_calib} calibration samples)"
+        say(f"converting {fp32_onnx.name} to {how} RKNN for {platform}{target}")
         try:
             rc, lines = run_streaming(cmd, timeout_s=timeout_s, on_line=on_worker_line, cwd=work)
         finally:
@@ -309,9 +330,10 @@ def convert_onnx_to_rknn(fp32_onnx: Path, out_rknn: Path, calibration_images: li
 def simulate(fp32_onnx: Path, inputs: Sequence[np.ndarray], calibration_images: list[Path],
              platform: str = DEFAULT_PLATFORM, cache_dir: Path | None = None, progress: Progress | None = None,
              *, spec: InputSpec | None = None, pre: Preprocessing | None = None, input_mode: str = "uint8",
-             out_rknn: Path | None = None, timeout_s: float = CONVERT_TIMEOUT_S
+             out_rknn: Path | None = None, timeout_s: float = CONVERT_TIMEOUT_S, build: Build = Build()
              ) -> tuple[list[list[np.ndarray]], dict]:
-    """Build the int8 RKNN model (as :func:`convert_onnx_to_rknn`) and run ``inputs`` on the PC simulator.
+    """Build the RKNN model (int8 as :func:`convert_onnx_to_rknn`, or as ``build`` says) and run
+    ``inputs`` on the PC simulator.
 
     ``inputs`` are runtime inputs, letterboxed with :func:`runtime_input_spec` (uint8 NHWC in the
     default mode). Returns (per input, the outputs in ONNX output order as float32 arrays;
@@ -322,6 +344,6 @@ def simulate(fp32_onnx: Path, inputs: Sequence[np.ndarray], calibration_images: 
         raise ConversionError("cache_dir is needed (the RKNN converter venv lives under it)")
     meta, outputs = _run_worker(Path(fp32_onnx), Path(out_rknn) if out_rknn is not None else None,
                                 calibration_images, platform, Path(cache_dir), progress, spec, pre, input_mode,
-                                list(inputs), timeout_s)
+                                list(inputs), timeout_s, build)
     assert outputs is not None
     return outputs, meta

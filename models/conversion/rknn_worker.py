@@ -197,8 +197,9 @@ def fold_pads(model) -> int:
     return folded
 
 
-def prepare_onnx(src: str, dst: str) -> dict:
-    """Write a cleaned copy of ``src`` to ``dst``; return what was changed and the I/O signature."""
+def prepare_onnx(src: str, dst: str, fixed_nchw: list[int] | None = None) -> dict:
+    """Write a cleaned copy of ``src`` to ``dst``; return what was changed and the I/O signature.
+    ``fixed_nchw`` (N, C, H, W) fixes the input's symbolic dimensions (the toolkit needs a fixed shape)."""
     import onnx
 
     model = onnx.load(src)
@@ -207,6 +208,8 @@ def prepare_onnx(src: str, dst: str) -> dict:
         raise SystemExit(f"the model has {len(inputs)} inputs; only single-input models are supported")
     inp = inputs[0]
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
+    if fixed_nchw is not None and -1 in dims:
+        dims = fix_dims(model, inp, dims, fixed_nchw)
     transposed = len(dims) == 4 and dims[3] == 3 and dims[1] != 3
     if transposed:
         dims = nchw_input(model, inp, dims)
@@ -216,6 +219,20 @@ def prepare_onnx(src: str, dst: str) -> dict:
     onnx.save(model, dst)
     return {"constant_nodes_folded": folded, "pads_folded": pads, "input_name": inp.name, "input_shape": dims,
             "output_names": [o.name for o in model.graph.output], "nhwc_input_transposed": transposed}
+
+
+def fix_dims(model, inp, dims: list[int], nchw: list[int]) -> list[int]:
+    """Give the input's symbolic dimensions the values of ``nchw`` (read as N, H, W, C for an NHWC
+    input); shapes inferred inside the graph from the symbolic ones are dropped, to be inferred again."""
+    n, c, h, w = nchw
+    wanted = (n, h, w, c) if len(dims) == 4 and dims[3] == 3 and dims[1] != 3 else (n, c, h, w)
+    fixed = [want if d == -1 else d for d, want in zip(dims, wanted)]
+    if fixed != list(wanted):
+        raise SystemExit(f"input shape {dims} does not fit the fixed shape asked for ({list(wanted)})")
+    for d, value in zip(inp.type.tensor_type.shape.dim, fixed):
+        d.dim_value = value
+    del model.graph.value_info[:]
+    return fixed
 
 
 def nchw_input(model, inp, dims: list[int]) -> list[int]:
@@ -416,6 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pad-value", type=float, default=114.0)
     ap.add_argument("--quantized-algorithm", choices=("normal", "mmse", "kl_divergence"), default="normal")
     ap.add_argument("--optimization-level", type=int, choices=(0, 1, 2, 3), default=3)
+    ap.add_argument("--input-shape", type=int, nargs=4, metavar=("N", "C", "H", "W"),
+                    help="fix the input's symbolic dimensions to this NCHW shape (a dynamic-size model)")
+    ap.add_argument("--fp16", action="store_true",
+                    help="no int8 quantisation: the NPU runs the model in float16 (calibration samples unused)")
     ap.add_argument("--test-inputs", help=".npz of runtime inputs to run on the simulator")
     ap.add_argument("--test-outputs", help=".npz to save the simulator outputs to")
     ap.add_argument("--meta-out", help="JSON file for what was done (versions, shapes, timings)")
@@ -445,11 +466,12 @@ def main(argv: list[str] | None = None) -> int:
 
     out_dir = os.path.dirname(os.path.abspath(args.out_rknn)) if args.out_rknn != "-" else None
     meta: dict = {"toolkit": "rknn-toolkit2", "toolkit_version": toolkit_version, "platform": args.platform,
-                  "quantization": {"dtype": QUANT_DTYPE, "algorithm": args.quantized_algorithm}}
+                  "quantization": {"dtype": "float16"} if args.fp16 else
+                  {"dtype": QUANT_DTYPE, "algorithm": args.quantized_algorithm}}
     with tempfile.TemporaryDirectory(prefix="rknn-worker-") as work:
         t_prep = time.monotonic()
         fixed = os.path.join(work, "model.onnx")
-        info = prepare_onnx(args.onnx, fixed)
+        info = prepare_onnx(args.onnx, fixed, args.input_shape)
         shape = info["input_shape"]
         if len(shape) != 4 or shape[1] != 3 or min(shape) <= 0:
             raise SystemExit(f"input {info['input_name']} has shape {shape}; a fixed NCHW [1,3,H,W] input is needed")
@@ -476,8 +498,12 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             log("loading the ONNX model")
             _check(rknn.load_onnx(model=fixed), "load_onnx")
-            log("building (int8 quantisation with the calibration samples)")
-            _check(rknn.build(do_quantization=True, dataset=dataset), "build")
+            if args.fp16:
+                log("building (float16, no quantisation)")
+                _check(rknn.build(do_quantization=False), "build")
+            else:
+                log("building (int8 quantisation with the calibration samples)")
+                _check(rknn.build(do_quantization=True, dataset=dataset), "build")
             build_s = time.monotonic() - t0
             log(f"built in {build_s:.1f} s")
 

@@ -87,6 +87,7 @@ def embed(backend: Backend, manifest: ModelManifest, aligned_bgr: list[np.ndarra
         width, height = spec.size
         crops = [np.zeros((height, width, 3), np.uint8)]
     decoder = HEADS[manifest.postprocessing].decoder
-    vectors = np.vstack([decoder(backend.infer(face_batch(crops[i:i + EMBED_BATCH], spec, pre)))
-                         for i in range(0, len(crops), EMBED_BATCH)])
+    step = min(EMBED_BATCH, backend.max_batch or EMBED_BATCH)
+    vectors = np.vstack([decoder(backend.infer(face_batch(crops[i:i + step], spec, pre)))
+                         for i in range(0, len(crops), step)])
     return vectors[:0] if blank else vectors

@@ -161,8 +161,8 @@ class FacesModule(CapabilityModule):
                 raise Unavailable(f"{name} is a {manifest.task} model, not a {task} one: set faces."
                                   f"{'detector' if task == 'face_detection' else 'embedder'} to a {task} model")
             try:
-                # "auto": the face models have fp32 ONNX variants only so far, which the configured
-                # accelerator backend may not run; auto takes the first backend that loads them
+                # "auto": the first backend that has a faithful variant of the face model (its NPU
+                # conversion, `edgewatch models convert NAME --target rknn`), else the CPU
                 selection = self.load(manifest, "auto")
             except BackendError as exc:
                 raise Unavailable(f"{name} cannot run here: {exc}") from None

@@ -2,16 +2,27 @@
 
 It keeps RKNNLite's signatures, core-mask constants and return codes (0 = ok, -1 = failure;
 ``inference`` returns None on failure). The "NPU" is onnxruntime running the ONNX embedded in a
-fake .rknn file (``FAKE_MAGIC`` + ONNX bytes), so the backend above it sees real outputs.
+fake .rknn file (``FAKE_MAGIC`` + ONNX bytes), so the backend above it sees real outputs. As a
+real .rknn built with ``mean_values``/``std_values`` does, a fake made by :func:`fake_rknn` with
+``mean``/``std`` normalises the raw pixels it is fed before running the model.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
 
 FAKE_MAGIC = b"RKNN-FAKE\n"
+_NORM = b"NORM "
+
+
+def fake_rknn(onnx: bytes, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> bytes:
+    """The bytes of a fake .rknn running ``onnx``, normalising its input with ``mean``/``std`` if given."""
+    if mean is None:
+        return FAKE_MAGIC + onnx
+    return FAKE_MAGIC + _NORM + json.dumps({"mean": list(mean), "std": list(std)}).encode() + b"\n" + onnx
 
 
 class FakeNpu:
@@ -39,6 +50,7 @@ class RKNNLite:
 
     def __init__(self, verbose: bool = False, verbose_file: str | None = None) -> None:
         self._onnx: bytes | None = None
+        self._norm: tuple[np.ndarray, np.ndarray] | None = None
         self._session = None
         self._core_mask: int | None = None
 
@@ -51,6 +63,11 @@ class RKNNLite:
         if not data.startswith(FAKE_MAGIC):
             return -1
         self._onnx = data[len(FAKE_MAGIC):]
+        self._norm = None
+        if self._onnx.startswith(_NORM):
+            header, self._onnx = self._onnx[len(_NORM):].split(b"\n", 1)
+            norm = json.loads(header)
+            self._norm = (np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32))
         return 0
 
     def init_runtime(self, target: str | None = None, device_id: str | None = None, async_mode: bool = False,
@@ -70,6 +87,8 @@ class RKNNLite:
         if self._session is None or FakeNpu.inference_fails:
             return None
         x = np.asarray(inputs[0], dtype=np.float32)
+        if self._norm is not None:  # per channel, the last axis of the NHWC pixels fed
+            x = (x - self._norm[0]) / self._norm[1]
         if data_format == "nhwc" and x.shape[-1] == 3 and self._session.get_inputs()[0].shape[1] == 3:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         with FakeNpu.lock:

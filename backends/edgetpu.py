@@ -28,6 +28,7 @@ class EdgeTpuBackend(TfliteCpuBackend):
     title = "Coral EdgeTPU (TFLite delegate)"
     runtime = "edgetpu"
     config_model = EdgeTpuConfig
+    cpu = False  # an accelerator: `auto` tries it before the CPU runtimes (not inherited from TFLite's)
 
     @classmethod
     def probe(cls) -> ProbeResult:

@@ -267,6 +267,16 @@ def test_edgetpu_probe_and_conformance(coral, reference, photos, tmp_path: Path)
                                   for d in fake.delegates)
 
 
+def test_auto_runs_on_the_coral_before_any_cpu_runtime(coral) -> None:
+    _, store = coral
+    m = store.get("nanodet")
+    chosen = load_backend("auto", store, m)
+    try:
+        assert chosen.backend.type_key == "edgetpu" and chosen.backend.execution_provider == "TPU"
+    finally:
+        chosen.backend.close()
+
+
 @pytest.mark.parametrize("failure, words", [("library_missing", "libedgetpu1-std"), ("init_fails", "failed to initialise")])
 def test_edgetpu_failures_fall_back_with_the_reason(coral, failure: str, words: str) -> None:
     from edgewatch.backends.edgetpu import EdgeTpuBackend

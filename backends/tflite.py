@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 from functools import lru_cache
 from types import ModuleType
@@ -84,7 +85,7 @@ class TfliteCpuBackend(LaneBackendMixin, Backend):
             raise BackendError(f"the TFLite interpreter cannot load {model_path.name} ({exc}); convert it again: "
                                f"edgewatch models convert {manifest.name} --target {self.type_key}") from exc
         self._input = interpreter.get_input_details()[0]
-        self._outputs = interpreter.get_output_details()
+        self._outputs = graph_order(interpreter.get_output_details())
         self._start_lanes(interpreter, lambda threads: self._ready_interpreter(module, model_path, threads))
 
     def input_format(self) -> tuple[InputSpec, Preprocessing]:
@@ -114,6 +115,17 @@ class TfliteCpuBackend(LaneBackendMixin, Backend):
     def close(self) -> None:
         self._close_lanes()
         super().close()
+
+
+def graph_order(outputs: list[dict]) -> list[dict]:
+    """The interpreter's output details in the converted graph's own order, which is the ONNX
+    model's: TensorFlow names a function's outputs ``PartitionedCall:<index>`` (``…:0``, ``…:1``),
+    and the interpreter may list them in another order. Models named otherwise keep its order
+    (their heads tell outputs apart by shape)."""
+    indices = [re.fullmatch(r"[^:]+:(\d+)", o["name"]) for o in outputs]
+    if not all(indices) or len({m.group(0).split(":")[0] for m in indices}) != 1:
+        return outputs
+    return [o for _, o in sorted(zip((int(m.group(1)) for m in indices), outputs), key=lambda pair: pair[0])]
 
 
 def _quantise(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -31,7 +31,7 @@ from edgewatch.models.store import ModelStore
 TARGETS = ("rknn", "edgetpu", "tflite", "tensorrt")
 RKNN_PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566")
 # The face models' conversions (models.face_convert); TensorRT builds its engine from the ONNX on the Jetson.
-FACE_TARGETS = {"face_detection": ("rknn",), "face_embedding": ("rknn",)}
+FACE_TARGETS = {"face_detection": ("rknn", "edgetpu"), "face_embedding": ("rknn", "edgetpu")}
 CALIBRATION = "real photos: " + ", ".join(f"{p.package} {p.version} {Path(p.member).name}" for p in PHOTOS.values())
 
 Say = Callable[[str], None]
@@ -87,10 +87,10 @@ def convert(name: str, target: str, store: ModelStore, cache: Path, platform: st
         if target not in FACE_TARGETS[manifest.task]:
             raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet "
                                f"(it can be converted for {', '.join(FACE_TARGETS[manifest.task])}); it runs on "
-                               "the CPU as installed")
+                               "ONNX Runtime on the CPU, which takes any image size")
         from edgewatch.models.face_convert import convert_face
 
-        return convert_face(manifest, target, store.path(manifest, "fp32"), store, cache, platform, say)
+        return convert_face(manifest, target, store.path(manifest, "fp32"), store, cache, platform, compiled, say)
     if manifest.task != "detection":
         raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet; "
                            "it runs on ONNX Runtime (CPU) as installed")

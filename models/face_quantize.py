@@ -23,7 +23,9 @@ from edgewatch.models.quantize import Runner, cpu_features, iou, latency_p50_ms,
 from edgewatch.models.runtime.heads import HEADS, decode_faces
 from edgewatch.models.runtime.preprocess import face_batch, fit_pad
 
-FACE_GATE = "face-int8-vs-fp32-on-face-photos/v1"  # change when the rule or its data changes: re-measures
+# Change when the rule, its data or what it records changes: installed models are judged again.
+# v2: the int8 variant records its verdict (Variant.faithful_to_fp32), which other runtimes' variants are compared with.
+FACE_GATE = "face-int8-vs-fp32-on-face-photos/v2"
 FACES_REQUIRED = 0.95
 LANDMARK_DRIFT = 0.03
 COSINE_REQUIRED, COSINE_LOW = 0.98, 0.95
@@ -163,6 +165,7 @@ def judge(task: str, head: str, fp32: Path, int8: Path, tensors: list[np.ndarray
     variants["int8"]["calibration"] = f"{len(tensors)} face photo views (models.photos.FACE_PHOTOS)"
     if "agreement" in figures:
         variants["int8"]["agreement"] = figures["agreement"]
+    variants["int8"].update(faithful_to_fp32=faithful, fidelity=figures["fidelity"])
     return {"input_name": input_name, "variants": variants, "default_variant": default,
             "quantization": {**figures, "fp32_ms_p50": round(p50["fp32"], 2), "int8_ms_p50": round(p50["int8"], 2),
                              "reason": reason, "gate": FACE_GATE, "cpu": cpu_features(),

@@ -128,9 +128,12 @@ def decode_centerface(outputs: list[np.ndarray], input_size: tuple[int, int], mi
     (height = exp(s0)·4, width = exp(s1)·4), centre offset 1×2×h×w (dy, dx in cells), landmarks
     1×10×h×w (five y, x pairs relative to the box's top-left corner, in box heights and widths).
     Landmarks come in ArcFace order: the eye with the smaller x, the other eye, the nose, the
-    mouth corner with the smaller x, the other one."""
+    mouth corner with the smaller x, the other one. Channels-last outputs (1×h×w×C, a TFLite
+    conversion's) are read the same; the two 2-channel outputs in the order above."""
     by_channels: dict[int, list[np.ndarray]] = {}
     for out in outputs:
+        if out.ndim == 4 and out.shape[1] not in (1, 2, 10):  # channels last
+            out = out.transpose(0, 3, 1, 2)
         by_channels.setdefault(out.shape[1], []).append(out[0])
     if len(by_channels.get(1, ())) != 1 or len(by_channels.get(2, ())) != 2 or len(by_channels.get(10, ())) != 1:
         raise ValueError(f"CenterFace outputs (1, 2, 2 and 10 channels) not found in {[o.shape for o in outputs]}")

@@ -1,13 +1,17 @@
-"""The face models on an NPU: converted at a fixed shape, judged by the face gate, chosen by
-`auto`, and fed the way the NPU is fed (uint8 NHWC, normalised on the device, one face at a time).
+"""The face models on an NPU or a Coral: converted at a fixed shape, judged by the face gate,
+chosen by `auto`, and fed the way the device is fed (one face at a time; uint8 NHWC normalised
+on the NPU, int8 on the TPU).
 
-The fake is at the vendor module boundary only (rknnlite); the conversion and the recognition
-quality on rknn-toolkit2's own PC simulator run where its venv exists (see test_conversion.py).
+The fakes are at the vendor module boundary only (rknnlite, tflite_runtime's load_delegate); the
+conversions are real (onnx2tf here; rknn-toolkit2 and the recognition quality on its PC
+simulator where its venv exists, see test_conversion.py).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -15,7 +19,7 @@ import numpy as np
 import pytest
 
 from test_conversion import need_rknn_toolkit, rknn_test
-from test_vendor_backends import rk3588  # noqa: F401  (the fixture: an Orange Pi 5 with the fake rknnlite)
+from test_vendor_backends import FAKES, fake_board, rk3588  # noqa: F401  (rk3588: an Orange Pi 5, fake rknnlite)
 
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.registry import load_backend
@@ -79,6 +83,25 @@ def _cpu(store: ModelStore, name: str) -> OnnxRuntimeCpuBackend:
     return backend
 
 
+def _same_faces(device, cpu_det, det_m, images) -> None:
+    """The device finds the faces the CPU finds on every face photo, landmarks within the face gate."""
+    drifts: list[float] = []
+    ious: list[float] = []
+    for name in FACE_PHOTOS:
+        on_device, cpu = detect_faces(device, det_m, images[name]), detect_faces(cpu_det, det_m, images[name])
+        # The device's input is padded to 640x640, the CPU's to the next multiple of 32, at the same scale.
+        assert len(on_device.scores) == len(cpu.scores), name
+        for box, marks in zip(cpu.boxes, cpu.landmarks):
+            overlap = iou(box, on_device.boxes)
+            j = int(np.argmax(overlap))
+            ious.append(float(overlap[j]))
+            drifts.append(float(np.linalg.norm(on_device.landmarks[j] - marks, axis=1).mean() / (box[2] - box[0])))
+    # The padding is in the receptive field of the deep layers, so boxes and landmarks move a
+    # little (measured in fp32: IoU 0.81-0.99, landmark drift median 1.8 % of the face width):
+    # within the face gate every conversion must pass (models.face_quantize).
+    assert len(drifts) >= 20 and min(ious) > 0.5 and np.median(drifts) < LANDMARK_DRIFT, (ious, drifts)
+
+
 def test_faces_run_on_the_npu_as_they_run_on_the_cpu(npu_store: ModelStore, images) -> None:
     from rknnlite.api import FakeNpu
 
@@ -88,21 +111,7 @@ def test_faces_run_on_the_npu_as_they_run_on_the_cpu(npu_store: ModelStore, imag
     try:
         assert (det.type_key, emb.type_key) == ("rknn", "rknn")
         assert det.input_format()[0].shape == (1, 640, 640, 3) and det.input_format()[0].dtype == "uint8"
-        drifts: list[float] = []
-        ious: list[float] = []
-        for name in FACE_PHOTOS:
-            npu, cpu = detect_faces(det, det_m, images[name]), detect_faces(cpu_det, det_m, images[name])
-            # The NPU's input is padded to 640x640, the CPU's to the next multiple of 32, at the same scale.
-            assert len(npu.scores) == len(cpu.scores), name
-            for box, marks in zip(cpu.boxes, cpu.landmarks):
-                overlap = iou(box, npu.boxes)
-                j = int(np.argmax(overlap))
-                ious.append(float(overlap[j]))
-                drifts.append(float(np.linalg.norm(npu.landmarks[j] - marks, axis=1).mean() / (box[2] - box[0])))
-        # The padding is in the receptive field of the deep layers, so boxes and landmarks move a
-        # little (measured: IoU 0.81-0.99, landmark drift median 1.8 % of the face width): within
-        # the face gate every conversion must pass (models.face_quantize).
-        assert len(drifts) >= 20 and min(ious) > 0.5 and np.median(drifts) < LANDMARK_DRIFT, (ious, drifts)
+        _same_faces(det, cpu_det, det_m, images)
         group = next(n for n, p in FACE_PHOTOS.items() if len(p.faces) >= 3)
         crops = [align(images[group], marks) for marks in detect_faces(cpu_det, det_m, images[group]).landmarks]
         before = sum(FakeNpu.calls_per_core.values())
@@ -127,6 +136,50 @@ def test_a_face_conversion_that_failed_its_gate_never_runs(face_store_dir: Path,
         assert any("rknn" in n and "failed its gate" in n for n in chosen.notes), chosen.notes
     finally:
         chosen.backend.close()
+
+
+@pytest.fixture()
+def coral_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, face_store_dir: Path) -> ModelStore:
+    """A Raspberry Pi with a Coral USB (tflite-runtime's load_delegate faked) and the face models."""
+    from edgewatch.backends import devices, tflite
+
+    root = fake_board(tmp_path / "board", "raspberrypi,5-model-b,,brcm,bcm2712",
+                      files={"sys/bus/usb/devices/2-1/idVendor": "18d1\n", "sys/bus/usb/devices/2-1/idProduct": "9302\n",
+                             "usr/lib/aarch64-linux-gnu/libedgetpu.so.1": ""})
+    monkeypatch.setattr(devices, "SYSROOT", root)
+    monkeypatch.syspath_prepend(str(FAKES))
+    monkeypatch.setattr(tflite, "INTERPRETER_MODULES", ("tflite_runtime.interpreter",))
+    monkeypatch.delitem(sys.modules, "tflite_runtime.interpreter", raising=False)
+    monkeypatch.delitem(sys.modules, "tflite_runtime", raising=False)
+    store = ModelStore(tmp_path / "models")
+    shutil.copytree(face_store_dir, store.root)
+    return store
+
+
+def test_centerface_converts_for_the_edge_tpu_and_runs_there(coral_box: ModelStore, cache_dir: Path, images,
+                                                             tmp_path: Path) -> None:
+    from edgewatch.models.convert import ConvertError, convert
+
+    manifest, line = convert("centerface", "edgetpu", coral_box, cache_dir)  # real onnx2tf, cached
+    assert "edgetpu-int8" not in manifest.variants and "edgetpu_compiler" in line
+    made = Path(re.search(r"^  (/\S+_for_edgetpu\.tflite)$", line, re.M).group(1))
+    compiled = tmp_path / f"{made.stem}_edgetpu.tflite"
+    shutil.copy(made, compiled)  # what edgetpu_compiler would bring back; the fake delegate runs it on the CPU
+    manifest, line = convert("centerface", "edgetpu", coral_box, cache_dir, compiled=compiled)
+    variant = manifest.variants["edgetpu-int8"]
+    assert variant.faithful_to_fp32 and variant.input.shape == (1, 640, 640, 3), line
+    chosen = load_backend("auto", coral_box, manifest)
+    tpu, cpu = chosen.backend, _cpu(coral_box, "centerface")
+    try:
+        assert tpu.type_key == "edgetpu", chosen.notes
+        assert tpu.input_format()[0].dtype == "int8"
+        _same_faces(tpu, cpu, manifest, images)
+    finally:
+        tpu.close()
+        cpu.close()
+    # MobileFaceNet's int8 failed the face gate on the CPU: the TPU runs int8 only, so it stays on the CPU.
+    with pytest.raises(ConvertError, match="runs int8 only: its int8 model is not faithful"):
+        convert("mobilefacenet", "edgetpu", coral_box, cache_dir)
 
 
 @rknn_test

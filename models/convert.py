@@ -30,7 +30,8 @@ from edgewatch.models.store import ModelStore
 
 TARGETS = ("rknn", "edgetpu", "tflite", "tensorrt")
 RKNN_PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566")
-# The face models' conversions (models.face_convert); TensorRT builds its engine from the ONNX on the Jetson.
+# The face models' conversions (models.face_convert); TensorRT builds its engine from the ONNX on the Jetson
+# (with an optimisation profile for their dynamic sizes).
 FACE_TARGETS = {"face_detection": ("rknn", "edgetpu"), "face_embedding": ("rknn", "edgetpu")}
 CALIBRATION = "real photos: " + ", ".join(f"{p.package} {p.version} {Path(p.member).name}" for p in PHOTOS.values())
 
@@ -83,6 +84,12 @@ def convert(name: str, target: str, store: ModelStore, cache: Path, platform: st
     manifest = store.get(name)
     if "fp32" not in manifest.variants:
         raise ConvertError(f"{name} has no fp32 ONNX variant to convert from; reinstall it")
+    if manifest.task != "detection" and manifest.task not in FACE_TARGETS:
+        raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet; "
+                           "it runs on ONNX Runtime (CPU) as installed")
+    if target == "tensorrt":
+        return manifest, ("TensorRT engines are built on the Jetson itself, from the fp32 ONNX, the first time the "
+                          "daemon loads the model (cached under <cache_dir>/tensorrt); nothing to convert here")
     if manifest.task in FACE_TARGETS:
         if target not in FACE_TARGETS[manifest.task]:
             raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet "
@@ -91,12 +98,6 @@ def convert(name: str, target: str, store: ModelStore, cache: Path, platform: st
         from edgewatch.models.face_convert import convert_face
 
         return convert_face(manifest, target, store.path(manifest, "fp32"), store, cache, platform, compiled, say)
-    if manifest.task != "detection":
-        raise ConvertError(f"{name} is a {manifest.task} model: converting it for {target} is not done yet; "
-                           "it runs on ONNX Runtime (CPU) as installed")
-    if target == "tensorrt":
-        return manifest, ("TensorRT engines are built on the Jetson itself, from the fp32 ONNX, the first time the "
-                          "daemon loads the model (cached under <cache_dir>/tensorrt); nothing to convert here")
     fp32 = store.path(manifest, "fp32")
     photos = ensure_photos(cache, progress=say)
     ref_tensors = calibration_tensors(list(photos.values()), manifest.input, manifest.preprocessing)

@@ -20,6 +20,12 @@ from edgewatch.models.store import ModelStore
 FAKES = Path(__file__).parent / "fakes"
 
 
+def unload(*packages: str) -> None:
+    """Forget the fake vendor modules a test imported, so later tests' probes see them absent again."""
+    for mod in [m for m in sys.modules if m.split(".")[0] in packages]:
+        del sys.modules[mod]
+
+
 def fake_board(root: Path, compatible: str, nodes: list[str] = (), files: dict[str, str] | None = None) -> Path:
     (root / "proc/device-tree").mkdir(parents=True)
     (root / "proc/device-tree/compatible").write_bytes(compatible.encode().replace(b",,", b"\0"))
@@ -45,6 +51,7 @@ def rk3588(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     FakeNpu.reset()
     yield FakeNpu
     FakeNpu.reset()
+    unload("rknnlite")
 
 
 @pytest.fixture()
@@ -161,6 +168,7 @@ def jetson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     tensorrt.FakeGpu.reset()
     yield tensorrt.FakeGpu
+    unload("tensorrt", "cuda")
 
 
 def test_tensorrt_conforms_and_caches_its_engine(jetson, store, nanodet, reference, photos, tmp_path: Path) -> None:

@@ -54,3 +54,9 @@ def cudaStreamSynchronize(stream: int):
 
 def live_allocations() -> int:
     return len(_allocations)
+
+
+def allocation_size(ptr: int) -> int | None:
+    """Bytes allocated at ``ptr`` by cudaMalloc, None if it is not an allocation (for the fake tensorrt)."""
+    buf = _allocations.get(ptr)
+    return None if buf is None else len(buf)

@@ -93,11 +93,14 @@ class OnnxRuntimeCpuBackend(LaneBackendMixin, Backend):
         self._input_name = session.get_inputs()[0].name
         self._start_lanes(session, lambda threads: self._new_session(model_path, threads))
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+    def infer(self, batch: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
+        """``batch`` feeds the model's one input; a model with several (a text encoder's int64
+        input_ids, attention_mask, token_type_ids) takes them as a dict by input name."""
         if self._lanes is None:
             raise BackendError("no model loaded")
+        feeds = batch if isinstance(batch, dict) else {self._input_name: batch}
         with self._lanes.runtime() as session:
-            return session.run(None, {self._input_name: batch})
+            return session.run(None, feeds)
 
     def close(self) -> None:
         self._close_lanes()

@@ -108,6 +108,11 @@ def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable
     A TFLite build that cannot run here (no room, no TensorFlow wheels for this platform) is
     skipped with a message; the model is installed with its ONNX variants either way.
     """
+    entry = catalogue().get(name)
+    if entry is not None and entry.task == "text_embedding":  # a tokenizer to carry, nothing to convert
+        from edgewatch.models.text_install import install_text_model
+
+        return install_text_model(entry, store, cache, accept_licences)
     manifest, already, packed = _install_onnx(name, store, cache, accept_licences)
     if manifest.task != "detection":  # face models: fp32 ONNX only; no TFLite/RKNN conversion of them yet
         return manifest, already

@@ -110,7 +110,7 @@ def test_a_registered_module_is_served_configured_and_reported(client: TestClien
     assert client.post("/v1/settings/EchoTest", data={"name": "volume", "value": "3"}).status_code == 400
     # reported next to detection
     modules = {m["moduleId"]: m for m in client.get("/v1/status/version").json()["modules"]}
-    assert set(modules) == {"ObjectDetectionEdgewatch", "FaceProcessingEdgewatch", "EchoTest"}
+    assert set(modules) == {m.module_id for m in MODULES} | {"EchoTest"}
     assert modules["EchoTest"] == {"moduleId": "EchoTest", "moduleName": "Echo (test)", "ready": True,
                                    "summary": "greeting 'hej'", "backend": None, "executionProvider": None,
                                    "notes": []}

@@ -6,8 +6,12 @@ from __future__ import annotations
 from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.modules.detection import DetectionModule
 from edgewatch.daemon.modules.faces import FacesModule
+from edgewatch.daemon.modules.sound import SoundModule
+from edgewatch.daemon.modules.text import TextModule
 
 MODULES: tuple[type[CapabilityModule], ...] = (
     DetectionModule,
     FacesModule,
+    SoundModule,
+    TextModule,
 )

@@ -32,7 +32,8 @@ class CatalogueEntry(BaseModel):
 
     name: str
     title: str
-    task: Literal["detection", "face_detection", "face_embedding"]  # the task of its head (heads.HEADS)
+    task: Literal["detection", "face_detection", "face_embedding", "text_embedding",
+                  "audio_classification"]  # its head's task (heads.HEADS)
     labels: Literal["coco80"] | tuple[str, ...]  # a named set, or the labels themselves (() for an embedder)
     input: InputSpec
     preprocessing: Preprocessing
@@ -40,7 +41,9 @@ class CatalogueEntry(BaseModel):
     source: Source
     convert_from: Literal["tfjs", "onnx"]  # tfjs: converted to ONNX; onnx: the package ships ONNX
     model_file: str  # the file inside the package the converter starts from
-    repair: Literal["centerface", "mobilefacenet"] | None = None  # conversion.face_repairs, after conversion
+    # Text models: the package of their tokenizer.json (and of the fp32 ONNX the int8 file is judged against).
+    tokenizer: Source | None = None
+    repair: Literal["centerface", "mobilefacenet", "yamnet"] | None = None  # conversion.face_repairs, after conversion
     # Build and judge an int8 variant: detectors by models.quantize, face models by
     # models.face_quantize; false installs fp32 only.
     quantize: bool = True

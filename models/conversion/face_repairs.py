@@ -30,6 +30,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
+from edgewatch.models.conversion.sead_yamnet import repair_yamnet
 from edgewatch.models.files import atomic_write_bytes
 
 CENTERFACE_INPUT = "input.1"
@@ -108,4 +109,5 @@ def repair_mobilefacenet(src: Path, dst: Path) -> dict[str, int]:
     return {"prelu_constants_negated": len(negated), "fused_relus_undone": unfused}
 
 
-REPAIRS = {"centerface": repair_centerface, "mobilefacenet": repair_mobilefacenet}
+REPAIRS = {"centerface": repair_centerface, "mobilefacenet": repair_mobilefacenet,
+           "yamnet": repair_yamnet}  # not a face model: conversion.sead_yamnet unzips and gives it float in/out

@@ -157,6 +157,21 @@ def decode_embedding(outputs: list[np.ndarray]) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
+def decode_text_embedding(outputs: list[np.ndarray], attention_mask: np.ndarray) -> np.ndarray:
+    """A sentence encoder's token states (N×T×D, first output) mean-pooled over the real tokens
+    (``attention_mask`` N×T, padding 0), each row scaled to unit length: sentence-transformers'
+    pooling for MiniLM."""
+    mask = attention_mask.astype(np.float32)[..., None]
+    vectors = (outputs[0] * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def decode_multilabel(outputs: list[np.ndarray]) -> np.ndarray:
+    """A multi-label classifier's logits (N×C, first output; YAMNet: N patches × 521 AudioSet classes)
+    as independent sigmoid scores 0–1. Here, not in the sound module: heads load with every manifest."""
+    return 1.0 / (1.0 + np.exp(-outputs[0].reshape(outputs[0].shape[0], -1).astype(np.float32)))
+
+
 @dataclass(frozen=True)
 class Head:
     """One way of reading a model's raw outputs: the task it serves and its decoder."""
@@ -175,6 +190,8 @@ HEADS: dict[str, Head] = {
     "yolov8": Head("detection", decode_yolov8),
     "centerface": Head("face_detection", decode_centerface),
     "embedding": Head("face_embedding", decode_embedding),
+    "multilabel_sigmoid": Head("audio_classification", decode_multilabel),  # (outputs) → N×C scores
+    "text_embedding": Head("text_embedding", decode_text_embedding),  # (outputs, attention mask) → N×D
 }
 TASKS = frozenset(head.task for head in HEADS.values())
 

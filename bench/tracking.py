@@ -5,7 +5,8 @@
 1. The scripted scenes (crossing with an occlusion, a minute standing still, flicker, two side by
    side) and the busy hall (80 s, up to 8 people at once; several seeds), as per-frame detections
    from the truth: MOTA and IDF1 (motmetrics, IoU >= 0.5, of what Home Assistant sees: the objects
-   counted in view), ID switches per 100 object-frames, `new` and `end` events per true person,
+   counted in view), ID switches per 100 object-frames, `new` and `end` events per true person
+   (and new!=1: the people with no `new` or more than one, plus false objects that got one),
    count errors on the frames where no one came or left within the reporting delays, and the
    tracker's time per frame.
 2. The lobby: people cut out of real photos walking over a real photo, through the real default
@@ -47,7 +48,7 @@ from edgewatch.models.store import ModelStore
 
 FILTERS = FilterConfig(labels=["person"], min_confidence=0.5)
 HEADER = (f"{'scene':<24}{'frames':>7}{'people':>7}{'MOTA':>7}{'IDF1':>7}{'IDsw':>6}{'sw/100':>7}{'new/p':>7}"
-          f"{'end/p':>7}{'count err':>11}{'ghosts':>7}{'objs/fr':>8}{'ms/fr':>7}{'p95':>6}")
+          f"{'new!=1':>7}{'end/p':>7}{'count err':>11}{'ghosts':>7}{'objs/fr':>8}{'ms/fr':>7}{'p95':>6}")
 
 
 def figures(r: Replay) -> dict[str, float]:
@@ -58,6 +59,7 @@ def figures(r: Replay) -> dict[str, float]:
     return {"frames": len(r.scene.frames), "people": len(people), "mota": summary["mota"], "idf1": summary["idf1"],
             "switches": summary["num_switches"], "objects": summary["num_objects"],
             "new": sum(new.values()), "end": sum(end.values()), "false_new": new.get(None, 0),
+            "odd_new": sum(n is None or count != 1 for n, count in new.items()),
             "count_errors": len(r.count_errors()), "settled": len(r.settled()),
             "ghosts": sum(c > most for c, most in zip(r.counts, r.recently_in_view())),
             "detections": sum(len(f.detections) for f in r.scene.frames),
@@ -67,7 +69,8 @@ def figures(r: Replay) -> dict[str, float]:
 def line(name: str, f: dict[str, float]) -> str:
     per = f["people"] or 1
     return (f"{name:<24}{f['frames']:>7.0f}{f['people']:>7.0f}{f['mota']:>7.3f}{f['idf1']:>7.3f}{f['switches']:>6.0f}"
-            f"{100 * f['switches'] / max(f['objects'], 1):>7.2f}{f['new'] / per:>7.2f}{f['end'] / per:>7.2f}"
+            f"{100 * f['switches'] / max(f['objects'], 1):>7.2f}{f['new'] / per:>7.2f}{f['odd_new']:>7.0f}"
+            f"{f['end'] / per:>7.2f}"
             f"{f['count_errors']:>5.0f}/{f['settled']:<5.0f}{f['ghosts']:>7.0f}{f['detections'] / f['frames']:>8.1f}"
             f"{f['ms']:>7.3f}{f['p95']:>6.2f}")
 

@@ -48,7 +48,8 @@ class TrackingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     confirm_frames: int = Field(3, ge=1, le=30, description=(
-        "detections an object needs before it is reported and counted; anything found in fewer is ignored"))
+        "detections an object needs before it is reported and counted (one of them may be a frame where other "
+        "detections hide it); a one-frame detection is never reported"))
     min_iou: float = Field(0.2, gt=0, lt=1, description=(
         "least overlap between a detection and an object's predicted box for them to match"))
     count_grace_s: float = Field(0.6, ge=0, description=(

@@ -1,10 +1,12 @@
 """Per-frame detections → objects, with norfair (the tracker Frigate uses): a Kalman filter per
 object predicts where its box will be, and detections are matched to the predictions, per label, by a
 distance of our own given to norfair (:class:`BoxDistance`): 1 - IoU plus a capped cost of the box's
-height change, so someone passing in front (nearer the camera: taller) does not take the object of
-the person they hide; pairs with an IoU under ``min_iou`` never match. An object is reported (its
-``new`` event) once it has been found in ``confirm_frames`` detections (one not yet confirmed is
-dropped when missed twice in a row, unless other detections hide it), counts as in view while the
+change of height and foot line, so someone passing in front (nearer the camera: taller, lower in the
+frame) does not take the object of the person they hide; pairs with an IoU under ``min_iou`` never
+match, except that an object found only once (no velocity yet) may take a detection of its size
+close by. An object is reported (its ``new`` event) once it has been found in ``confirm_frames``
+detections, or in all but one and hidden behind other detections in that one (one not yet confirmed
+is dropped when missed twice in a row, unless other detections hide it), counts as in view while the
 latest detections find it (or missed it for at most ``count_grace_s``), and ends (``end``) when
 unseen for ``end_after_s``.
 
@@ -18,7 +20,6 @@ need until a camera runs.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -39,11 +40,18 @@ VELOCITY_VARIANCE = 400.0
 NEVER_DIES = 1 << 30  # norfair's hit counter, kept there: objects end here, in seconds, not in norfair, in frames
 TENTATIVE_MISSES = 1  # detections in a row that may miss an object not yet confirmed (hidden ones aside)
 HIDDEN_COVER = 0.3  # other detections covering this much of a missed object's predicted box may hide it
-# matching cost of a height change, besides 1 - IoU: HEIGHT_WEIGHT * |log(detected height / predicted
-# height)|, at most HEIGHT_CAP. One person's box keeps its height from frame to frame; someone passing
-# in front of another is nearer the camera, so taller, and no longer takes the hidden one's object.
-# Capped, as a box can shrink to the part of someone that others leave in view.
-HEIGHT_WEIGHT, HEIGHT_CAP = 4.0, 0.5  # 2 to 6 scored alike on the hall (bench/tracking.py)
+# matching cost of a change of shape, besides 1 - IoU: HEIGHT_WEIGHT * |log(detected height / predicted
+# height)| + FOOT_WEIGHT * |foot line moved| / predicted height, at most SHAPE_CAP. One person's box keeps
+# its height and foot line from frame to frame; someone passing in front of another is nearer the
+# camera, so taller and lower in the frame, and no longer takes the hidden one's object. Capped, as a
+# box can shrink to the part of someone that others leave in view.
+HEIGHT_WEIGHT, FOOT_WEIGHT, SHAPE_CAP = 4.0, 2.5, 0.5  # FOOT_WEIGHT 2 to 3 scored alike on hall seeds 0-30
+# An object found once has no velocity yet: norfair predicts it where it was, and someone walking fast,
+# or coming in at the edge (their box growing), can overlap that by less than min_iou. A detection of
+# about its height within REACH heights a second may still match it, after every pair that overlaps
+# enough; only while it was missed at most YOUNG_MISSES times, as norfair's filter takes a jump over
+# several frames for one frame's velocity, and loses the object on the next frame anyway.
+REACH, YOUNG_MISSES = 1.5, 1
 STILL_IOU = 0.6  # a box overlapping where the object stopped this much has not moved (Frigate's rule)
 _EPS = 1e-6
 
@@ -52,17 +60,7 @@ def load_library() -> Any:
     """Import norfair (about half a second here: run it off the event loop)."""
     import norfair
 
-    logger = logging.getLogger("norfair.distances")
-    if _inverted_boxes not in logger.filters:
-        logger.addFilter(_inverted_boxes)
     return norfair
-
-
-def _inverted_boxes(record: logging.LogRecord) -> bool:
-    """Drop norfair's warning about inverted boxes: the box predicted for an object leaving the frame
-    (its detections clipped at the edge) can invert, its IoU is 0 as it should be, and the warning
-    would come on every frame."""
-    return not record.getMessage().startswith("Incorrect bounding boxes")
 
 
 @dataclass(frozen=True)
@@ -104,6 +102,7 @@ class Track:
     stationary: bool = False
     hits: int = 0  # detections that found it
     missed: int = 0  # detections in a row that did not find it
+    hidden: int = 0  # detections that missed it while others hid it, before it was confirmed
     unexplained: int = 0  # of those, the ones where no other detections covered it (it may have gone)
     last_reported: float = 0.0
     reported: ObjectState | None = None  # as its last event showed it: the next event's ``before``
@@ -175,26 +174,37 @@ class Tracker:
         wall = time.time() if wall is None else wall
         self._frame += 1
         self._latest = self._last_detection = now
-        norfair = load_library()
-        if self._impl is None:
-            # every object is "initialized" for norfair, so all are matched in one round, nearest first
-            # (norfair matches its initialized objects before the new ones: an object hidden behind a
-            # newcomer would take the newcomer's detection); confirmation is counted here instead
-            self._impl = norfair.Tracker(distance_function="iou", distance_threshold=box_distance_threshold(self.config),
-                                         hit_counter_max=NEVER_DIES, initialization_delay=0,
-                                         past_detections_length=0,
-                                         filter_factory=norfair.filter.OptimizedKalmanFilterFactory(
-                                             vel_variance=VELOCITY_VARIANCE))
-            # norfair's constructor takes a distance's name or a per-pair function; a vectorised
-            # distance of our own goes in its place (one call per label and frame, as "iou" does)
-            self._impl.distance_function = norfair.distances.VectorizedDistance(BoxDistance(self.config.min_iou))
-        self._impl.update([norfair.Detection(np.array([[d.prediction.x_min, d.prediction.y_min],
-                                                       [d.prediction.x_max, d.prediction.y_max]], float),
-                                             label=d.prediction.label, data=(self._frame, d)) for d in detections])
+        found, missed = self._match(detections, now, wall)
         events: list[Event] = []
-        found: list[tuple[Track, bool]] = []  # (track, its zones changed)
-        missed: list[tuple[Track, Any]] = []  # (track not confirmed, its norfair object)
-        for obj in self._impl.tracked_objects:
+        for track, zones_changed in found:
+            changed = track.settle(now, self.config.stationary_after_s) or zones_changed
+            if not track.confirmed and self._confirms(track):
+                track.confirmed = True
+                events.append(self._event("new", track, now))
+            elif track.confirmed and (changed or now - track.last_reported >= self.config.update_every_s - _EPS):
+                events.append(self._event("update", track, now))
+        for track in self._excuse_hidden(missed, detections, now):
+            if self._confirms(track):
+                track.confirmed = True
+                events.append(self._event("new", track, now))
+        dropped = [obj for obj, t in self._tracks.items() if not t.confirmed and t.unexplained > TENTATIVE_MISSES]
+        self._forget(dropped)
+        return events + self.expire(now)
+
+    def _match(self, detections: list[Located], now: float,
+               wall: float) -> tuple[list[tuple[Track, bool]], list[tuple[Track, Any]]]:
+        """Run norfair on the detections; returns the tracks found (with whether their zones changed,
+        and started or moved as need be) and the unconfirmed ones missed (with their norfair objects)."""
+        norfair = load_library()
+        impl = self._impl or self._start(norfair)
+        impl.distance_function.now = now
+        points = np.array([(p.x_min, p.y_min, p.x_max, p.y_max) for p in (d.prediction for d in detections)],
+                          float).reshape(-1, 2, 2)
+        impl.update([norfair.Detection(box, label=d.prediction.label, data=(self._frame, d))
+                     for box, d in zip(points, detections)])
+        found: list[tuple[Track, bool]] = []
+        missed: list[tuple[Track, Any]] = []
+        for obj in impl.tracked_objects:
             obj.hit_counter = NEVER_DIES  # norfair predicts and matches; when an object ends is decided here
             frame, d = obj.last_detection.data
             track = self._tracks.get(obj)
@@ -202,46 +212,56 @@ class Tracker:
                 track = self._tracks[obj] = Track.start(d, now, wall)
             if frame == self._frame:
                 found.append((track, track.seen(d, now, wall)))
+                if _iou(track.box, track.anchor) < STILL_IOU:
+                    track.moved(now)
             else:
                 track.missed += 1
                 if not track.confirmed:
                     missed.append((track, obj))
-        if found:  # one call for all: each call of norfair's iou costs about as much as a Kalman update
-            overlap = 1 - np.diag(norfair.distances.iou(np.array([t.box for t, _ in found], float),
-                                                        np.array([t.anchor for t, _ in found], float)))
-            for (track, _), still in zip(found, overlap >= STILL_IOU):
-                if not still:
-                    track.moved(now)
-        for track, zones_changed in found:
-            changed = track.settle(now, self.config.stationary_after_s) or zones_changed
-            if not track.confirmed and track.hits >= self.config.confirm_frames:
-                track.confirmed = True
-                events.append(self._event("new", track, now))
-            elif track.confirmed and (changed or now - track.last_reported >= self.config.update_every_s - _EPS):
-                events.append(self._event("update", track, now))
-        self._excuse_hidden(missed, detections, now)
-        dropped = [obj for obj, t in self._tracks.items() if not t.confirmed and t.unexplained > TENTATIVE_MISSES]
-        self._forget(dropped)
-        return events + self.expire(now)
+        return found, missed
 
-    def _excuse_hidden(self, missed: list[tuple[Track, Any]], detections: list[Located], now: float) -> None:
+    def _start(self, norfair: Any) -> Any:
+        """Make the norfair Tracker. Every object is "initialized" for norfair, so all are matched in one
+        round, nearest first (norfair matches its initialized objects before the new ones: an object
+        hidden behind a newcomer would take the newcomer's detection); confirmation is counted here."""
+        self._impl = norfair.Tracker(distance_function="iou", distance_threshold=box_distance_threshold(self.config),
+                                     hit_counter_max=NEVER_DIES, initialization_delay=0, past_detections_length=0,
+                                     filter_factory=norfair.filter.OptimizedKalmanFilterFactory(
+                                         vel_variance=VELOCITY_VARIANCE))
+        # norfair's constructor takes a distance's name or a per-pair function; ours, a whole matrix per
+        # frame, goes in its place
+        self._impl.distance_function = BoxDistance(self.config.min_iou, self._tracks)
+        return self._impl
+
+    def _confirms(self, track: Track) -> bool:
+        """Whether an object not yet confirmed is: found in ``confirm_frames`` detections, or in all but
+        one and hidden behind others in that one (someone who comes into view partly behind others).
+        Never on one detection; nor once hidden more than once, as by then its own detections may
+        have gone to another object."""
+        need = self.config.confirm_frames
+        return track.hits >= need or (track.hidden == 1 and track.hits >= max(2, need - 1))
+
+    def _excuse_hidden(self, missed: list[tuple[Track, Any]], detections: list[Located], now: float) -> list[Track]:
         """Objects not yet confirmed that the detections missed: a miss counts against one unless the
         other detections cover at least ``HIDDEN_COVER`` of its predicted box (norfair's estimate), for
-        up to ``count_grace_s`` since it was last seen: someone passing in front hides it, it has not gone."""
+        up to ``count_grace_s`` since it was last seen: someone passing in front hides it, it has not gone.
+        Returns the hidden ones."""
         if not missed:
-            return
+            return []
         grace = min(self.config.count_grace_s, self.end_after_s)
         cover = np.zeros(len(missed))
         if detections:
-            predicted = np.array([obj.estimate.ravel() for _, obj in missed], float)
+            predicted = np.array([obj.estimate for _, obj in missed]).reshape(-1, 4)
             boxes = np.array([_box(d) for d in detections], float)
-            corner = np.maximum(predicted[:, None, :2], boxes[None, :, :2])
-            far = np.minimum(predicted[:, None, 2:], boxes[None, :, 2:])
-            inter = np.prod(np.clip(far - corner, 0, None), axis=2).sum(axis=1)  # overlaps of detections summed
-            cover = inter / np.maximum(np.prod(np.clip(predicted[:, 2:] - predicted[:, :2], 0, None), axis=1), 1)
+            cover = _intersections(predicted, boxes).sum(axis=1) / np.maximum(_area(predicted), 1)  # summed
+        hidden = []
         for (track, _), share in zip(missed, cover):
             if share < HIDDEN_COVER or now - track.last_seen > grace + _EPS:
                 track.unexplained += 1
+            else:
+                track.hidden += 1
+                hidden.append(track)
+        return hidden
 
     def unchanged(self, now: float, wall: float | None = None) -> list[Event]:
         """A frame the motion gate found unchanged: whatever the last detection found is still there."""
@@ -310,28 +330,80 @@ class Tracker:
 
 
 class BoxDistance:
-    """norfair's distance between detections and objects' predicted boxes (``[x_min, y_min, x_max,
-    y_max]`` rows): ``1 - IoU`` plus the height change's cost (``HEIGHT_WEIGHT * |log(h_det /
-    h_pred)|``, at most ``HEIGHT_CAP``), for pairs whose IoU is over ``min_iou``; others never match
-    (their distance is past :func:`box_distance_threshold`)."""
+    """norfair's distance (its ``Distance`` interface: a matrix, detections by objects) between detections
+    and objects' predicted boxes, for pairs of one label: ``1 - IoU`` plus the shape cost (at most
+    ``SHAPE_CAP``) where the IoU is over ``min_iou``; for an object found once, :meth:`reach` besides.
+    Other pairs never match (their distance is past :func:`box_distance_threshold`). ``tracks``: the
+    tracker's objects, for how often and when each was found."""
 
-    def __init__(self, min_iou: float) -> None:
-        self.min_iou = min_iou
+    def __init__(self, min_iou: float, tracks: dict[Any, Track]) -> None:
+        self.min_iou, self.tracks = min_iou, tracks
+        self.now = 0.0  # the frame's time: the tracker sets it before each match
 
-    def __call__(self, candidates: np.ndarray, objects: np.ndarray) -> np.ndarray:
-        import norfair
+    def get_distances(self, objects: list[Any], candidates: list[Any] | None) -> np.ndarray:
+        if not objects or not candidates:
+            return np.full((len(candidates or ()), len(objects)), np.inf)
+        boxes = np.array([c.points for c in candidates]).reshape(-1, 4)
+        predicted = np.array([o.estimate for o in objects]).reshape(-1, 4)
+        distance = self.cost(boxes, predicted)
+        young = [(i, self.now - t.last_seen) for i, o in enumerate(objects)
+                 if (t := self.tracks.get(o)) is not None and t.hits == 1 and t.missed <= YOUNG_MISSES]
+        if young:
+            columns, elapsed = (list(c) for c in zip(*young))
+            distance[:, columns] = np.minimum(distance[:, columns],
+                                              self.reach(boxes, predicted[columns], np.array(elapsed)))
+        if len({c.label for c in candidates} | {o.label for o in objects}) > 1:
+            distance[np.array([c.label for c in candidates], object)[:, None]
+                     != np.array([o.label for o in objects], object)[None, :]] = np.inf
+        return distance
 
-        distance = norfair.distances.iou(candidates, objects)  # 1 - IoU, (candidates, objects)
-        heights = np.log(np.maximum(candidates[:, 3] - candidates[:, 1], 1))[:, None] - np.log(
-            np.maximum(objects[:, 3] - objects[:, 1], 1))[None, :]  # an inverted predicted box: height 1
-        return np.where(distance < 1 - self.min_iou,
-                        distance + np.minimum(HEIGHT_WEIGHT * np.abs(heights), HEIGHT_CAP), np.inf)
+    def cost(self, boxes: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        """``1 - IoU`` plus the shape cost, between ``boxes`` and ``predicted`` boxes (rows ``[x_min,
+        y_min, x_max, y_max]``)."""
+        b0, b1, b2, b3 = boxes.T[:, :, None]  # columns, against the rows of predicted
+        p0, p1, p2, p3 = predicted.T
+        bh, ph = b3 - b1, p3 - p1
+        inter = (np.maximum(np.minimum(b2, p2) - np.maximum(b0, p0), 0)
+                 * np.maximum(np.minimum(b3, p3) - np.maximum(b1, p1), 0))
+        iou = inter / np.maximum((b2 - b0) * bh + (p2 - p0) * ph - inter, _EPS)  # 0 for an inverted predicted box
+        height = np.maximum(ph, 1)
+        shape = HEIGHT_WEIGHT * np.abs(np.log(np.maximum(bh, 1) / height)) + FOOT_WEIGHT * np.abs(b3 - p3) / height
+        return np.where(iou > self.min_iou, 1 - iou + np.minimum(shape, SHAPE_CAP), np.inf)
+
+    def reach(self, boxes: np.ndarray, seen: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
+        """Distances to objects found once, ``elapsed`` seconds ago, at ``seen``: detections whose height
+        is within the shape cost's cap of theirs and whose centre is within ``REACH`` heights a second
+        match after any pair over ``min_iou`` (``1 - min_iou`` plus up to ``SHAPE_CAP``, the
+        further or the more resized the more)."""
+        height = np.maximum(seen[:, 3] - seen[:, 1], 1)
+        moved = (boxes[:, None, :2] + boxes[:, None, 2:] - seen[:, :2] - seen[:, 2:]) / 2  # centre to centre
+        far = np.hypot(moved[..., 0], moved[..., 1]) / (REACH * height * np.maximum(elapsed, _EPS))
+        resized = HEIGHT_WEIGHT / SHAPE_CAP * np.abs(np.log(np.maximum(boxes[:, 3] - boxes[:, 1], 1)[:, None] / height))
+        worst = np.maximum(far, resized)
+        return np.where(worst < 1, 1 - self.min_iou + SHAPE_CAP * worst, np.inf)
+
+
+def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Areas of overlap of every box in ``a`` with every box in ``b``."""
+    w = np.minimum(a[:, None, 2], b[:, 2]) - np.maximum(a[:, None, 0], b[:, 0])
+    h = np.minimum(a[:, None, 3], b[:, 3]) - np.maximum(a[:, None, 1], b[:, 1])
+    return np.maximum(w, 0) * np.maximum(h, 0)
+
+
+def _iou(a: Box, b: Box) -> float:
+    """IoU of two boxes (plain Python: for one pair, numpy costs more than it saves)."""
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, _EPS)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.maximum(boxes[..., 2] - boxes[..., 0], 0) * np.maximum(boxes[..., 3] - boxes[..., 1], 0)
 
 
 def box_distance_threshold(config: TrackingConfig) -> float:
     """norfair's ``distance_threshold`` for :class:`BoxDistance`: any pair with an IoU over
-    ``min_iou`` may match, whatever its height change."""
-    return 1 - config.min_iou + HEIGHT_CAP
+    ``min_iou`` may match, whatever its change of shape."""
+    return 1 - config.min_iou + SHAPE_CAP
 
 
 def _box(d: Located) -> Box:

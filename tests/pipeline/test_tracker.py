@@ -172,14 +172,15 @@ def test_updates_come_at_most_every_update_every_s() -> None:
 
 
 def test_a_newcomer_hidden_before_confirmation_is_not_started_again() -> None:
-    """Bob is found twice, then someone nearer (taller) hides him: his object, not yet confirmed,
-    survives those misses and is confirmed by the next detection; hidden for longer, it is dropped."""
+    """Bob is found, then someone nearer (taller) hides him: his object, not yet confirmed, survives
+    those misses (found twice, the frame that hides him stands in for a third detection); found once
+    and hidden for longer than count_grace_s, it is dropped."""
     ann = person((280, 80, 400, 340))  # nearer the camera, in front
     bob_box = (300, 100, 380, 300)
     bob = person(bob_box)
-    for hidden_frames, expected in ((2, [0.0]), (6, [])):
+    for found_frames, hidden_frames, expected in ((2, 2, [0.0]), (1, 2, [0.0]), (1, 6, [])):
         tracker = Tracker("hall", end_after_s=2.0)
-        frames = [[ann, bob]] * 2 + [[ann]] * hidden_frames + [[ann, bob]]
+        frames = [[ann, bob]] * found_frames + [[ann]] * hidden_frames + [[ann, bob]] * (3 - found_frames)
         events = []
         for i, detections in enumerate(frames):
             events += tracker.update(detections, now=i * 0.2, wall=i * 0.2)

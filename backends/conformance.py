@@ -17,6 +17,7 @@ import numpy as np
 from edgewatch.backends.base import Backend, BackendError
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.runtime import run
+from edgewatch.models.runtime.heads import HEADS
 from edgewatch.models.runtime.preprocess import letterbox
 from edgewatch.models.quantize import iou
 
@@ -123,6 +124,9 @@ class Conformance:
         finally:
             backend.close()
 
+    def _infer_once(self, backend: Backend, image: np.ndarray) -> None:
+        detect(backend, self.manifest, image, CANDIDATE_CONF)
+
     def check_reload(self, cycles: int = 8) -> str:
         def rss_mb() -> float:
             for line in Path("/proc/self/status").read_text().splitlines():
@@ -134,7 +138,7 @@ class Conformance:
         first = None
         for i in range(cycles):
             backend = self._loaded()
-            detect(backend, self.manifest, img, CANDIDATE_CONF)
+            self._infer_once(backend, img)
             backend.close()
             gc.collect()
             if i == 1:  # after one full cycle, caches and allocators have settled
@@ -171,3 +175,85 @@ class Conformance:
             except Exception as exc:  # a crash is a failed check with its reason, not a crashed selftest
                 results.append(CheckResult(name, False, f"{exc!r}\n{traceback.format_exc(limit=3)}"))
         return results
+
+
+class ImageConformance(Conformance):
+    """The same checks for a backend running an image-to-image model (super-resolution on ncnn), which
+    finds no objects and has no fp32 ONNX twin to agree with. Detection's "agreement" becomes
+    fidelity: each photo (and its mirror), shrunk to at most ``side`` pixels, comes back upscaled by a
+    whole factor, and that output shrunk back to the input's size matches the input (PSNR ≥
+    MIN_ROUND_TRIP_DB), so the backend feeds and reads the model right. ``reference`` is unused."""
+
+    MIN_ROUND_TRIP_DB = 20.0  # measured: Real-ESRGAN x4 on the photos 28-33 dB; fed 0-255 instead of 0-1: < 5 dB
+
+    def __init__(self, factory: Callable[[], Backend], model_path: Path, manifest: ModelManifest, variant: str,
+                 photos: dict[str, Path], side: int = 64) -> None:
+        super().__init__(factory, model_path, manifest, variant, None, photos)  # type: ignore[arg-type]
+        order = cv2.COLOR_BGR2RGB if manifest.preprocessing.color == "rgb" else None
+        for name, img in list(self.images.items()):
+            scale = min(1.0, side / max(img.shape[:2]))
+            small = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
+                               interpolation=cv2.INTER_AREA)
+            self.images[name] = cv2.cvtColor(small, order) if order is not None else small
+
+    def _run(self, backend: Backend, image: np.ndarray) -> np.ndarray:
+        return backend.infer(image[None])[0]
+
+    def check_outputs(self) -> str:
+        backend = self._loaded()
+        try:
+            image = next(iter(self.images.values()))
+            outputs = backend.infer(image[None])
+            assert len(outputs) == 1, f"{len(outputs)} outputs, expected one image"
+            out, (h, w) = outputs[0], image.shape[:2]
+            scale = out.shape[2] // h
+            assert out.dtype == np.float32 and out.shape == (1, 3, h * scale, w * scale) and scale >= 1, (
+                f"output {out.dtype} {out.shape} is not an RGB image scaled by a whole factor from {w}x{h}")
+            assert np.isfinite(out).all(), "non-finite values in the output"
+            return f"one float32 output, {w}x{h} → {w * scale}x{h * scale} (x{scale})"
+        finally:
+            backend.close()
+
+    def check_agreement(self) -> str:
+        backend = self._loaded()
+        try:
+            worst = (np.inf, "")
+            for name, photo in self.images.items():
+                for view, img in ((name, photo), (f"{name} mirrored", cv2.flip(photo, 1))):
+                    out = HEADS[self.manifest.postprocessing].decoder([self._run(backend, img)])[0]
+                    back = cv2.resize(out, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
+                    mse = float(np.mean((back - img.astype(np.float32)) ** 2))
+                    worst = min(worst, (10 * np.log10(255 ** 2 / max(mse, 1e-12)), view))
+            assert worst[0] >= self.MIN_ROUND_TRIP_DB, (
+                f"{worst[1]}: the upscaled image shrunk back is {worst[0]:.1f} dB from the input (need "
+                f"{self.MIN_ROUND_TRIP_DB}): check the model's input scaling (preprocessing std) and its weights")
+            return f"{2 * len(self.images)} views upscaled and shrunk back: ≥ {worst[0]:.1f} dB PSNR to the input"
+        finally:
+            backend.close()
+
+    def check_concurrency(self, threads: int = 4, rounds: int = 3) -> str:
+        backend = self._loaded()
+        try:
+            names = list(self.images)
+            expected = {n: self._run(backend, self.images[n]) for n in names}
+            errors: list[str] = []
+
+            def worker(i: int) -> None:
+                try:
+                    for r in range(rounds):
+                        n = names[(i + r) % len(names)]
+                        if not np.allclose(self._run(backend, self.images[n]), expected[n], atol=1e-4):
+                            errors.append(f"thread {i} got another image for {n}")
+                except Exception as exc:  # reported, not raised, so every thread finishes
+                    errors.append(f"thread {i}: {exc!r}")
+
+            pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+            [t.start() for t in pool]
+            [t.join() for t in pool]
+            assert not errors, "; ".join(errors[:3])
+            return f"{threads} threads x {rounds} photos, every image equal to the sequential one"
+        finally:
+            backend.close()
+
+    def _infer_once(self, backend: Backend, image: np.ndarray) -> None:
+        self._run(backend, image)

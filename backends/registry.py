@@ -15,6 +15,7 @@ from typing import Literal
 
 from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
 from edgewatch.backends.edgetpu import EdgeTpuBackend
+from edgewatch.backends.ncnn import NcnnCpuBackend
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.rknn import RknnBackend
 from edgewatch.backends.tensorrt import TensorRtBackend
@@ -25,8 +26,9 @@ from edgewatch.models.store import ModelStore
 log = logging.getLogger(__name__)
 
 # Accelerators first, the CPU last: the first one that probes available and loads wins.
+# ncnn last: it runs only models that ship as ncnn files (super-resolution), never a detector.
 PROBE_ORDER: tuple[type[Backend], ...] = (RknnBackend, EdgeTpuBackend, TensorRtBackend, TfliteCpuBackend,
-                                         OnnxRuntimeCpuBackend)
+                                         OnnxRuntimeCpuBackend, NcnnCpuBackend)
 BACKENDS: dict[str, type[Backend]] = {cls.type_key: cls for cls in PROBE_ORDER}
 BACKEND_CHOICES = ("auto", *BACKENDS)
 BackendChoice = Literal[BACKEND_CHOICES]  # type: ignore[valid-type]
@@ -101,6 +103,9 @@ def load_backend(preferred: str, store: ModelStore, manifest: ModelManifest,
                 notes.append(f"{cls.type_key} is available but {manifest.name}'s {cls.runtime} variant failed its "
                              f"gate (its {what} differ too much from fp32's) or is for another board, so it is "
                              f"not used (`edgewatch models list` shows why)")
+            elif not cls.convert_target:  # ncnn: only models that ship as ncnn files have a variant for it
+                notes.append(f"{cls.type_key} is available but runs no variant of {manifest.name} (none can be "
+                             "converted for it)")
             else:
                 notes.append(f"{cls.type_key} is available but {manifest.name} has no {cls.runtime} variant: "
                              f"run `edgewatch models convert {manifest.name} --target {cls.type_key}`")

@@ -113,6 +113,14 @@ def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable
         from edgewatch.models.text_install import install_text_model
 
         return install_text_model(entry, store, cache, accept_licences)
+    if entry is not None and entry.task == "super_resolution":  # ncnn files as shipped, zipped into one file
+        from edgewatch.models.superresolution_install import install_sr_model
+
+        return install_sr_model(entry, store, cache, accept_licences)
+    if entry is not None and entry.convert_from == "tflite":  # shipped as TFLite: stored as it is
+        from edgewatch.models.tflite_install import install_tflite_model
+
+        return install_tflite_model(entry, store, cache, accept_licences)
     manifest, already, packed = _install_onnx(name, store, cache, accept_licences)
     if manifest.task != "detection":  # face models: fp32 ONNX only; no TFLite/RKNN conversion of them yet
         return manifest, already

@@ -65,7 +65,7 @@ class Source(_Strict):
     license: str = "unknown"
 
 
-Runtime = Literal["onnx", "tflite", "edgetpu", "rknn"]
+Runtime = Literal["onnx", "tflite", "edgetpu", "rknn", "ncnn"]
 CPU_RUNTIMES = ("onnx", "tflite")  # the variants a CPU backend runs; the default is the fastest faithful one
 
 # An int8 variant is faithful when its AP50, scored against the fp32 model's own detections on the

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from edgewatch.daemon.modules.background import BackgroundModule
 from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.modules.detection import DetectionModule
 from edgewatch.daemon.modules.faces import FacesModule
+from edgewatch.daemon.modules.portrait import PortraitModule
 from edgewatch.daemon.modules.sound import SoundModule
+from edgewatch.daemon.modules.superresolution import SuperResolutionModule
 from edgewatch.daemon.modules.text import TextModule
 
 MODULES: tuple[type[CapabilityModule], ...] = (
@@ -14,4 +17,7 @@ MODULES: tuple[type[CapabilityModule], ...] = (
     FacesModule,
     SoundModule,
     TextModule,
+    BackgroundModule,
+    PortraitModule,
+    SuperResolutionModule,
 )

@@ -33,13 +33,13 @@ class CatalogueEntry(BaseModel):
     name: str
     title: str
     task: Literal["detection", "face_detection", "face_embedding", "text_embedding",
-                  "audio_classification"]  # its head's task (heads.HEADS)
+                  "audio_classification", "segmentation", "super_resolution"]  # its head's task (heads.HEADS)
     labels: Literal["coco80"] | tuple[str, ...]  # a named set, or the labels themselves (() for an embedder)
     input: InputSpec
     preprocessing: Preprocessing
     postprocessing: Postprocessing
     source: Source
-    convert_from: Literal["tfjs", "onnx"]  # tfjs: converted to ONNX; onnx: the package ships ONNX
+    convert_from: Literal["tfjs", "onnx", "tflite", "ncnn"]  # tfjs: converted to ONNX; the others: shipped as such
     model_file: str  # the file inside the package the converter starts from
     # Text models: the package of their tokenizer.json (and of the fp32 ONNX the int8 file is judged against).
     tokenizer: Source | None = None

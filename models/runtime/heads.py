@@ -172,6 +172,20 @@ def decode_multilabel(outputs: list[np.ndarray]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-outputs[0].reshape(outputs[0].shape[0], -1).astype(np.float32)))
 
 
+def decode_image_0_1(outputs: list[np.ndarray]) -> np.ndarray:
+    """An image-to-image model's first output (N×C×H×W, values 0–1: Real-ESRGAN) as N×H×W×C float32
+    pixel values 0–255, not yet rounded (tiles are blended before that)."""
+    return np.clip(outputs[0].transpose(0, 2, 3, 1) * 255.0, 0.0, 255.0).astype(np.float32, copy=False)
+
+
+def decode_probability_mask(outputs: list[np.ndarray]) -> np.ndarray:
+    """A segmenter's first output, one probability per input pixel (1×1×H×W or 1×H×W×1, sigmoid
+    applied: U²-Net-p's fused map, MediaPipe selfie's person map), as an H×W float32 map 0–1."""
+    out = outputs[0]
+    prob = out[0, 0] if out.ndim == 4 and out.shape[1] == 1 else out[0, ..., 0] if out.ndim == 4 else out[0]
+    return np.clip(prob.astype(np.float32, copy=False), 0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class Head:
     """One way of reading a model's raw outputs: the task it serves and its decoder."""
@@ -192,6 +206,8 @@ HEADS: dict[str, Head] = {
     "embedding": Head("face_embedding", decode_embedding),
     "multilabel_sigmoid": Head("audio_classification", decode_multilabel),  # (outputs) → N×C scores
     "text_embedding": Head("text_embedding", decode_text_embedding),  # (outputs, attention mask) → N×D
+    "probability_mask": Head("segmentation", decode_probability_mask),  # (outputs) → H×W 0-1, input pixels
+    "image_0_1": Head("super_resolution", decode_image_0_1),  # (outputs) → N×H×W×C pixels 0–255
 }
 TASKS = frozenset(head.task for head in HEADS.values())
 

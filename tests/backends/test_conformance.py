@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.backends.conformance import Conformance
+from edgewatch.backends.conformance import Conformance, ImageConformance
+from edgewatch.backends.ncnn import NcnnCpuBackend
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.tflite import TfliteCpuBackend
 
@@ -36,6 +37,30 @@ def test_backend_conforms(conformance: Conformance, check: str, tmp_path: Path) 
         detail = conformance.check_corrupt(tmp_path)
     else:
         detail = getattr(conformance, f"check_{check}")()
+    assert detail
+
+
+@pytest.fixture(scope="module")
+def ncnn_conformance(tmp_path_factory, cache_dir, photos) -> ImageConformance:
+    """ncnn runs no detector (none ships as ncnn files), so it is checked on the model it serves, a
+    super-resolution one, by the image-to-image meaning of each check (see ImageConformance)."""
+    from edgewatch.models.installer import install
+    from edgewatch.models.store import ModelStore
+
+    if not NcnnCpuBackend.probe().available:
+        pytest.fail(f"ncnn cannot run here: {NcnnCpuBackend.probe().reason}")
+    store = ModelStore(tmp_path_factory.mktemp("ncnn") / "models")
+    manifest, _ = install("realesr-animevideov3", store, cache_dir)
+    return ImageConformance(NcnnCpuBackend, store.path(manifest), manifest, manifest.default_variant, photos)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_ncnn_conforms_on_an_image_to_image_model(ncnn_conformance: ImageConformance, check: str,
+                                                  tmp_path: Path) -> None:
+    if check == "corrupt":
+        detail = ncnn_conformance.check_corrupt(tmp_path)
+    else:
+        detail = getattr(ncnn_conformance, f"check_{check}")()
     assert detail
 
 

@@ -52,7 +52,7 @@ def main() -> None:
             modules["BackgroundRemoverEdgewatch"].matting.ready.wait(600)
             for label, route, module_id, fields, divisor in CASES:
                 module = modules[module_id]
-                manifest, backend = module._loaded
+                manifest, backend = module.slot.get()
                 for photo in PHOTOS:
                     data_bytes = photos[photo].read_bytes()
                     image = cv2.imread(str(photos[photo]))

@@ -74,6 +74,17 @@ def check_licence(entry: CatalogueEntry, accept_licences: Iterable[str] = ()) ->
         f"(or set {ACCEPT_ENV}={lic} in the environment, or accept_licences: [{lic}] in the config file)")
 
 
+def already_installed(entry: CatalogueEntry, store: ModelStore, recipe: str) -> ModelManifest | None:
+    """The store's ``entry`` if it was installed from the same source by ``recipe`` and still verifies."""
+    if not store.has(entry.name):
+        return None
+    current = store.get(entry.name)
+    if (current.source == entry.source and current.quantization_report.get("recipe") == recipe
+            and not store.verify(current)):
+        return current
+    return None
+
+
 def recipe(entry: CatalogueEntry) -> str:
     """How ``entry`` is built: RECIPE for the detectors (converted, quantised, judged); the face
     models are converted, repaired, and quantised and judged by models.face_quantize (or kept

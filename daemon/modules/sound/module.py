@@ -4,7 +4,7 @@ its AudioSet scores mapped onto UrbanSound8K."""
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,13 +13,13 @@ from edgewatch.backends.base import Backend, BackendError
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
+from edgewatch.daemon.modules.model_slot import ModelSlot, install_command
 from edgewatch.daemon.modules.sound.features import MEL_BANDS, PATCH_FRAMES
 from edgewatch.daemon.modules.sound.schemas import SoundResponse
 from edgewatch.daemon.modules.sound.settings import SoundSettings
 from edgewatch.daemon.modules.sound.urban import UrbanMap
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.runtime.heads import HEADS
-from edgewatch.models.store import ModelNotFound
 from litestar import Controller
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,10 @@ class SoundModule(CapabilityModule):
 
     def __init__(self, config: Settings, store, saved: dict[str, Any]) -> None:
         super().__init__(config, store, saved)
-        self._lock = threading.Lock()
-        self._model: SoundModel | None = None
+        self.slot: ModelSlot[SoundModel] = ModelSlot(
+            self, _sound_model, BACKEND, what="sound", kind="a sound classifier",
+            suggest="an audio_classification model", errors=(ValueError, BackendError),
+            install=lambda name: INSTALL if name == "yamnet" else install_command(name))
 
     @classmethod
     def controllers(cls) -> list[type[Controller]]:
@@ -83,31 +85,18 @@ class SoundModule(CapabilityModule):
         model.scores(np.zeros((1, 1, PATCH_FRAMES, MEL_BANDS), np.float32))
 
     def apply(self, settings: SoundSettings) -> None:
-        with self._lock:
-            old, self._model = self._model, None
-            self.settings = settings
-        if old is not None:
-            old.backend.close()
+        self.slot.apply(settings)
         self.start()
 
     def close(self) -> None:
-        with self._lock:
-            old, self._model = self._model, None
-        if old is not None:
-            old.backend.close()
+        self.slot.close()
 
     def status(self) -> ModuleStatus:
-        if not self.store.has(self.settings.model):
-            return ModuleStatus(MODULE_ID, MODULE_NAME, False, f"no sound model installed: run `{INSTALL}`")
-        with self._lock:
-            backend = self._model.backend if self._model else None
-        return ModuleStatus(MODULE_ID, MODULE_NAME, True, f"sounds with {self.settings.model} (UrbanSound8K + AudioSet)",
-                            backend.type_key if backend else None, backend.execution_provider if backend else None)
+        return self.slot.status(f"sounds with {self.settings.model} (UrbanSound8K + AudioSet)",
+                                f"no sound model installed: run `{INSTALL}`")
 
     def execution_provider(self) -> tuple[str, bool]:
-        with self._lock:
-            backend = self._model.backend if self._model else None
-        return (backend.execution_provider, bool(backend.can_use_gpu)) if backend else ("CPU", False)
+        return self.slot.execution_provider()
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> SoundResponse:
         from edgewatch.daemon.modules.sound.usecase import answer
@@ -116,22 +105,9 @@ class SoundModule(CapabilityModule):
 
     def model(self) -> SoundModel:
         """The configured model, loaded on first use; Unavailable says what to install or fix."""
-        with self._lock:
-            if self._model is not None:
-                return self._model
-            name = self.settings.model
-            try:
-                manifest = self.store.get(name)
-            except ModelNotFound:
-                hint = INSTALL if name == "yamnet" else f"edgewatch models install {name}"
-                raise Unavailable(f"no sound model {name!r} installed: run `{hint}` on the box") from None
-            if manifest.task not in self.model_tasks:
-                raise Unavailable(f"{name} is a {manifest.task} model, not a sound classifier: set model in "
-                                  f"/v1/settings/{MODULE_ID} to an audio_classification model")
-            try:
-                urban = UrbanMap.for_labels(manifest.labels)
-                selection = self.load(manifest, BACKEND)
-            except (ValueError, BackendError) as exc:
-                raise Unavailable(f"{name} cannot run here: {exc}") from None
-            self._model = SoundModel(manifest, selection.backend, urban)
-            return self._model
+        return self.slot.get()
+
+
+def _sound_model(manifest: ModelManifest, load: Callable[[], Backend]) -> SoundModel:
+    urban = UrbanMap.for_labels(manifest.labels)  # before the load: a ValueError loads nothing
+    return SoundModel(manifest, load(), urban)

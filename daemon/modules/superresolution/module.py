@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from litestar import Controller
 
-from edgewatch.backends.base import Backend, BackendError
+from edgewatch.backends.base import Backend
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
+from edgewatch.daemon.modules.model_slot import ModelSlot
 from edgewatch.daemon.modules.superresolution.schemas import SuperResolutionResponse
 from edgewatch.daemon.modules.superresolution.settings import SuperResolutionSettings
 from edgewatch.daemon.modules.superresolution.tiling import MIN_TILE
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.runtime.heads import HEADS
-from edgewatch.models.store import ModelNotFound
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +73,9 @@ class SuperResolutionModule(CapabilityModule):
 
     def __init__(self, config: Settings, store, saved: dict[str, Any]) -> None:
         super().__init__(config, store, saved)
-        self._lock = threading.Lock()
-        self._model: SrModel | None = None
+        self.slot: ModelSlot[SrModel] = ModelSlot(
+            self, lambda manifest, load: SrModel(manifest, load()), BACKEND, what="super-resolution",
+            suggest=f"a {TASK} model (realesr-animevideov3)")
 
     @classmethod
     def controllers(cls) -> list[type[Controller]]:
@@ -106,33 +106,19 @@ class SuperResolutionModule(CapabilityModule):
         model.upscale(np.full((16, 16, 3), 128, np.uint8))
 
     def apply(self, settings: SuperResolutionSettings) -> None:
-        with self._lock:
-            old, self._model = self._model, None
-            self.settings = settings
-        if old is not None:
-            old.backend.close()
+        self.slot.apply(settings)
         self.start()
 
     def close(self) -> None:
-        with self._lock:
-            old, self._model = self._model, None
-        if old is not None:
-            old.backend.close()
+        self.slot.close()
 
     def status(self) -> ModuleStatus:
         name = self.settings.model
-        if not self.store.has(name):
-            return ModuleStatus(MODULE_ID, MODULE_NAME, False,
+        return self.slot.status(f"super-resolution with {name}",
                                 f"super-resolution model not installed: run `edgewatch models install {name}`")
-        with self._lock:
-            backend = self._model.backend if self._model else None
-        return ModuleStatus(MODULE_ID, MODULE_NAME, True, f"super-resolution with {name}",
-                            backend.type_key if backend else None, backend.execution_provider if backend else None)
 
     def execution_provider(self) -> tuple[str, bool]:
-        with self._lock:
-            backend = self._model.backend if self._model else None
-        return (backend.execution_provider, bool(backend.can_use_gpu)) if backend else ("CPU", False)
+        return self.slot.execution_provider()
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> SuperResolutionResponse:
         from edgewatch.daemon.modules.superresolution.usecase import answer
@@ -141,21 +127,4 @@ class SuperResolutionModule(CapabilityModule):
 
     def model(self) -> SrModel:
         """The configured model, loaded on first use; Unavailable says what to install or fix."""
-        with self._lock:
-            if self._model is not None:
-                return self._model
-            name = self.settings.model
-            try:
-                manifest = self.store.get(name)
-            except ModelNotFound:
-                raise Unavailable(f"no super-resolution model {name!r} installed: run `edgewatch models install "
-                                  f"{name}` on the box") from None
-            if manifest.task != TASK:
-                raise Unavailable(f"{name} is a {manifest.task} model: set model in /v1/settings/{MODULE_ID} to a "
-                                  f"{TASK} model (realesr-animevideov3)")
-            try:
-                backend = self.load(manifest, BACKEND).backend
-            except BackendError as exc:
-                raise Unavailable(f"{name} cannot run here: {exc}") from None
-            self._model = SrModel(manifest, backend)
-            return self._model
+        return self.slot.get()

@@ -4,19 +4,20 @@ model from the store on ONNX Runtime, VADER's lexicon, and the sentiment layer f
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
-from edgewatch.backends.base import BackendError
+from edgewatch.backends.base import Backend, BackendError
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
+from edgewatch.daemon.modules.model_slot import ModelSlot
 from edgewatch.daemon.modules.text.schemas import TextResponse
 from edgewatch.daemon.modules.text.sentiment import SentimentHead
 from edgewatch.daemon.modules.text.settings import TextSettings
+from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.runtime.text import TextEmbedder, TokenizerMissing, tokenizer_from
-from edgewatch.models.store import ModelNotFound
 from litestar import Controller
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -37,8 +38,11 @@ class TextModule(CapabilityModule):
 
     def __init__(self, config: Settings, store, saved: dict[str, Any]) -> None:
         super().__init__(config, store, saved)
-        self._lock = threading.Lock()
-        self._embedder: TextEmbedder | None = None
+        self.slot: ModelSlot[TextEmbedder] = ModelSlot(
+            self, self._embedder, BACKEND, what="text", suggest=f"a {TASK} model (minilm-l6)",
+            errors=(BackendError, TokenizerMissing, OSError),
+            cannot_run="{name} cannot run here ({exc}): reinstall it with `edgewatch models remove {name}` then "
+                       "`edgewatch models install {name}`")
         self.vader = SentimentIntensityAnalyzer()
         self.head = SentimentHead.packaged()
 
@@ -71,29 +75,16 @@ class TextModule(CapabilityModule):
         embedder.embed(["warm-up"])  # the first run plans
 
     def apply(self, settings: TextSettings) -> None:
-        with self._lock:
-            old, self._embedder = self._embedder, None
-            self.settings = settings
-        if old is not None:
-            old.backend.close()
+        self.slot.apply(settings)
         self.start()
 
     def close(self) -> None:
-        with self._lock:
-            if self._embedder is not None:
-                self._embedder.backend.close()
-            self._embedder = None
+        self.slot.close()
 
     def status(self) -> ModuleStatus:
         name = self.settings.model
-        if not self.store.has(name):
-            return ModuleStatus(MODULE_ID, MODULE_NAME, False,
+        return self.slot.status(f"sentiment and summaries with {name} + VADER {version('vaderSentiment')}",
                                 f"text model not installed: run `edgewatch models install {name}`")
-        loaded = self._embedder
-        backend = loaded.backend if loaded else None
-        return ModuleStatus(MODULE_ID, MODULE_NAME, True,
-                            f"sentiment and summaries with {name} + VADER {version('vaderSentiment')}",
-                            backend.type_key if backend else None, backend.execution_provider if backend else None)
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> TextResponse:
         from edgewatch.daemon.modules.text.usecase import answer
@@ -103,26 +94,11 @@ class TextModule(CapabilityModule):
     # -- the model ---------------------------------------------------------------------------------
     def embedder(self) -> TextEmbedder:
         """The configured text model, loaded on first use; Unavailable says what to install."""
-        name = self.settings.model
-        with self._lock:
-            if self._embedder is not None:
-                return self._embedder
-            try:
-                manifest = self.store.get(name)
-            except ModelNotFound:
-                raise Unavailable(f"no text model {name!r} installed: run `edgewatch models install {name}` "
-                                  "on the box") from None
-            if manifest.task != TASK:
-                raise Unavailable(f"{name} is a {manifest.task} model: set model in /v1/settings/{MODULE_ID} to "
-                                  f"a {TASK} model (minilm-l6)")
-            try:
-                tokenizer = tokenizer_from(self.store.path(manifest))
-                backend = self.load(manifest, BACKEND).backend
-            except (BackendError, TokenizerMissing, OSError) as exc:
-                raise Unavailable(f"{name} cannot run here ({exc}): reinstall it with `edgewatch models remove "
-                                  f"{name}` then `edgewatch models install {name}`") from None
-            self._embedder = TextEmbedder(manifest, backend, tokenizer)
-            return self._embedder
+        return self.slot.get()
+
+    def _embedder(self, manifest: ModelManifest, load: Callable[[], Backend]) -> TextEmbedder:
+        tokenizer = tokenizer_from(self.store.path(manifest))  # before the load: a bad file loads nothing
+        return TextEmbedder(manifest, load(), tokenizer)
 
     def sentiment_head(self, embedder: TextEmbedder) -> SentimentHead:
         """The sentiment layer, if it was fitted on ``embedder``'s model (Unavailable otherwise)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from test_conversion import need_rknn_toolkit, rknn_test
-from test_vendor_backends import FAKES, fake_board, rk3588  # noqa: F401  (rk3588: an Orange Pi 5, fake rknnlite)
+from test_vendor_backends import coral_board, rk3588  # noqa: F401  (rk3588: an Orange Pi 5, fake rknnlite)
 
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.registry import load_backend
@@ -141,16 +140,7 @@ def test_a_face_conversion_that_failed_its_gate_never_runs(face_store_dir: Path,
 @pytest.fixture()
 def coral_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, face_store_dir: Path) -> ModelStore:
     """A Raspberry Pi with a Coral USB (tflite-runtime's load_delegate faked) and the face models."""
-    from edgewatch.backends import devices, tflite
-
-    root = fake_board(tmp_path / "board", "raspberrypi,5-model-b,,brcm,bcm2712",
-                      files={"sys/bus/usb/devices/2-1/idVendor": "18d1\n", "sys/bus/usb/devices/2-1/idProduct": "9302\n",
-                             "usr/lib/aarch64-linux-gnu/libedgetpu.so.1": ""})
-    monkeypatch.setattr(devices, "SYSROOT", root)
-    monkeypatch.syspath_prepend(str(FAKES))
-    monkeypatch.setattr(tflite, "INTERPRETER_MODULES", ("tflite_runtime.interpreter",))
-    monkeypatch.delitem(sys.modules, "tflite_runtime.interpreter", raising=False)
-    monkeypatch.delitem(sys.modules, "tflite_runtime", raising=False)
+    coral_board(tmp_path, monkeypatch)
     store = ModelStore(tmp_path / "models")
     shutil.copytree(face_store_dir, store.root)
     return store

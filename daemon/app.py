@@ -30,12 +30,14 @@ from edgewatch.daemon.api.errors import (ApiError, handle_api_error, handle_http
 from edgewatch.daemon.api.cameras import CameraController
 from edgewatch.daemon.api.settings import SettingsController
 from edgewatch.daemon.api.status import LogController, StatusController
+from edgewatch.daemon.api.training import TrainingController
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.logbuffer import LogBuffer
 from edgewatch.daemon.logsetup import request_id
 from edgewatch.daemon.module_settings import ModuleSettingsStore
 from edgewatch.daemon.modules import MODULES
+from edgewatch.daemon.modules.alpr.module import MODULE_ID as ALPR
 from edgewatch.daemon.modules.detection import MODULE_ID as DETECTION
 from edgewatch.daemon.modules.faces.module import MODULE_ID as FACES
 from edgewatch.daemon.modules.errors import RequestError
@@ -155,7 +157,8 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
             await asyncio.to_thread(module.start)
         services.mqtt = start_link(config, modules, services.queue)
         cameras = services.cameras = CameraService(config.cameras, config.data_dir, modules[DETECTION], services.queue,
-                                                   services.mqtt, config.max_cameras, modules.get(FACES))
+                                                   services.mqtt, config.max_cameras, modules.get(FACES),
+                                                   modules.get(ALPR))
         await cameras.start()
 
         async def reload() -> None:
@@ -183,7 +186,7 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
             logging.getLogger("edgewatch").removeHandler(log_buffer)
 
     return Litestar(
-        route_handlers=[root, StatusController, LogController, SettingsController, CameraController,
+        route_handlers=[root, StatusController, LogController, SettingsController, CameraController, TrainingController,
                         *(controller for cls in MODULES for controller in cls.controllers()),
                         create_static_files_router(DOCS_ASSETS, [swagger_ui_path], include_in_schema=False)],
         lifespan=[lifespan],

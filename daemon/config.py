@@ -63,11 +63,27 @@ class CameraFacesConfig(BaseModel):
         "(faces.unknown_max_files bounds the folder)"))
 
 
+class CameraPlatesConfig(BaseModel):
+    """Licence plate reading on one camera's tracked vehicles (README: Plates on cameras)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = Field(False, description=(
+        "read the plates of the vehicles this camera tracks (the alpr section's models and known plates)"))
+    labels: tuple[str, ...] = Field(("car", "motorcycle", "bus", "truck"), min_length=1, description=(
+        "the tracked objects whose plates are read"))
+    attempts: int = Field(5, ge=1, le=100, description=(
+        "readings per vehicle; the best one is kept (a known plate, or the most confident reading)"))
+    attempt_every_s: float = Field(0.5, ge=0, le=60, description="least time between two readings of one vehicle")
+    min_vehicle_px: int = Field(96, ge=16, le=4096, description=(
+        "vehicles narrower than this, in pixels of the camera's frame, are too far to read"))
+
+
 class CameraSettings(CameraConfig):
     """A camera as configured: its source, and what it detects and reports."""
 
     detect: DetectConfig = DetectConfig()
     faces: CameraFacesConfig = CameraFacesConfig()
+    plates: CameraPlatesConfig = CameraPlatesConfig()
 
 
 class MqttConfig(_Section):
@@ -108,6 +124,35 @@ class FacesConfig(_Section):
                     "face is 'unknown' (chosen on the evaluation in README: Faces)")
     unknown_max_files: int = Field(200, ge=1, le=100_000, description=(
         "most unknown faces kept in <data_dir>/faces/unknown (cameras' faces.save_unknown); the oldest go first"))
+
+
+class AlprConfig(_Section):
+    """The plate reader's section (``alpr:``); /v1/settings/ALPREdgewatch changes it at run time."""
+
+    detector: str = Field("plate-detector", description=(
+        "installed plate_detection model that finds plates (edgewatch models install plate-detector)"))
+    ocr: str = Field("ppocr-rec", description=(
+        "installed text_recognition model that reads them (edgewatch models install ppocr-rec)"))
+    plate_threshold: float = Field(0.1, ge=0.05, le=1.0, description=(
+        "the plate detector's score a region needs to be read at all; low, because the reading decides: "
+        "on the rendered plates 0.1 found 91 of 96 against 69 at 0.3, with no false plate on 18 photos "
+        "without plates"))
+    min_confidence: float = Field(0.7, ge=0.0, le=1.0, description=(
+        "default for a request's min_confidence: the reading's confidence (its characters' mean "
+        "probability) a plate needs to be answered"))
+    min_characters: int = Field(3, ge=1, le=12, description="fewer letters and digits than this is not a plate")
+    require_digit: bool = Field(True, description=(
+        "answer only readings with at least one digit (signs and lettering on vehicles have none; "
+        "turn off for letters-only vanity plates)"))
+    max_side: int = Field(1280, ge=320, le=4096, description=(
+        "the detector works on the image scaled down to this longer side: smaller is faster, larger finds "
+        "smaller plates (a plate needs about 40 px of width at this scale)"))
+    known_plates: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "names for plates, e.g. {\"Alice's car\": [\"AB12CDE\"]}: a camera's vehicle whose plate matches "
+        "gets the name as its sub_label (plates compared in A-Z and 0-9 only)"))
+    match_distance: int = Field(1, ge=0, le=3, description=(
+        "characters a reading may differ by from a known plate and still match it (one misread "
+        "character, B/8 or O/0, is common); only for known plates of at least 5 characters"))
 
 
 class DetectionConfig(_Section):
@@ -190,6 +235,7 @@ class Settings(BaseSettings):
     inference: InferenceConfig = InferenceConfig()
     detection: DetectionConfig = DetectionConfig()
     faces: FacesConfig = FacesConfig()
+    alpr: AlprConfig = AlprConfig()
     backends: BackendsConfig = BackendsConfig()
 
     @classmethod

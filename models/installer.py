@@ -128,6 +128,14 @@ def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable
         from edgewatch.models.superresolution_install import install_sr_model
 
         return install_sr_model(entry, store, cache, accept_licences)
+    if entry is not None and entry.task == "style_transfer":  # an ONNX with a style input, stored as shipped
+        from edgewatch.models.style_install import install_style_model
+
+        return install_style_model(entry, store, cache, accept_licences)
+    if entry is not None and entry.task == "image_classification":  # a PyTorch checkpoint, converted without torch
+        from edgewatch.models.scene_install import install_classifier_model
+
+        return install_classifier_model(entry, store, cache, accept_licences)
     if entry is not None and entry.convert_from == "tflite":  # shipped as TFLite: stored as it is
         from edgewatch.models.tflite_install import install_tflite_model
 

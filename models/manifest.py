@@ -49,8 +49,9 @@ class InputSpec(_Strict):
 class Preprocessing(_Strict):
     # letterbox: fit into the input size, centred, padded (detectors);
     # fit_pad: scale down to fit the input size, pad right/bottom to input.multiple_of (CenterFace);
-    # face_crop: the image is a face already aligned to the input size (runtime.faces.align).
-    kind: Literal["letterbox", "fit_pad", "face_crop"] = "letterbox"
+    # face_crop: the image is a face already aligned to the input size (runtime.faces.align);
+    # text_line: one line of text scaled to the input height, as wide as it is (runtime.plates).
+    kind: Literal["letterbox", "fit_pad", "face_crop", "text_line"] = "letterbox"
     color: Literal["rgb", "bgr"] = "rgb"
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)

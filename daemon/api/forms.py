@@ -27,16 +27,17 @@ class Form:
         pattern = re.compile(rf"{re.escape(name)}\d*")
         return [data for part, data in self.file_parts if pattern.fullmatch(part)]
 
-    def image(self) -> bytes:
-        """The ``image`` part, or as CodeProject.AI does, the first file part whatever its name."""
-        if "image" in self.files:
-            return self.files["image"]
-        if "image" in self.fields:  # sent as a plain field
-            return self.fields["image"].encode("utf-8", "surrogateescape")
+    def image(self, name: str = "image") -> bytes:
+        """The part ``name`` (``image``; License Plate Reader's is ``upload``), or as CodeProject.AI
+        does, the first file part whatever its name."""
+        if name in self.files:
+            return self.files[name]
+        if name in self.fields:  # sent as a plain field
+            return self.fields[name].encode("utf-8", "surrogateescape")
         if self.first_file is not None:
             return self.first_file
-        raise ApiError(400, "no 'image' file in the request: send multipart/form-data with the snapshot "
-                            "in a part named 'image'")
+        raise ApiError(400, f"no {name!r} file in the request: send multipart/form-data with the snapshot "
+                            f"in a part named {name!r}")
 
 
 URLENCODED_MAX_BYTES = 64 * 1024  # urlencoded and JSON forms carry a few small settings, never an image

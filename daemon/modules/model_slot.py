@@ -29,8 +29,9 @@ def install_command(name: str) -> str:
 
 
 class ModelSlot(Generic[T]):
-    """``module.settings.model`` built with ``build`` on ``backend`` (a type key, or one per manifest),
-    loaded on first use under its own lock; :class:`Unavailable` says what to install or fix.
+    """``module.settings.model`` (or the setting named ``setting``) built with ``build`` on ``backend``
+    (a type key, or one per manifest), loaded on first use under its own lock; :class:`Unavailable`
+    says what to install or fix.
 
     The messages name the model as ``what`` ("no {what} model ..."); a model of another task is told
     to be ``kind`` (if given) and pointed to ``suggest``; ``errors`` raised by ``build`` or the load
@@ -39,8 +40,8 @@ class ModelSlot(Generic[T]):
     def __init__(self, module: CapabilityModule, build: Build[T], backend: str | Callable[[ModelManifest], str], *,
                  what: str, suggest: str, kind: str | None = None, install: Callable[[str], str] = install_command,
                  errors: tuple[type[Exception], ...] = (BackendError,),
-                 cannot_run: str = "{name} cannot run here: {exc}") -> None:
-        self._module, self._build, self._backend = module, build, backend
+                 cannot_run: str = "{name} cannot run here: {exc}", setting: str = "model") -> None:
+        self._module, self._build, self._backend, self._setting = module, build, backend, setting
         self._what, self._suggest, self._kind, self._install = what, suggest, kind, install
         self._errors, self._cannot_run = errors, cannot_run
         self._lock = threading.Lock()
@@ -50,7 +51,7 @@ class ModelSlot(Generic[T]):
         """The configured model, loading it on first use."""
         with self._lock:
             if self._loaded is None:
-                self._loaded = self._load(self._module.settings.model)  # type: ignore[attr-defined]
+                self._loaded = self._load(self.name)
             return self._loaded[0]
 
     def _load(self, name: str) -> tuple[T, Backend]:
@@ -80,6 +81,11 @@ class ModelSlot(Generic[T]):
                 raise Unavailable(self._cannot_run.format(name=name, exc=exc)) from None
             raise
 
+    @property
+    def name(self) -> str:
+        """The model the module's settings name for this slot."""
+        return getattr(self._module.settings, self._setting)  # type: ignore[attr-defined]
+
     def apply(self, settings: BaseModel) -> None:
         """Give the module ``settings`` and release the model (the next :meth:`get` loads theirs)."""
         with self._lock:
@@ -104,7 +110,7 @@ class ModelSlot(Generic[T]):
         """The module's status: ``missing`` while the configured model is not installed, else ``ready``
         with the backend it runs on once loaded."""
         module = self._module
-        if not module.store.has(module.settings.model):  # type: ignore[attr-defined]
+        if not module.store.has(self.name):
             return ModuleStatus(module.module_id, module.module_name, False, missing)
         backend = self.backend
         return ModuleStatus(module.module_id, module.module_name, True, ready,

@@ -28,10 +28,15 @@ def box_entities(node_id: str, prefix: str, discovery_prefix: str) -> dict[str, 
             for key, entity in entities.items()}
 
 
+def last_plate_topic(prefix: str, camera: str) -> str:
+    return f"{prefix}/{camera}/last_plate"
+
+
 def camera_entities(node_id: str, prefix: str, discovery_prefix: str, camera: str,
-                    labels: list[str]) -> dict[str, dict[str, Any]]:
+                    labels: list[str], reads_plates: bool = False) -> dict[str, dict[str, Any]]:
     """topic -> config payload for one camera: per label an occupancy binary_sensor, a count sensor
-    and the latest snapshot as an image entity; and the camera's connection state."""
+    and the latest snapshot as an image entity; the camera's connection state; and for a camera that
+    reads plates, its last plate (the plate as state, who and when as attributes)."""
     cam_device = {"identifiers": [f"edgewatch_{node_id}_{camera}"], "name": f"{camera} (edgewatch {node_id})",
                   "manufacturer": "edgewatch", "model": "camera", "via_device": f"edgewatch_{node_id}"}
     common = {"availability_topic": f"{prefix}/availability", "payload_available": "online",
@@ -56,6 +61,11 @@ def camera_entities(node_id: str, prefix: str, discovery_prefix: str, camera: st
     add("sensor", "state", {"name": "camera state", "state_topic": f"{prefix}/{camera}/state",
                             "value_template": "{{ 'connected' if value_json.connected else 'disconnected' }}",
                             "json_attributes_topic": f"{prefix}/{camera}/state", "icon": "mdi:cctv"})
+    if reads_plates:
+        topic = last_plate_topic(prefix, camera)
+        add("sensor", "last_plate", {"name": "last plate", "state_topic": topic,
+                                     "value_template": "{{ value_json.plate }}", "json_attributes_topic": topic,
+                                     "icon": "mdi:card-text-outline"})
     return out
 
 

@@ -40,7 +40,8 @@ from edgewatch.daemon.config import Settings
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.modules.errors import BadRequest, NotFound, RequestError, TooLarge
-from edgewatch.daemon.mqtt.discovery import box_entities, camera_entities, subject_entities, subject_topics
+from edgewatch.daemon.mqtt.discovery import (box_entities, camera_entities, last_plate_topic, subject_entities,
+                                             subject_topics)
 from edgewatch.daemon.mqtt.state import MqttState
 from edgewatch.daemon.mqtt.events import event_payload
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
@@ -129,6 +130,7 @@ class MqttLink:
         # people entities are touched by paho's thread (connect) and the event loop (camera updates)
         self._people_lock = threading.RLock()
         self._naming: set[str] = set()  # cameras that recognise faces
+        self._plates: set[str] = set()  # cameras that read plates (a "last plate" sensor each)
         self.connected = False
         self.subscribed = False  # the broker acknowledged the subscriptions (jobs reach this box)
         self.last_error: str | None = None
@@ -237,15 +239,24 @@ class MqttLink:
 
     def _publish_camera_discovery(self, camera: str, labels: list[str]) -> None:
         for topic, payload in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera,
-                                              labels).items():
+                                              labels, reads_plates=camera in self._plates).items():
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
         for label in labels:  # a known starting state: nobody there until a detection says so
             self._publish_count(camera, label, self._counts.get((camera, label), 0), force=True)
 
-    def add_camera(self, camera: str, labels: list[str], names_people: bool = False) -> None:
+    def add_camera(self, camera: str, labels: list[str], names_people: bool = False, reads_plates: bool = False) -> None:
         """``names_people``: the camera recognises faces; registered people get presence entities
-        while at least one camera does."""
+        while at least one camera does. ``reads_plates``: the camera reads plates; it gets a "last
+        plate" sensor."""
         self.cameras[camera] = labels
+        if not reads_plates and camera in self._plates:  # no longer reads plates: its sensor goes
+            self._plates.discard(camera)
+            topic = [t for t in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera, [],
+                                                reads_plates=True) if "last_plate" in t]
+            for t in topic:
+                self.client.publish(t, b"", qos=1, retain=True)
+        elif reads_plates:
+            self._plates.add(camera)
         if self.client.is_connected():
             self._publish_camera_discovery(camera, labels)
         with self._people_lock:
@@ -261,7 +272,10 @@ class MqttLink:
     def remove_camera(self, camera: str) -> None:
         """Empty retained configs make Home Assistant delete the camera's entities."""
         labels = self.cameras.pop(camera, [])
-        for topic in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera, labels):
+        reads_plates = camera in self._plates
+        self._plates.discard(camera)
+        for topic in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera, labels,
+                                     reads_plates=reads_plates):
             self.client.publish(topic, b"", qos=1, retain=True)
         with self._people_lock:
             self._people_in_view(camera, set())
@@ -352,12 +366,24 @@ class MqttLink:
         for event in events:
             self.client.publish(f"{self.prefix}/{camera}/events",
                                 json.dumps(_scrub(event_payload(event, camera, self.node_id))), qos=1)
+            if event.after.plate is not None and event.after.plate != event.before.plate:
+                self._publish_plate(camera, event)
         if frame is None:
             return
         for label in dict.fromkeys(e.track.label for e in events if e.kind != "end"):
             found = [t for t in visible if t.label == label and t.missed == 0]  # boxes from this frame
             self.client.publish(f"{self.prefix}/{camera}/{label.replace(' ', '_')}/snapshot",
                                 annotated_jpeg(frame, found), qos=0, retain=True)
+
+    def _publish_plate(self, camera: str, event: Event) -> None:
+        """The camera's last plate (its Home Assistant sensor): the plate, who it belongs to if known,
+        which object and when."""
+        after = event.after
+        text, score = after.plate
+        payload = {"plate": text, "score": round(score, 3), "name": after.sub_label[0] if after.sub_label else None,
+                   "label": after.label, "object_id": after.id, "timestamp": after.frame_time,
+                   "time": datetime.fromtimestamp(after.frame_time, timezone.utc).isoformat(timespec="seconds")}
+        self.client.publish(last_plate_topic(self.prefix, camera), json.dumps(payload), qos=1, retain=True)
 
     def camera_state(self, camera: str, state: dict[str, Any]) -> None:
         # a camera's url and last error can carry its password, whatever the reader made of them

@@ -23,6 +23,8 @@ from edgewatch.daemon.cameras.config import NAME_PATTERN, describe
 from edgewatch.daemon.cameras.reader import CameraReader
 from edgewatch.daemon.config import CameraSettings
 from edgewatch.daemon.modules.detection import DetectionModule
+from edgewatch.daemon.modules.alpr.camera import CameraPlates
+from edgewatch.daemon.modules.alpr.module import AlprModule
 from edgewatch.daemon.modules.faces.camera import CameraFaces
 from edgewatch.daemon.modules.faces.module import FacesModule
 from edgewatch.daemon.inference_queue import InferenceQueue
@@ -66,10 +68,11 @@ class CameraService:
 
     def __init__(self, configured: list[CameraEntry], data_dir: Path, module: DetectionModule,
                  queue: InferenceQueue, sink: CameraSink | None, max_cameras: int | None = None,
-                 faces: FacesModule | None = None) -> None:
-        """``faces``: the faces module, for the cameras with ``faces.enabled``."""
+                 faces: FacesModule | None = None, alpr: AlprModule | None = None) -> None:
+        """``faces``: the faces module, for the cameras with ``faces.enabled``; ``alpr``: the plate
+        reader, for the cameras with ``plates.enabled``."""
         self.store_path = data_dir / "cameras.json"
-        self.module, self.queue, self.sink, self.faces = module, queue, sink, faces
+        self.module, self.queue, self.sink, self.faces, self.alpr = module, queue, sink, faces, alpr
         self.max_cameras = module.config.max_cameras if max_cameras is None else max_cameras
         self.invalid: dict[str, InvalidEntry] = {}
         self.errors: dict[str, str] = {}  # why an entry is not running: its start failed, or over the limit
@@ -158,7 +161,7 @@ class CameraService:
         try:
             reader = CameraReader(entry).start()
             worker = CameraWorker(name, reader, entry.detect, self.module, self.queue, self.sink or _NoSink(),
-                                  faces=self._face_stage(entry))
+                                  faces=self._face_stage(entry), plates=self._plate_stage(entry))
             worker.error = self._model_problem(entry)
             if worker.error:
                 log.error("camera %s: %s", name, worker.error, extra=extra)
@@ -181,6 +184,15 @@ class CameraService:
             return None
         return CameraFaces(entry.name, entry.faces, self.faces, self.queue)
 
+    def _plate_stage(self, entry: CameraEntry) -> CameraPlates | None:
+        if not entry.plates.enabled:
+            return None
+        if self.alpr is None:
+            log.error("camera %s: plates.enabled is set but this daemon has no plate reader module", entry.name,
+                      extra={"camera": entry.name})
+            return None
+        return CameraPlates(entry.name, entry.plates, self.alpr, self.queue)
+
     def _model_problem(self, entry: CameraEntry) -> str | None:
         """Why the camera's detect.model cannot be used, or None."""
         model = entry.detect.model
@@ -196,7 +208,8 @@ class CameraService:
         if sink is None or not hasattr(sink, "add_camera"):
             return
         try:
-            sink.add_camera(name, announced_labels(entry), names_people=entry.faces.enabled and self.faces is not None)
+            sink.add_camera(name, announced_labels(entry), names_people=entry.faces.enabled and self.faces is not None,
+                            reads_plates=entry.plates.enabled and self.alpr is not None)
         except Exception:  # noqa: BLE001 - MQTT trouble must not stop the camera
             log.exception("camera %s: cannot announce it to Home Assistant", name, extra={"camera": name})
 
@@ -335,6 +348,10 @@ class CameraService:
                 if worker.faces is not None:
                     item["faces"] = {"recognised": worker.faces.recognised, "unknown_saved": worker.faces.saved,
                                      "error": worker.faces.error}
+                if worker.plates is not None:
+                    last = worker.plates.last
+                    item["plates"] = {"read": worker.plates.read, "error": worker.plates.error,
+                                      "last": dataclasses.asdict(last) if last else None}
             out[name] = item
         if invalid:
             for name, bad in self.invalid.items():

@@ -25,6 +25,7 @@ from edgewatch.daemon.redaction import printable
 from edgewatch.models.store import ModelNotFound
 
 if TYPE_CHECKING:
+    from edgewatch.daemon.modules.alpr.camera import CameraPlates
     from edgewatch.daemon.modules.faces.camera import CameraFaces
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,11 @@ class CameraWorker:
 
     def __init__(self, name: str, source: FrameFeed, config: DetectConfig, module: DetectionModule,
                  queue: InferenceQueue, sink: CameraSink, clock: Callable[[], float] = time.monotonic,
-                 faces: CameraFaces | None = None) -> None:
+                 faces: CameraFaces | None = None, plates: CameraPlates | None = None) -> None:
         """``clock``: monotonic seconds, for the tracker (a recorded scene can bring its own);
-        ``faces``: the face recognition stage, when the camera has it on."""
+        ``faces`` and ``plates``: the face recognition and plate reading stages, when the camera has them on."""
         self.name, self.source, self.config, self.clock, self.faces = name, source, config, clock, faces
+        self.plates = plates
         self.module, self.queue, self.sink = module, queue, sink
         self.gate = MotionGate(min_changed=config.motion_threshold)
         self.tracker = Tracker(name, end_after_s=config.end_after_s, config=config.tracking)
@@ -107,6 +109,8 @@ class CameraWorker:
         events = self.tracker.update(located, self.clock(), captured)
         if self.faces is not None:
             events += await self.faces.look(frame, self.tracker, self.clock())
+        if self.plates is not None:
+            events += await self.plates.look(frame, self.tracker, self.clock())
         self._publish(events, frame)
         if self.error is not None:
             log.info("camera %s: detection works again", self.name, extra={"camera": self.name})
@@ -137,6 +141,8 @@ class CameraWorker:
     def _publish(self, events: list[Event], frame: np.ndarray | None) -> None:
         if self.faces is not None:
             self.faces.ended(events)
+        if self.plates is not None:
+            self.plates.ended(events)
         self.sink.camera_update(self.name, events, self.tracker.counts(), frame, self.tracker.visible())
 
     async def _detect(self, frame: np.ndarray) -> Outcome:

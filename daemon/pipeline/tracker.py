@@ -78,7 +78,9 @@ class ObjectState:
     start_time: float
     end_time: float | None
     frame_time: float
-    sub_label: tuple[str, float] | None = None  # who it is (a recognised face) and how sure
+    sub_label: tuple[str, float] | None = None  # who it is (a recognised face, a known plate) and how sure
+    plate: tuple[str, float] | None = None      # its licence plate as read, and how sure (Frigate's
+                                                # recognized_license_plate)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Track:
     last_reported: float = 0.0
     reported: ObjectState | None = None  # as its last event showed it: the next event's ``before``
     sub_label: tuple[str, float] | None = None  # set by a later stage (face recognition): name, score
+    plate: tuple[str, float] | None = None  # set by the plate stage: text, score
 
     @classmethod
     def start(cls, d: Located, now: float, wall: float) -> Track:
@@ -138,7 +141,7 @@ class Track:
     def state(self, end_time: float | None = None) -> ObjectState:
         return ObjectState(self.id, self.label, self.score, self.top_score, self.box, self.current_zones,
                            tuple(self.entered_zones), self.stationary, self.start_time, end_time, self.frame_time,
-                           self.sub_label)
+                           self.sub_label, self.plate)
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,15 @@ class Tracker:
         """Give ``track`` a sub label (who it is); the ``update`` event that reports it, or None while the
         object is not confirmed (its ``new`` event will carry it)."""
         track.sub_label = (name, score)
+        return self._event("update", track, now) if track.confirmed else None
+
+    def read_plate(self, track: Track, text: str, score: float, now: float, name: str | None = None) -> Event | None:
+        """Give ``track`` its licence plate as read (and, for a known plate, its ``name`` as sub label);
+        the ``update`` event that reports it, or None while the object is not confirmed (its ``new``
+        event will carry it)."""
+        track.plate = (text, score)
+        if name is not None:
+            track.sub_label = (name, score)
         return self._event("update", track, now) if track.confirmed else None
 
     def visible(self) -> list[Track]:

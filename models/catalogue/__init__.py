@@ -33,7 +33,10 @@ class CatalogueEntry(BaseModel):
     name: str
     title: str
     task: Literal["detection", "face_detection", "face_embedding", "text_embedding",
-                  "audio_classification", "segmentation", "super_resolution"]  # its head's task (heads.HEADS)
+                  "audio_classification", "segmentation", "super_resolution",
+                  "style_transfer",
+                  "plate_detection", "text_recognition",
+                  "image_classification"]  # its head's task (heads.HEADS)
     labels: Literal["coco80"] | tuple[str, ...]  # a named set, or the labels themselves (() for an embedder)
     input: InputSpec
     preprocessing: Preprocessing

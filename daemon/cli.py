@@ -83,14 +83,15 @@ def probe(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--model", default="nanodet", show_default=True, help="installed detector to test with")
+@click.option("--model", default="nanodet", show_default=True,
+              help="installed model to test with: a detector, or a super-resolution model (image-to-image checks)")
 @click.option("--backend", "only", help="test only this backend")
 @CONFIG_OPTION
 def selftest(model: str, only: str | None, config_file: Path | None) -> None:
     """Run the backend conformance checks on this box (the suite CI runs, on your hardware)."""
     import tempfile
 
-    from edgewatch.backends.conformance import Conformance
+    from edgewatch.backends.conformance import Conformance, ImageConformance
     from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
     from edgewatch.backends.registry import PROBE_ORDER
     from edgewatch.models.photos import ensure_photos
@@ -101,11 +102,17 @@ def selftest(model: str, only: str | None, config_file: Path | None) -> None:
         manifest = store.get(model)
     except ModelNotFound as exc:
         raise click.ClickException(str(exc)) from None
-    if "fp32" not in manifest.variants:
+    image_to_image = manifest.task == "super_resolution"  # no objects, no fp32 ONNX twin: ImageConformance
+    if manifest.task not in ("detection", "super_resolution"):
+        raise click.ClickException(f"{model} is a {manifest.task} model: selftest runs a detector or a "
+                                   "super-resolution model (e.g. --model nanodet)")
+    if not image_to_image and "fp32" not in manifest.variants:
         raise click.ClickException(f"{model} has no fp32 ONNX variant to compare with; pick a catalogue model")
     photos = ensure_photos(cfg.cache_dir, progress=lambda m: click.echo(m, err=True))
-    reference = OnnxRuntimeCpuBackend()
-    reference.load(store.path(manifest, "fp32"), manifest, "fp32")
+    reference = None
+    if not image_to_image:
+        reference = OnnxRuntimeCpuBackend()
+        reference.load(store.path(manifest, "fp32"), manifest, "fp32")
     failed = tested = 0
     with tempfile.TemporaryDirectory() as scratch:
         for cls in PROBE_ORDER:
@@ -119,12 +126,15 @@ def selftest(model: str, only: str | None, config_file: Path | None) -> None:
                 continue
             for variant in variants:
                 tested += 1
-                suite = Conformance(cls, store.path(manifest, variant), manifest, variant, reference, photos)
+                path = store.path(manifest, variant)
+                suite = (ImageConformance(cls, path, manifest, variant, photos) if image_to_image else
+                         Conformance(cls, path, manifest, variant, reference, photos))
                 for r in suite.run_all(Path(scratch)):
                     failed += not r.passed
                     click.echo(f"{cls.type_key:12} {variant:14} {r.name:14} {'PASS' if r.passed else 'FAIL'}  "
                                f"{r.detail.splitlines()[0]}")
-    reference.close()
+    if reference is not None:
+        reference.close()
     if not tested:
         raise click.ClickException("no backend here could run the model; see `edgewatch probe`")
     if failed:

@@ -92,7 +92,9 @@ def recipe(entry: CatalogueEntry) -> str:
     if entry.quantize and entry.task == "detection":
         return RECIPE
     converter = "tfjs2onnx-direct1+tf2onnx1.17" if entry.convert_from == "tfjs" else "onnx"
-    return f"{converter}/repair-{entry.repair or 'none'}/{FACE_RECIPE if entry.quantize else FP32_RECIPE}"
+    built = FACE_RECIPE if entry.quantize else FP32_RECIPE
+    shipped = "" if entry.shipped_precision == "fp32" else f"/shipped-{entry.shipped_precision}"
+    return f"{converter}/repair-{entry.repair or 'none'}/{built}{shipped}"
 
 
 def _gate(entry: CatalogueEntry) -> str:
@@ -359,12 +361,14 @@ def _fp32_only(entry: CatalogueEntry, fp32: Path, repaired: dict[str, int]) -> d
     input_name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     return {
         "input_name": input_name,
-        "variants": {"fp32": {"file": "fp32.onnx", "sha256": sha256_file(fp32), "precision": "fp32",
+        "variants": {"fp32": {"file": "fp32.onnx", "sha256": sha256_file(fp32), "precision": entry.shipped_precision,
                               "size_bytes": fp32.stat().st_size, "inference_ms_p50": round(p50, 2)}},
         "default_variant": "fp32",
         "quantization": {"recipe": recipe(entry), "fp32_ms_p50": round(p50, 2), "cpu": cpu_features(),
                          "onnxruntime": ort.__version__, **{f"repair_{k}": v for k, v in repaired.items()},
-                         "reason": f"fp32 only: there is no int8 gate for {entry.task} models yet"},
+                         "reason": f"fp32 only: there is no int8 gate for {entry.task} models yet" if
+                         entry.shipped_precision == "fp32" else
+                         f"as shipped ({entry.shipped_precision}): the package's file is quantised already"},
     }
 
 

@@ -132,3 +132,19 @@ def test_models_add_user_yolo_export(tmp_path: Path) -> None:
     assert wrong.returncode != 0 and "one class name per line" in wrong.stderr
     bad = cli("models", "add", str(model), "--name", "../x", "--labels", str(labels), data_dir=tmp_path, check=False)
     assert bad.returncode != 0 and "invalid model name" in bad.stderr
+
+
+def test_selftest_runs_the_image_to_image_checks_on_a_super_resolution_model(tmp_path: Path, cache_dir: Path) -> None:
+    from edgewatch.models.installer import install
+    from edgewatch.models.store import ModelStore
+
+    install("realesr-animevideov3", ModelStore(tmp_path / "models"), cache_dir)
+    proc = cli("selftest", "--model", "realesr-animevideov3", "--backend", "ncnn", data_dir=tmp_path,
+               cache_dir=cache_dir)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ncnn")]
+    assert {line.split()[2] for line in lines} == {"outputs", "agreement", "concurrency", "reload", "corrupt"}, proc.stdout
+    assert all(" PASS " in line for line in lines) and "dB PSNR" in proc.stdout
+    assert "all checks passed on 1 backend/variant pair(s)" in proc.stdout
+    wrong = cli("selftest", "--model", "realesr-animevideov3", "--backend", "nosuch", data_dir=tmp_path,
+                cache_dir=cache_dir, check=False)
+    assert wrong.returncode != 0 and "no backend here could run the model" in wrong.stderr

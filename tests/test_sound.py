@@ -184,3 +184,9 @@ def test_bad_input_gets_a_clear_4xx_and_the_daemon_keeps_serving(client: TestCli
         assert body["success"] is False and body["moduleId"] == SOUND and words in body["error"], body["error"]
         assert "label" not in body
     assert classify(client, recordings["Shanty4"])["label"] == "dog_bark"
+
+
+def test_the_manifest_says_the_shipped_model_is_int8(client: TestClient) -> None:
+    manifest = client.app.state.services.store.get("yamnet")
+    assert manifest.precision == "int8" and manifest.license == LICENCE
+    assert "as shipped (int8)" in manifest.quantization_report["reason"]

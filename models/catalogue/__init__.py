@@ -50,6 +50,9 @@ class CatalogueEntry(BaseModel):
     # Build and judge an int8 variant: detectors by models.quantize, face models by
     # models.face_quantize; false installs fp32 only.
     quantize: bool = True
+    # What the package's file already is, for a model installed as shipped (quantize: false): YAMNet's
+    # ONNX ships int8 (w8a8). The manifest's variant records it.
+    shipped_precision: Literal["fp32", "fp16", "int8"] = "fp32"
     default: bool = False
     notes: str = ""
     license_note: str = ""  # why source.license differs from the package's own metadata, if it does

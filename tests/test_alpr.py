@@ -196,3 +196,40 @@ def test_a_two_row_plate_is_read_as_two_lines_top_first() -> None:
     wide = np.float32([[0, 0], [219, 0], [219, 59], [0, 59]])
     (line,) = plate_lines(plate, wide)
     assert line.shape[0] == 48 and line.shape[1] > 3 * 48
+
+
+@pytest.mark.slow
+def test_mqtt_jobs_read_plates(client: TestClient, cache_dir: Path) -> None:
+    """edgewatch/jobs/alpr: the image as payload, min_confidence a user property, the answer the same
+    envelope as REST (the broker side of the link is tested with mosquitto in tests/mqtt)."""
+    import asyncio
+    import json
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from edgewatch.daemon.mqtt.link import MqttLink
+
+    services = client.app.state.services
+    link = MqttLink(services.config, services.modules, services.queue, asyncio.new_event_loop())
+    assert "$share/edgewatch/edgewatch/jobs/alpr" in {topic for topic, _ in link._subscriptions}
+    published: list[tuple[str, dict]] = []
+    link.client.publish = lambda topic, body, **kw: published.append((topic, json.loads(body)))
+
+    def job(payload: bytes, **user: str) -> dict:
+        msg = mqtt.MQTTMessage(topic=b"edgewatch/jobs/alpr")
+        msg.payload = payload
+        msg.properties = Properties(PacketTypes.PUBLISH)
+        msg.properties.ResponseTopic = "replies/plates"
+        msg.properties.UserProperty = list(user.items())
+        asyncio.run(link._job("alpr", msg))
+        return [body for topic, body in published if topic == "replies/plates"][-1]
+
+    cars = ensure_plate_photos(cache_dir)["two_cars"].read_bytes()
+    found = job(cars)
+    assert found["success"] and found["command"] == "alpr" and sorted(p["plate"] for p in found["predictions"]) == [
+        "MLB803", "NO23456"]
+    assert job(cars, min_confidence="1.5")["code"] == 400
+    bad = job(b"not an image")
+    assert bad["success"] is False and bad["code"] == 400 and bad["moduleId"] == MODULE

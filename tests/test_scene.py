@@ -239,3 +239,37 @@ def test_the_readme_lists_every_scene_it_can_answer() -> None:
     section = README.read_text().split("### Scene: /v1/vision/scene", 1)[1].split("\n### ", 1)[0]
     missing = [s for s in mapping() if f"`{s}`" not in section]
     assert not missing, missing
+
+
+def test_an_mqtt_job_classifies_the_scene(client: TestClient, photo_bytes: dict[str, bytes]) -> None:
+    """edgewatch/jobs/scene: the image as payload, the same envelope as REST."""
+    import asyncio
+    import json
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from edgewatch.daemon.mqtt.link import MqttLink
+
+    services = client.app.state.services
+    link = MqttLink(services.config, services.modules, services.queue, asyncio.new_event_loop())
+    assert "$share/edgewatch/edgewatch/jobs/scene" in {topic for topic, _ in link._subscriptions}
+    published: list[tuple[str, dict]] = []
+    link.client.publish = lambda topic, body, **kw: published.append((topic, json.loads(body)))
+
+    def job(payload: bytes) -> dict:
+        msg = mqtt.MQTTMessage(topic=b"edgewatch/jobs/scene")
+        msg.payload = payload
+        msg.properties = Properties(PacketTypes.PUBLISH)
+        msg.properties.ResponseTopic = "replies/scene"
+        asyncio.run(link._job("scene", msg))
+        return [body for topic, body in published if topic == "replies/scene"][-1]
+
+    rest = client.post("/v1/vision/scene", files={"image": photo_bytes["coffee"]}).json()
+    answer = job(photo_bytes["coffee"])
+    assert answer["success"] and answer["command"] == "scene"
+    assert (answer["label"], answer["imagenet_label"]) == (rest["label"], rest["imagenet_label"]) == ("coffee_shop",
+                                                                                                      "espresso")
+    bad = job(b"not an image")
+    assert bad["success"] is False and bad["code"] == 400

@@ -4,6 +4,7 @@ and a GPU, which a box like this does not have, so every one of them is 501 sayi
 from __future__ import annotations
 
 from litestar import Controller, post
+from litestar.params import FromPath
 
 from edgewatch.daemon.api.errors import ApiError
 
@@ -19,5 +20,5 @@ class TrainingController(Controller):
 
     @post("/{command:str}", status_code=501, summary="Not available: answers 501 with what to do instead",
           description=f"CodeProject.AI's training commands ({', '.join(COMMANDS)}). {NOT_HERE}.")
-    async def train(self, command: str) -> None:
+    async def train(self, command: FromPath[str]) -> None:
         raise ApiError(501, NOT_HERE)

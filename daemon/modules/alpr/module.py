@@ -35,6 +35,7 @@ class AlprModule(CapabilityModule):
     module_name = MODULE_NAME
     settings_model = AlprConfig
     model_tasks = frozenset({DETECTOR_TASK, OCR_TASK})
+    mqtt_commands = {"alpr": "alpr"}  # edgewatch/jobs/alpr: the image as payload, min_confidence a user property
     settings: AlprConfig
 
     def __init__(self, config: Settings, store, saved: dict[str, Any]) -> None:
@@ -98,6 +99,11 @@ class AlprModule(CapabilityModule):
 
     def execution_provider(self) -> tuple[str, bool]:
         return self.detector.execution_provider()
+
+    async def run_job(self, command, payload, params, queue, received_at) -> AlprResponse:
+        from edgewatch.daemon.modules.alpr.usecase import read_image
+
+        return await read_image(self, queue, payload, params.get("min_confidence"), received_at)
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> AlprResponse:
         from edgewatch.daemon.modules.alpr.usecase import answer

@@ -37,6 +37,7 @@ class SceneModule(CapabilityModule):
     module_name = MODULE_NAME
     settings_model = SceneSettings
     model_tasks = frozenset({TASK})
+    mqtt_commands = {"scene": "scene"}  # edgewatch/jobs/scene: the image as payload
     settings: SceneSettings
 
     def __init__(self, config: Settings, store, saved: dict[str, Any]) -> None:
@@ -84,6 +85,11 @@ class SceneModule(CapabilityModule):
 
     def execution_provider(self) -> tuple[str, bool]:
         return self.slot.execution_provider()
+
+    async def run_job(self, command, payload, params, queue, received_at) -> SceneResponse:
+        from edgewatch.daemon.modules.scene.usecase import classify_scene
+
+        return await classify_scene(self, queue, payload, received_at)
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> SceneResponse:
         from edgewatch.daemon.modules.scene.usecase import answer

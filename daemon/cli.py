@@ -256,6 +256,25 @@ def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...
         click.echo(f"{name}: {state}, default {manifest.default_variant} ({figures}{why}){licence}")
 
 
+@main.group("task-api")
+def task_api() -> None:
+    """Keys of the task API (/backprop)."""
+
+
+@task_api.command("new-key")
+@click.argument("name")
+def task_api_new_key(name: str) -> None:
+    """Make an API key called NAME: prints the key (once: only its hash is kept) and the config line."""
+    from edgewatch.daemon.modules.taskapi.auth import hash_key, new_key
+
+    if not name.strip() or any(c in name for c in ":\n\"'"):
+        raise click.ClickException("NAME: a short label for whoever uses the key, without : or quotes")
+    key = new_key()
+    click.echo(f"API key for {name} (send it as the x-api-key header; it is not stored, keep it now):\n\n  {key}\n")
+    click.echo("Add this under task_api.keys in the config file, then reload (systemctl reload edgewatch):\n")
+    click.echo(f"task_api:\n  keys:\n    {name}: {hash_key(key)}")
+
+
 @main.group()
 def faces() -> None:
     """List, back up and restore the registered faces (the face store)."""

@@ -155,6 +155,34 @@ class AlprConfig(_Section):
         "character, B/8 or O/0, is common); only for known plates of at least 5 characters"))
 
 
+class TaskApiConfig(_Section):
+    """The task API (``task_api:``, served under /backprop): the Backprop-style endpoints of
+    README "Task API", their keys and models."""
+
+    enabled: bool = Field(True, description="serve the task API under /backprop")
+    keys: dict[str, str] = Field(default_factory=dict, description=(
+        "API keys by name, each stored as its hash ('sha256:<64 hex>'): `edgewatch task-api new-key NAME` makes "
+        "a key, prints it once and prints the line to add here. Clients send the key as x-api-key"))
+    local_without_key: bool = Field(True, description=(
+        "while no key is configured, answer requests from this box itself (127.0.0.1, ::1) without a key; "
+        "every other client gets 401 until a key exists"))
+    english: str = Field("minilm-l6", description="text_embedding model for model 'english'")
+    image: str = Field("mobilenet-v2", description=(
+        "image_classification model whose classes zero-shot image classification maps onto the labels"))
+    max_batch: int = Field(64, ge=1, le=1024, description="most items in one batch request")
+    max_text_chars: int = Field(20_000, ge=100, le=1_000_000, description="longest text of one item")
+    max_labels: int = Field(50, ge=2, le=500, description="most labels in one classification request")
+
+    @field_validator("keys")
+    @classmethod
+    def _hashes_only(cls, keys: dict[str, str]) -> dict[str, str]:
+        for name, stored in keys.items():
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", stored.strip().lower()):
+                raise ValueError(f"task_api.keys.{name} must be a key's hash (sha256:<64 hex>), never the key itself: "
+                                 "make one with `edgewatch task-api new-key NAME`")
+        return {name: stored.strip().lower() for name, stored in keys.items()}
+
+
 class DetectionConfig(_Section):
     """The detection module's settings; also changeable at run time through /v1/settings."""
 
@@ -236,6 +264,7 @@ class Settings(BaseSettings):
     detection: DetectionConfig = DetectionConfig()
     faces: FacesConfig = FacesConfig()
     alpr: AlprConfig = AlprConfig()
+    task_api: TaskApiConfig = TaskApiConfig()
     backends: BackendsConfig = BackendsConfig()
 
     @classmethod
@@ -268,6 +297,6 @@ def describe_errors(exc: ValidationError, config_file: Path | None = None) -> st
         if err["type"] == "extra_forbidden":
             lines.append(f"  {printable(key, 120)}: unknown key; see README 'Configuration' for the keys edgewatch accepts")
         else:
-            shown = MASK if is_secret_name(key) else printable(repr(err.get("input")), 120)
+            shown = MASK if is_secret_name(key) or key.startswith("task_api.keys") else printable(repr(err.get("input")), 120)
             lines.append(f"  {printable(key, 120)}: {redact(err['msg'])} (got {shown})")
     return "\n".join(lines)

@@ -26,7 +26,11 @@ def _module(services: ServicesDep, module_id: str) -> CapabilityModule:
 
 def _response(services: ServicesDep, module: CapabilityModule, message: str = "") -> SettingsResponse:
     env = {k: MASK if is_secret_name(k) else redact(v) for k, v in os.environ.items() if k.startswith("EDGEWATCH_")}
-    return SettingsResponse(success=True, moduleId=module.module_id, settings=module.settings.model_dump(mode="json"),
+    settings = module.settings.model_dump(mode="json")
+    for name in module.secret_settings:
+        value = settings.get(name)
+        settings[name] = {k: MASK for k in value} if isinstance(value, dict) else MASK
+    return SettingsResponse(success=True, moduleId=module.module_id, settings=settings,
                             environmentVariables=env, inference=inference_summary(services), message=message)
 
 
@@ -51,6 +55,10 @@ class SettingsController(Controller):
             changes = {fields["name"]: fields["value"]}
         else:
             changes = {k: v for k, v in fields.items() if k in fields_of}
+        fixed = sorted(k for k in changes if k in module.config_only)
+        if fixed:
+            raise ApiError(403, f"{fixed[0]} is set in the config file only (who may call the box is not changed "
+                                "over the network): edit the config and reload the daemon")
         unknown = [k for k in changes if k not in fields_of]
         if not changes or unknown:
             raise ApiError(400, f"unknown setting {printable(unknown[0] if unknown else '(none sent)', 64)!r}; settings of "

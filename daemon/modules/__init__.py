@@ -13,6 +13,7 @@ from edgewatch.daemon.modules.portrait import PortraitModule
 from edgewatch.daemon.modules.scene import SceneModule
 from edgewatch.daemon.modules.sound import SoundModule
 from edgewatch.daemon.modules.superresolution import SuperResolutionModule
+from edgewatch.daemon.modules.taskapi import TaskApiModule
 from edgewatch.daemon.modules.text import TextModule
 
 MODULES: tuple[type[CapabilityModule], ...] = (
@@ -26,4 +27,5 @@ MODULES: tuple[type[CapabilityModule], ...] = (
     SuperResolutionModule,
     SceneModule,
     CartoonModule,
+    TaskApiModule,
 )

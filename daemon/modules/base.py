@@ -49,6 +49,10 @@ class CapabilityModule(ABC):
     module_name: ClassVar[str]
     settings_model: ClassVar[type[BaseModel]]
     model_tasks: ClassVar[frozenset[str]] = frozenset()  # the manifest tasks of the models it runs
+    # settings only the config file may set (/v1/settings refuses to change them: who may call the box),
+    # and settings /v1/settings shows masked
+    config_only: ClassVar[frozenset[str]] = frozenset()
+    secret_settings: ClassVar[frozenset[str]] = frozenset()
     # MQTT jobs it answers: the command of the jobs topic (edgewatch/jobs/<command>) → the command its answers name
     mqtt_commands: ClassVar[dict[str, str]] = {}
 

@@ -17,6 +17,7 @@ from litestar.di import Provide
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -199,6 +200,9 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
                             HTTPException: handle_http_exception, Exception: handle_internal_error},
         openapi_config=OpenAPIConfig(
             title="edgewatch", version=__version__, path="/schema",
+            components=Components(security_schemes={"ApiKeyAuth": SecurityScheme(
+                type="apiKey", name="x-api-key", security_scheme_in="header",
+                description="the task API's keys (/backprop): edgewatch task-api new-key NAME")}),
             description="CodeProject.AI-compatible detection API served by edgewatch",
             render_plugins=[JsonRenderPlugin(), YamlRenderPlugin(), swagger_offline()]),
         logging_config=None,  # our handler (configured in server.py) logs synchronously; no listener thread to lose lines

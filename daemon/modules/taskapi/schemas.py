@@ -49,6 +49,7 @@ class QABody(msgspec.Struct, forbid_unknown_fields=True):
 
 class AnswerResponse(msgspec.Struct):
     answer: str | list[str]
+    model: str  # edgewatch: which model answered, and what it is
 
 
 class TextBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,7 +76,23 @@ class GenerationBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class OutputResponse(msgspec.Struct):
-    output: str | list[str] | list[list[str]]
+    output: str | list[str | list[str]]
+    model: str  # edgewatch: which model answered, and what it is
+
+
+GENERATIVE_NOTE = ("written by a small instruct language model (135M parameters), not an extractive QA or "
+                   "summarisation model: check what it says against the text")
+
+
+EMOTION_MODEL_NOTE = ("a BiLSTM trained on the dair-ai emotion tweets: six emotions (joy, fear, anger, sadness, love, "
+                      "surprise), not the 28 of GoEmotions, and no neutral")
+
+
+class EmotionResponse(msgspec.Struct):
+    """The spec's ``output``, plus ``model``: which model answered and what its labels can be."""
+
+    output: str | list[str]
+    model: str
 
 
 class ModelInfo(msgspec.Struct, omit_defaults=True):

@@ -13,15 +13,25 @@ import numpy as np
 
 from edgewatch.daemon.imaging import ImageError, decode_image
 from edgewatch.daemon.inference_queue import InferenceQueue
-from edgewatch.daemon.modules.errors import BadRequest
+from edgewatch.daemon.modules.errors import BadRequest, RequestError
 from edgewatch.daemon.modules.requests import queued
-from edgewatch.daemon.modules.taskapi.schemas import (ImageClassificationBody, ProbabilitiesResponse,
+from edgewatch.daemon.modules.taskapi.schemas import (EMOTION_MODEL_NOTE, GENERATIVE_NOTE, AnswerResponse,
+                                                      EmotionResponse, GenerationBody, ImageClassificationBody,
+                                                      OutputResponse, ProbabilitiesResponse, QABody, TextBody,
                                                       TextClassificationBody, VectorListResponse, VectoriseBody,
                                                       VectorResponse, items)
+from edgewatch.models.runtime.summary import summarize as rank
+from edgewatch.models.runtime.text import split_sentences
 from edgewatch.models.runtime.zeroshot import TEXT_TEMPLATE, image_probabilities, text_probabilities
 
 if TYPE_CHECKING:
     from edgewatch.daemon.modules.taskapi.module import TaskApiModule
+
+class NotImplemented_(RequestError):
+    """A task this box does not do (501), and why."""
+
+    status = 501
+
 
 DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,", re.ASCII)
 
@@ -114,3 +124,142 @@ async def classify_image(module: TaskApiModule, queue: InferenceQueue, body: Ima
         return {label: round(float(p), 4) for label, p in zip(labels, probs)}
 
     return ProbabilitiesResponse(await queued(queue, job))
+
+
+# /emotion answers a string per text: the emotions that score at least this share of the top one
+# (the spec's example answers "disappointment, sadness"), highest first.
+EMOTION_SHARE = 0.5
+
+
+async def emotion(module: TaskApiModule, queue: InferenceQueue, body: TextBody):
+    if body.model != "english":
+        from edgewatch.daemon.modules.errors import NotFound
+
+        raise NotFound(f"model {body.model} not found")
+    texts, batch = _texts(module, body.text)
+
+    def job() -> tuple[list[str], str]:
+        classifier = module.emotion.get()
+        answers = []
+        for probs in classifier.classify(texts):
+            ranked = sorted(probs.items(), key=lambda kv: -kv[1])
+            answers.append(", ".join(label for label, p in ranked if p >= EMOTION_SHARE * ranked[0][1]))
+        return answers, classifier.manifest.name
+
+    answers, name = await queued(queue, job)
+    return EmotionResponse(answers if batch else answers[0], model=f"{name}: {EMOTION_MODEL_NOTE}")
+
+
+# -- the language model: /text-generation, /summarisation, /qa -----------------------------------------
+
+QA_OFF = ("question answering is off on this box: no extractive QA model ships in any registry package, and the "
+          "small language model it has answered only 3 of 10 test questions right (it makes answers up rather than say "
+          "unknown). To let it answer anyway, set task_api.qa: generative in the config (README: Task API)")
+GENERATION_MODELS = (None, "gpt2-large", "t5-base-qa-summary-emotion", "english")  # the spec's names: ours answers
+MAX_GENERATIONS = 8
+
+
+def _generation_model(module: TaskApiModule, model: str | None) -> None:
+    if model not in GENERATION_MODELS:
+        from edgewatch.daemon.modules.errors import NotFound
+
+        raise NotFound(f"model {model} not found")
+
+
+def _number(name: str, value, default, low, high, *, integer: bool = False, low_open: bool = False):
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        raise BadRequest(f"{name} must be {'an integer' if integer else 'a number'}")
+    if not (low < value if low_open else low <= value) or value > high or value != value:
+        raise BadRequest(f"{name} must be {'more than' if low_open else 'at least'} {low} and at most {high}, got {value}")
+    return int(value) if integer else float(value)
+
+
+def sampling(module: TaskApiModule, body: GenerationBody) -> dict:
+    """The body's generation parameters checked against the spec's meaning of each, as Generator keywords."""
+    cap = module.settings.max_new_tokens
+    max_tokens = _number("max_length", body.max_length, min(64, cap), 1, cap, integer=True)
+    min_tokens = _number("min_length", body.min_length, 0, 0, max_tokens, integer=True)
+    temperature = _number("temperature", body.temperature, 1.0, 0.0, 10.0)
+    if body.do_sample is False:
+        temperature = 0.0  # greedy, as Hugging Face's do_sample=False
+    if body.num_beams not in (None, 1):
+        raise BadRequest("num_beams: beam search is not available on this box (llama.cpp samples one sequence); "
+                         "send 1 or leave it out")
+    if body.length_penalty not in (None, 1, 1.0):
+        raise BadRequest("length_penalty applies to beam search, which this box does not do: send 1 or leave it out")
+    return {"max_tokens": max_tokens, "min_tokens": min_tokens, "temperature": temperature,
+            "top_k": _number("top_k", body.top_k, 0, 0, 1000, integer=True),
+            "top_p": _number("top_p", body.top_p, 1.0, 0.0, 1.0, low_open=True),
+            "repetition_penalty": _number("repetition_penalty", body.repetition_penalty, 1.0, 0.0, 10.0, low_open=True)}
+
+
+def generation_count(body: GenerationBody) -> int:
+    return _number("num_generations", body.num_generations, 1, 1, MAX_GENERATIONS, integer=True)
+
+
+async def generate(module: TaskApiModule, queue: InferenceQueue, body: GenerationBody) -> OutputResponse:
+    _generation_model(module, body.model)
+    texts, batch = _texts(module, body.text)
+    params, count = sampling(module, body), generation_count(body)
+
+    def job() -> list[list[str]]:
+        generator = module.generator()
+        # each of num_generations its own seed: the same request gives the same texts, and they differ
+        return [[text + generator.generate(text, seed=seed, **params).text for seed in range(count)] for text in texts]
+
+    outputs = await queued(queue, job)
+    shaped = [out[0] if count == 1 else out for out in outputs]
+    return OutputResponse(shaped if batch else shaped[0], model=module.settings.generation)
+
+
+async def summarise(module: TaskApiModule, queue: InferenceQueue, body: TextBody) -> OutputResponse:
+    _generation_model(module, body.model)
+    texts, batch = _texts(module, body.text)
+    settings = module.settings
+    if settings.summaries == "generative":
+        outputs = await queued(queue, lambda: [module.generator().summarise(text) for text in texts])
+        return OutputResponse(outputs if batch else outputs[0], model=f"{settings.generation}: {GENERATIVE_NOTE}")
+
+    def extract() -> list[str]:
+        embedder = module.embedder("english")
+        out = []
+        for text in texts:
+            sentences = split_sentences(text)
+            chosen, _ = rank(embedder, sentences, settings.summary_sentences)
+            out.append(" ".join(sentences[i] for i in chosen))
+        return out
+
+    outputs = await queued(queue, extract)
+    return OutputResponse(outputs if batch else outputs[0],
+                          model=f"{settings.english}: extractive, the {settings.summary_sentences} sentences most "
+                                "central to the text, as written")
+
+
+async def answer(module: TaskApiModule, queue: InferenceQueue, body: QABody) -> AnswerResponse:
+    _generation_model(module, body.model)
+    if module.settings.qa == "off":
+        raise NotImplemented_(QA_OFF)
+    questions, batch = _texts(module, body.question, "question")
+    contexts, _ = _texts(module, body.context, "context")
+    if len(contexts) != len(questions):
+        raise BadRequest("a batch needs one context per question: context is a list as long as question")
+    if batch:
+        prev_q, prev_a = list(body.prev_q) or [[] for _ in questions], list(body.prev_a) or [[] for _ in questions]
+        if len(prev_q) != len(questions) or len(prev_a) != len(questions) or not all(
+                isinstance(x, list) for x in (*prev_q, *prev_a)):
+            raise BadRequest("in a batch, prev_q and prev_a are lists of lists, one per question")
+    else:
+        if not all(isinstance(x, str) for x in (*body.prev_q, *body.prev_a)):
+            raise BadRequest("prev_q and prev_a are lists of strings for one question")
+        prev_q, prev_a = [list(body.prev_q)], [list(body.prev_a)]
+    if any(len(q) != len(a) for q, a in zip(prev_q, prev_a)):
+        raise BadRequest("prev_q and prev_a must pair up: one earlier answer per earlier question")
+
+    def job() -> list[str]:
+        generator = module.generator()
+        return [generator.answer(q, c, pq, pa) for q, c, pq, pa in zip(questions, contexts, prev_q, prev_a)]
+
+    answers = await queued(queue, job)
+    return AnswerResponse(answers if batch else answers[0], model=f"{module.settings.generation}: {GENERATIVE_NOTE}")

@@ -12,7 +12,7 @@ from edgewatch.daemon.modules.errors import BadRequest, TooLarge
 from edgewatch.daemon.modules.requests import queued
 from edgewatch.daemon.modules.text.schemas import TextResponse
 from edgewatch.daemon.modules.text.sentiment import positive_probability
-from edgewatch.daemon.modules.text.summary import summarize as rank
+from edgewatch.models.runtime.summary import summarize as rank
 from edgewatch.models.runtime.text import split_sentences
 
 if TYPE_CHECKING:

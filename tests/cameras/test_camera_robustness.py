@@ -254,7 +254,8 @@ class RecordingSink:
         self.broken, self.states, self.announced = broken, [], []
         self.healthy_connected = asyncio.Event()
 
-    def add_camera(self, name: str, labels: list[str], names_people: bool = False) -> None:
+    def add_camera(self, name: str, labels: list[str], names_people: bool = False,
+                   reads_plates: bool = False) -> None:
         if name == self.broken:
             raise RuntimeError(f"cannot announce {name}")
         self.announced.append(name)

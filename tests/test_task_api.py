@@ -107,6 +107,7 @@ def test_the_spec_examples_work_unchanged(client: TestClient) -> None:
     found = post(client, "/text-classification", {"text": "I am really mad because my product broke.",
                                                   "labels": ["product issue", "furniture", "space"], "model": "english"})
     probs = found["probabilities"]
+    assert found["model"] == "minilm-l6: zero-shot, by the similarity of the text to each label"
     assert max(probs, key=probs.get) == "product issue" and sum(probs.values()) == pytest.approx(1, abs=1e-3)
     both = post(client, "/text-classification", {
         "text": ["I am really mad because my product broke.", "I would like to collaborate with you on social media"],
@@ -162,7 +163,7 @@ def test_zero_shot_image_classification_on_the_photos(client: TestClient, photo_
     assert right >= 4, right  # measured 5 of 5 (and the astronaut, with no "astronaut" among ImageNet's classes, wrong)
     raw = post(client, "/image-classification", {"image": base64.b64encode(photo_bytes["chelsea"]).decode(),
                                                   "labels": ["a cat", "a dog"]})  # no data: prefix
-    assert raw["probabilities"]["a cat"] > 0.5
+    assert raw["probabilities"]["a cat"] > 0.5 and raw["model"].startswith("mobilenet-v2 + minilm-l6: zero-shot")
 
 
 def test_bad_bodies_get_a_message(client: TestClient, photo_bytes: dict[str, bytes]) -> None:

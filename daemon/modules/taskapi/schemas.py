@@ -37,6 +37,7 @@ class ImageClassificationBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class ProbabilitiesResponse(msgspec.Struct):
     probabilities: dict[str, float] | list[dict[str, float]]
+    model: str  # edgewatch: which models answered, and that the classification is zero-shot
 
 
 class QABody(msgspec.Struct, forbid_unknown_fields=True):

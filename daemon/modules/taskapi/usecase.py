@@ -91,7 +91,9 @@ async def classify_text(module: TaskApiModule, queue: InferenceQueue, body: Text
         return out
 
     answers = await queued(queue, job)
-    return ProbabilitiesResponse(answers if batch else answers[0])
+    name = module.settings.english if body.model == "english" else module.settings.multilingual
+    return ProbabilitiesResponse(answers if batch else answers[0],
+                                 model=f"{name}: zero-shot, by the similarity of the text to each label")
 
 
 def image_bytes(value: str) -> bytes:
@@ -123,7 +125,9 @@ async def classify_image(module: TaskApiModule, queue: InferenceQueue, body: Ima
         probs = image_probabilities(result.probs, class_vectors, label_vectors)
         return {label: round(float(p), 4) for label, p in zip(labels, probs)}
 
-    return ProbabilitiesResponse(await queued(queue, job))
+    settings = module.settings
+    return ProbabilitiesResponse(await queued(queue, job), model=(
+        f"{settings.image} + {settings.english}: zero-shot, ImageNet's 1,000 classes carried onto your labels"))
 
 
 # /emotion answers a string per text: the emotions that score at least this share of the top one

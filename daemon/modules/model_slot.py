@@ -8,15 +8,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from edgewatch.backends.base import Backend, BackendError
-from edgewatch.daemon.modules.base import ModuleStatus
+from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
 from edgewatch.daemon.modules.errors import Unavailable
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.store import ModelNotFound
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-
-    from edgewatch.daemon.modules.base import CapabilityModule
 
 T = TypeVar("T")
 # what a module makes of its model: given the manifest and a function that loads it on the backend
@@ -119,3 +117,20 @@ class ModelSlot(Generic[T]):
     def execution_provider(self) -> tuple[str, bool]:
         backend = self.backend
         return (backend.execution_provider, bool(backend.can_use_gpu)) if backend else ("CPU", False)
+
+
+class SingleModelModule(CapabilityModule):
+    """A module that runs one model from the store, held in ``self.slot``: new settings release it
+    and warm the new one up (``start``), closing releases it, and answers report the backend it ran on."""
+
+    slot: ModelSlot
+
+    def apply(self, settings: BaseModel) -> None:
+        self.slot.apply(settings)
+        self.start()
+
+    def close(self) -> None:
+        self.slot.close()
+
+    def execution_provider(self) -> tuple[str, bool]:
+        return self.slot.execution_provider()

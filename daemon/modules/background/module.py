@@ -14,9 +14,9 @@ from edgewatch.daemon.config import Settings
 from edgewatch.daemon.modules.background.matting import Matting
 from edgewatch.daemon.modules.background.schemas import BackgroundResponse
 from edgewatch.daemon.modules.background.settings import BackgroundSettings
-from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
+from edgewatch.daemon.modules.base import ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
-from edgewatch.daemon.modules.model_slot import ModelSlot
+from edgewatch.daemon.modules.model_slot import ModelSlot, SingleModelModule
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.runtime.segmentation import Mask, cpu_backend, segment
 
@@ -27,7 +27,7 @@ MODULE_NAME = "Background Remover (edgewatch)"
 TASK = "segmentation"
 
 
-class BackgroundModule(CapabilityModule):
+class BackgroundModule(SingleModelModule):
     module_id = MODULE_ID
     module_name = MODULE_NAME
     settings_model = BackgroundSettings
@@ -69,19 +69,9 @@ class BackgroundModule(CapabilityModule):
             return
         self.matting.prepare()
 
-    def apply(self, settings: BackgroundSettings) -> None:
-        self.slot.apply(settings)
-        self.start()
-
-    def close(self) -> None:
-        self.slot.close()
-
     def status(self) -> ModuleStatus:
         return self.slot.status(f"background removal with {self.settings.model}",
                                 f"no background removal model: run `edgewatch models install {self.settings.model}`")
-
-    def execution_provider(self) -> tuple[str, bool]:
-        return self.slot.execution_provider()
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> BackgroundResponse:
         from edgewatch.daemon.modules.background.usecase import answer

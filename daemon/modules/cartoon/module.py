@@ -13,12 +13,12 @@ from litestar import Controller
 
 from edgewatch.backends.base import Backend
 from edgewatch.daemon.config import Settings
-from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
+from edgewatch.daemon.modules.base import ModuleStatus
 from edgewatch.daemon.modules.cartoon.schemas import CartoonResponse
 from edgewatch.daemon.modules.cartoon.settings import CartoonSettings
 from edgewatch.daemon.modules.cartoon.styles import Style, accepted, resolve
 from edgewatch.daemon.modules.errors import BadRequest, NotFound, Unavailable
-from edgewatch.daemon.modules.model_slot import ModelSlot
+from edgewatch.daemon.modules.model_slot import ModelSlot, SingleModelModule
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.runtime.stylise import Stylised, stylise
 
@@ -45,7 +45,7 @@ class StyleModel:
         return stylise(self.backend, self.manifest, image_bgr, style.index, max_side)
 
 
-class CartoonModule(CapabilityModule):
+class CartoonModule(SingleModelModule):
     module_id = MODULE_ID
     module_name = MODULE_NAME
     settings_model = CartoonSettings
@@ -92,20 +92,10 @@ class CartoonModule(CapabilityModule):
             return
         model.stylise(np.full((64, 64, 3), 128, np.uint8), Style(0, model.styles[0], model.styles[0]), 64)
 
-    def apply(self, settings: CartoonSettings) -> None:
-        self.slot.apply(settings)
-        self.start()
-
-    def close(self) -> None:
-        self.slot.close()
-
     def status(self) -> ModuleStatus:
         name = self.settings.model
         return self.slot.status(f"cartooniser: painterly style transfer with {name} (not an anime GAN)",
                                 f"style transfer model not installed: run `edgewatch models install {name}`")
-
-    def execution_provider(self) -> tuple[str, bool]:
-        return self.slot.execution_provider()
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> CartoonResponse:
         from edgewatch.daemon.modules.cartoon.usecase import answer

@@ -11,9 +11,9 @@ from litestar import Controller
 
 from edgewatch.backends.base import Backend
 from edgewatch.daemon.config import Settings
-from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
+from edgewatch.daemon.modules.base import ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
-from edgewatch.daemon.modules.model_slot import ModelSlot
+from edgewatch.daemon.modules.model_slot import ModelSlot, SingleModelModule
 from edgewatch.daemon.modules.portrait.schemas import PortraitResponse
 from edgewatch.daemon.modules.portrait.settings import PortraitSettings
 from edgewatch.models.manifest import ModelManifest
@@ -26,7 +26,7 @@ MODULE_NAME = "Portrait Filter (edgewatch)"
 TASK = "segmentation"
 
 
-class PortraitModule(CapabilityModule):
+class PortraitModule(SingleModelModule):
     module_id = MODULE_ID
     module_name = MODULE_NAME
     settings_model = PortraitSettings
@@ -67,19 +67,9 @@ class PortraitModule(CapabilityModule):
         except Unavailable as exc:
             log.info("portrait: %s", exc)
 
-    def apply(self, settings: PortraitSettings) -> None:
-        self.slot.apply(settings)
-        self.start()
-
-    def close(self) -> None:
-        self.slot.close()
-
     def status(self) -> ModuleStatus:
         return self.slot.status(f"portrait filter with {self.settings.model}",
                                 f"no portrait model: run `edgewatch models install {self.settings.model}`")
-
-    def execution_provider(self) -> tuple[str, bool]:
-        return self.slot.execution_provider()
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> PortraitResponse:
         from edgewatch.daemon.modules.portrait.usecase import answer

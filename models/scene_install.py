@@ -32,8 +32,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgewatch.models.catalogue import CatalogueEntry
-from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
-from edgewatch.models.installer import InstallError, already_installed, check_licence
+from edgewatch.models.files import atomic_write_json, sha256_file
+from edgewatch.models.installer import InstallError, already_installed, cached_build, check_licence
 from edgewatch.models.manifest import ModelManifest, Source, Variant
 from edgewatch.models.packages import fetch_verified
 from edgewatch.models.photos import ensure_photos
@@ -275,11 +275,7 @@ def install_classifier_model(entry: CatalogueEntry, store: ModelStore, cache: Pa
     check_licence(entry, accept_licences)
     if (current := already_installed(entry, store, RECIPE)) is not None:
         return current, True
-    built = cache / "conversions" / _key(entry)
-    if not (built / "report.json").is_file():
-        with atomic_dir(built) as tmp:
-            _build(entry, tmp, cache)
-    report = json.loads((built / "report.json").read_text())
+    built, report = cached_build(cache, _key(entry), lambda out: _build(entry, out, cache))
     manifest = _manifest(entry, tuple(report["labels"]), Variant(**report["variant"]), report["report"])
     return store.commit(manifest, {VARIANT: built / FILE}), False
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.models.catalogue import CatalogueEntry
-from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
-from edgewatch.models.installer import InstallError, already_installed, check_licence
+from edgewatch.models.files import atomic_write_json, sha256_file
+from edgewatch.models.installer import InstallError, already_installed, cached_build, check_licence
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import fetch_verified
 from edgewatch.models.store import ModelStore
@@ -38,11 +38,7 @@ def install_sr_model(entry: CatalogueEntry, store: ModelStore, cache: Path,
     check_licence(entry, accept_licences)
     if (current := already_installed(entry, store, RECIPE)) is not None:
         return current, True
-    built = cache / "conversions" / _key(entry)
-    if not (built / "report.json").is_file():
-        with atomic_dir(built) as tmp:
-            _build(entry, tmp, cache)
-    report = json.loads((built / "report.json").read_text())
+    built, report = cached_build(cache, _key(entry), lambda out: _build(entry, out, cache))
     manifest = _manifest(entry, Variant(**report["variant"]), report["report"])
     return store.commit(manifest, {VARIANT: built / FILE}), False
 

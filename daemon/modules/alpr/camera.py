@@ -10,22 +10,18 @@ reading runs through the shared inference queue like every other inference.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgewatch.daemon.config import CameraPlatesConfig
-from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
+from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.modules.alpr.module import AlprModule
-from edgewatch.daemon.modules.errors import Unavailable
+from edgewatch.daemon.modules.camera_stage import CameraStage
 from edgewatch.daemon.pipeline.tracker import Event, Tracker
 from edgewatch.models.runtime.plates import PlateRead
 
-log = logging.getLogger(__name__)
-
-RETRY_UNAVAILABLE_S = 60.0  # plate models missing: look again this often (they can be installed at run time)
 MARGIN = 0.08  # the vehicle's box grown by this share on each side: a plate sits at its very edge
 
 
@@ -82,21 +78,22 @@ def read_vehicles(module: AlprModule, frame: np.ndarray, boxes: list[tuple[float
     return out
 
 
-class CameraPlates:
+class CameraPlates(CameraStage):
     """One camera's plate stage; :meth:`look` after each detection, :meth:`ended` with its events."""
 
+    what = "plate reading"
+
     def __init__(self, camera: str, config: CameraPlatesConfig, module: AlprModule, queue: InferenceQueue) -> None:
-        self.camera, self.config, self.module, self.queue = camera, config, module, queue
-        self.error: str | None = None  # why plates cannot be read now
+        super().__init__(camera, queue)
+        self.config, self.module = config, module
         self.read = 0  # vehicles whose plate was read
         self.last: LastPlate | None = None
         self._vehicles: dict[str, _Vehicle] = {}  # track id → what was tried
-        self._unavailable_until = float("-inf")
 
     async def look(self, frame: np.ndarray, tracker: Tracker, now: float) -> list[Event]:
         """Read the plates of the vehicles in this frame that are due a reading; returns the ``update``
         events of those whose plate was read, or read better than before."""
-        if now < self._unavailable_until:
+        if self.resting(now):
             return []
         due = []
         for track in tracker.visible():
@@ -111,16 +108,9 @@ class CameraPlates:
                 due.append((track, vehicle))
         if not due:
             return []
-        try:
-            readings = await self.queue.run(read_vehicles, self.module, frame, [t.box for t, _ in due])
-        except QueueFull:
-            return []  # the box is saturated: try on a later frame, nothing counted
-        except Unavailable as exc:
-            self._unavailable(str(exc), now)
+        readings = await self.run(now, read_vehicles, self.module, frame, [t.box for t, _ in due])
+        if readings is None:
             return []
-        if self.error is not None:
-            log.info("camera %s: plate reading works again", self.camera, extra={"camera": self.camera})
-            self.error = None
         events = []
         for (track, vehicle), reading in zip(due, readings):
             vehicle.attempts += 1
@@ -142,13 +132,6 @@ class CameraPlates:
         for event in events:
             if event.kind == "end":
                 self._vehicles.pop(event.track.id, None)
-
-    def _unavailable(self, why: str, now: float) -> None:
-        if self.error != why:
-            log.warning("camera %s: plate reading is off until this is fixed: %s (checked again every %.0f s)",
-                        self.camera, why, RETRY_UNAVAILABLE_S, extra={"camera": self.camera})
-        self.error = why
-        self._unavailable_until = now + RETRY_UNAVAILABLE_S
 
 
 def _better(new: Reading, old: Reading | None) -> bool:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgewatch.daemon.config import CameraFacesConfig
-from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
-from edgewatch.daemon.modules.errors import Unavailable
+from edgewatch.daemon.inference_queue import InferenceQueue
+from edgewatch.daemon.modules.camera_stage import CameraStage
 from edgewatch.daemon.modules.faces.module import FacesModule
 from edgewatch.daemon.modules.faces.unknown import save_unknown, unknown_dir
 from edgewatch.daemon.modules.faces.usecase import Sighting, identify
@@ -26,7 +26,6 @@ from edgewatch.daemon.pipeline.tracker import Event, Tracker
 log = logging.getLogger(__name__)
 
 PERSON = "person"
-RETRY_UNAVAILABLE_S = 60.0  # face models missing: look again this often (they can be installed at run time)
 
 
 @dataclass
@@ -36,20 +35,21 @@ class _Person:
     best_unknown: Sighting | None = None
 
 
-class CameraFaces:
+class CameraFaces(CameraStage):
     """One camera's face stage; :meth:`look` after each detection, :meth:`ended` with its events."""
 
+    what = "face recognition"
+
     def __init__(self, camera: str, config: CameraFacesConfig, module: FacesModule, queue: InferenceQueue) -> None:
-        self.camera, self.config, self.module, self.queue = camera, config, module, queue
-        self.error: str | None = None  # why faces cannot be recognised now
+        super().__init__(camera, queue)
+        self.config, self.module = config, module
         self.recognised = self.saved = 0  # people recognised, unknown faces saved
         self._people: dict[str, _Person] = {}  # track id → what was tried
-        self._unavailable_until = float("-inf")
 
     async def look(self, frame: np.ndarray, tracker: Tracker, now: float) -> list[Event]:
         """Look for the faces of the people found in this frame who are due an attempt; returns the
         ``update`` events of those recognised."""
-        if now < self._unavailable_until:
+        if self.resting(now):
             return []
         due = []
         for track in tracker.visible():
@@ -61,16 +61,9 @@ class CameraFaces:
         if not due:
             return []
         boxes = [track.box for track, _ in due]
-        try:
-            sightings = await self.queue.run(identify, self.module, frame, boxes, self.config.min_face_px)
-        except QueueFull:
-            return []  # the box is saturated: try on a later frame, nothing counted
-        except Unavailable as exc:
-            self._unavailable(str(exc), now)
+        sightings = await self.run(now, identify, self.module, frame, boxes, self.config.min_face_px)
+        if sightings is None:
             return []
-        if self.error is not None:
-            log.info("camera %s: face recognition works again", self.camera, extra={"camera": self.camera})
-            self.error = None
         events = []
         for (track, person), seen in zip(due, sightings):
             person.attempts += 1
@@ -108,10 +101,3 @@ class CameraFaces:
         except (OSError, ValueError) as exc:
             log.warning("camera %s: cannot save an unknown face (%s); check that the data dir is writable and "
                         "has room", self.camera, exc, extra={"camera": self.camera})
-
-    def _unavailable(self, why: str, now: float) -> None:
-        if self.error != why:
-            log.warning("camera %s: face recognition is off until this is fixed: %s (checked again every %.0f s)",
-                        self.camera, why, RETRY_UNAVAILABLE_S, extra={"camera": self.camera})
-        self.error = why
-        self._unavailable_until = now + RETRY_UNAVAILABLE_S

@@ -155,7 +155,7 @@ def stream_generation(module: TaskApiModule, body: GenerationBody) -> ServerSent
                     "completion_tokens": result.completion_tokens if result else 0,
                     "tokens_per_second": round(result.tokens_per_second, 1) if result else 0.0}
             yield ServerSentEventMessage(data=msgspec.json.encode(done).decode(), event="done")
-        finally:
-            stream.close()  # the client left early: llama.cpp stops
+        finally:  # done, or the client left early: llama.cpp stops within a token (closing joins its thread: not here)
+            asyncio.get_running_loop().run_in_executor(None, stream.close)
 
     return ServerSentEvent(events())

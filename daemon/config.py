@@ -185,6 +185,8 @@ class TaskApiConfig(_Section):
     max_batch: int = Field(64, ge=1, le=1024, description="most items in one batch request")
     max_text_chars: int = Field(20_000, ge=100, le=1_000_000, description="longest text of one item")
     max_labels: int = Field(50, ge=2, le=500, description="most labels in one classification request")
+    max_upload_bytes: int = Field(4 * 1024 ** 3, ge=1024, description=(
+        "largest model zip a /upload-url PUT may send (streamed to disk, never held in memory)"))
 
     @field_validator("keys")
     @classmethod

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from edgewatch.models.catalogue import CatalogueEntry
 from edgewatch.models.files import atomic_write_json, sha256_file
 from edgewatch.models.installer import InstallError, already_installed, cached_build, check_licence
-from edgewatch.models.manifest import ModelManifest, Variant
+from edgewatch.models.manifest import InputSpec, ModelManifest, Preprocessing, Source, Variant
 from edgewatch.models.packages import FetchError, extract_verified, fetch_package, fetch_verified
 from edgewatch.models.store import ModelStore
 
@@ -139,3 +139,49 @@ def _xllamacpp_version() -> str:
         return version("xllamacpp")
     except Exception:  # noqa: BLE001
         return "?"
+
+
+UPLOAD_PREFIX = "upload:"  # Source.package of a GGUF uploaded through the task API (registry "local")
+UPLOAD_INPUT = InputSpec(shape=(1, 1, 2048, 1), layout="nhwc", dtype="float32")  # image-shaped, as llm.yaml's
+
+
+def install_uploaded_gguf(name: str, gguf: Path, description: str, store: ModelStore) -> ModelManifest:
+    """Install a GGUF language model a user uploaded (the task API's /upload-url) as ``name``: it must
+    parse as GGUF and load and generate with llama.cpp here (timed); InstallError says why not."""
+    from edgewatch.models.manifest import check_model_name
+    from edgewatch.models.runtime.generation import GenerationError, Generator, gguf_metadata
+
+    try:
+        check_model_name(name)
+    except ValueError as exc:
+        raise InstallError(str(exc)) from None
+    try:
+        meta = gguf_metadata(gguf, ("general.architecture", "general.name"))
+    except Exception as exc:  # noqa: BLE001 - any parse failure: not a GGUF llama.cpp reads
+        raise InstallError(f"model.bin starts like a GGUF file but cannot be read as one ({exc})") from None
+    digest = sha256_file(gguf)
+    source = Source(registry="local", package=UPLOAD_PREFIX + name, version=digest[:12], files={"model.bin": digest},
+                    license="unknown")
+    variant = Variant(file=gguf.name, sha256=digest, precision="q4", size_bytes=gguf.stat().st_size, runtime="gguf",
+                      source_sha256=digest, toolkit=f"xllamacpp {_xllamacpp_version()}")
+    manifest = ModelManifest(
+        name=name, title=description[:200], task="text_generation", labels=(), input=UPLOAD_INPUT,
+        preprocessing=Preprocessing(), postprocessing="llm_text", source=source, license="unknown",
+        license_note="uploaded through the task API: its licence is the uploader's to know",
+        variants={VARIANT: variant}, default_variant=VARIANT)
+    try:
+        with Generator(manifest, gguf) as generator:
+            out = generator.generate(TIMING_PROMPT, max_tokens=8, temperature=0.0)
+            load_s = generator.load_seconds
+    except GenerationError as exc:
+        raise InstallError(f"llama.cpp cannot run model.bin: {exc}") from None
+    report = {"recipe": "gguf-uploaded/v1", "architecture": meta.get("general.architecture", ""),
+              "gguf_name": meta.get("general.name", ""), "load_s": round(load_s, 2),
+              "generation_tokens_per_s": round(out.tokens_per_second, 1),
+              "reason": "a GGUF uploaded through the task API, as uploaded; llama.cpp on the CPU"}
+    return store.commit(manifest.model_copy(update={"quantization_report": report}), {VARIANT: gguf})
+
+
+def is_upload(manifest: ModelManifest) -> bool:
+    """Whether an installed model came from a task API upload (and may be deleted through it)."""
+    return manifest.source.registry == "local" and manifest.source.package.startswith(UPLOAD_PREFIX)

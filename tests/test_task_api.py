@@ -258,6 +258,15 @@ def test_models_upload_url_and_a_pickle_that_is_never_loaded(client: TestClient,
     assert [m["name"] for m in client.get("/backprop/models", params={"include_global": "false"}).json()] == ["my-model"]
     missing = client.get("/backprop/models/nope")
     assert missing.status_code == 404 and missing.json() == "model nope not found"
+    try:  # a zip over max_upload_bytes is cut off while it streams, and nothing of it is left
+        assert client.post(f"/v1/settings/{MODULE}", json={"max_upload_bytes": 2048}).status_code == 200
+        url = client.post("/backprop/upload-url", json={"model_name": "too-big"}).json()
+        big = client.put("/" + url.split("://", 1)[1].split("/", 1)[1], content=b"x" * 200_000)
+        assert big.status_code == 413 and "max_upload_bytes" in big.json()["message"]
+        folder = client.app.state.services.config.data_dir / "task_models"
+        assert not list(folder.glob(".incoming-*")) and not (folder / "too-big").exists()
+    finally:
+        client.post(f"/v1/settings/{MODULE}", json={"max_upload_bytes": 4 * 1024 ** 3})
     deleted = client.delete("/backprop/models/my-model")
     assert deleted.status_code == 200 and deleted.json() is None
     assert client.delete("/backprop/models/my-model").status_code == 404
@@ -367,3 +376,33 @@ def test_multilingual_vectors_and_classification(client: TestClient, cache_dir: 
                                                   "labels": ["product issue", "weather", "sport"],
                                                   "model": "multilingual"})["probabilities"]
     assert max(probs, key=probs.get) == "product issue"
+
+
+@pytest.mark.slow
+def test_an_uploaded_gguf_is_installed_and_answers_by_its_name(client: TestClient, cache_dir: Path) -> None:
+    """A zip whose model.bin is a GGUF language model (here the store's own SmolLM2 file, re-uploaded)
+    is installed after llama.cpp ran it, answers /text-generation under its name, and is deleted with
+    the upload."""
+    store = client.app.state.services.store
+    gguf = store.path(store.get("smollm2-135m")).read_bytes()
+    config = json.dumps({"description": "my own small model", "task": ["text-generation", "qa"]}).encode()
+    url = client.post("/backprop/upload-url", json={"model_name": "my-llm"}).json()
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    info = client.put(f"/{path}", content=_zip({"model.bin": gguf, "config.json": config,
+                                                "requirements.txt": b""})).json()
+    assert info["build_status"] == "success" and "tokens/s here" in info["build_message"], info
+    assert store.get("my-llm").task == "text_generation" and store.get("my-llm").source.registry == "local"
+    greedy = {"text": "The three primary colours are", "max_length": 8, "temperature": 0}
+    mine = post(client, "/text-generation", {**greedy, "model": "my-llm"})
+    assert mine["model"] == "my-llm" and mine["output"] == post(client, "/text-generation", greedy)["output"]
+    answered = post(client, "/qa", {"question": "Where does Sally live?", "context": "Sally lives in London.",
+                                    "model": "my-llm"})  # qa is off for the bundled model, not for one asked by name
+    assert answered["model"].startswith("my-llm: your uploaded") and answered["answer"]
+    bad = client.post("/backprop/upload-url", json={"model_name": "smollm2-135m"}).json()
+    clash = client.put("/" + bad.split("://", 1)[1].split("/", 1)[1],
+                       content=_zip({"model.bin": gguf, "config.json": config, "requirements.txt": b""})).json()
+    assert clash["build_status"] == "fail" and "installed from the catalogue" in clash["build_message"]
+    assert store.has("smollm2-135m")
+    assert client.delete("/backprop/models/my-llm").status_code == 200 and not store.has("my-llm")
+    gone = client.post("/backprop/text-generation", json={**greedy, "model": "my-llm"})
+    assert gone.status_code == 404 and gone.json()["message"] == "model my-llm not found"

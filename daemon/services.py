@@ -15,6 +15,7 @@ from edgewatch.backends.base import ProbeResult
 from edgewatch.daemon.config import Settings
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.logbuffer import LogBuffer
+from edgewatch.daemon.metrics import Metrics
 from edgewatch.daemon.module_settings import ModuleSettingsStore
 from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.mqtt.link import MqttLink
@@ -35,6 +36,7 @@ class Services:
     cameras: CameraService | None = None  # None until the cameras have started
     reload: Callable[[], Awaitable[None]] | None = None  # what SIGHUP runs, once started
     config_file: Path | None = None
+    metrics: Metrics | None = None        # the Prometheus registry GET /metrics answers, once started
 
 
 ServicesDep = Annotated[Services, Dependency(kind="named")]

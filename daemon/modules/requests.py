@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
+from edgewatch.daemon.metrics import count_queue_full
 from edgewatch.daemon.modules.errors import BadRequest, Unavailable
 
 T = TypeVar("T")
@@ -32,4 +33,5 @@ async def queued(queue: InferenceQueue, job: Callable[[], T]) -> T:
     try:
         return await queue.run(job)
     except QueueFull as exc:
+        count_queue_full(queue)
         raise Unavailable(f"{exc}: the box is busy, retry shortly", retry_after=exc.retry_after) from None

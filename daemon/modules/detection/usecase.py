@@ -6,6 +6,7 @@ from __future__ import annotations
 from edgewatch.backends.base import BackendError
 from edgewatch.daemon.imaging import ImageError
 from edgewatch.daemon.inference_queue import InferenceQueue
+from edgewatch.daemon.metrics import observe_inference
 from edgewatch.daemon.modules.detection.detector import NoModelInstalled, Outcome
 from edgewatch.daemon.modules.detection.module import DetectionModule
 from edgewatch.daemon.modules.envelope import VisionResponse, envelope
@@ -43,6 +44,7 @@ async def detect_image(module: DetectionModule, queue: InferenceQueue, image: by
                        "this box has; install more with `edgewatch models install`") from None
     except (NoModelInstalled, BackendError) as exc:  # nothing installed, or nothing that loads here
         raise Unavailable(str(exc)) from None
+    observe_inference(queue, module.module_id, model or "default", outcome.inference_ms)  # a name that resolved
     predictions = outcome.predictions
     message = ("Found " + ", ".join(p.label for p in predictions)) if predictions else "No objects found"
     return envelope(module, command, success=True, received_at=received_at, message=message,

@@ -314,12 +314,13 @@ def decode(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], mi
     return boxes[idx], scores[idx], classes[idx]
 
 
-def decode_faces(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float,
-                 iou: float = 0.3, max_det: int = 300) -> FaceDecoded:
-    """Decode ``outputs`` with the ``kind`` face detection head, then NMS; sorted by score, highest first."""
+def _decode_pointed(task: str, kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float,
+                    iou: float, max_det: int) -> FaceDecoded:
+    """Decode ``outputs`` with the ``kind`` head of ``task`` (boxes, scores and their points), then
+    NMS; sorted by score, highest first."""
     head = HEADS[kind]
-    if head.task != "face_detection":
-        raise ValueError(f"{kind} is a {head.task} head, not a face detection head")
+    if head.task != task:
+        raise ValueError(f"{kind} is a {head.task} head, not a {task.replace('_', ' ')} head")
     boxes, scores, points = head.decoder(outputs, input_size, min_conf)
     if scores.size == 0:
         return boxes, scores, points
@@ -327,18 +328,16 @@ def decode_faces(kind: str, outputs: list[np.ndarray], input_size: tuple[int, in
     return boxes[idx], scores[idx], points[idx]
 
 
+def decode_faces(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float,
+                 iou: float = 0.3, max_det: int = 300) -> FaceDecoded:
+    """Faces (boxes, scores, landmarks N×5×2) after NMS, highest score first."""
+    return _decode_pointed("face_detection", kind, outputs, input_size, min_conf, iou, max_det)
+
+
 def decode_plates(kind: str, outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float,
                   iou: float = 0.4, max_det: int = 100) -> FaceDecoded:
-    """Decode ``outputs`` with the ``kind`` plate detection head, then NMS: (boxes, scores, corners
-    N×4×2) sorted by score, highest first."""
-    head = HEADS[kind]
-    if head.task != "plate_detection":
-        raise ValueError(f"{kind} is a {head.task} head, not a plate detection head")
-    boxes, scores, corners = head.decoder(outputs, input_size, min_conf)
-    if scores.size == 0:
-        return boxes, scores, corners
-    idx = _nms(boxes, scores, None, min_conf, iou, max_det)
-    return boxes[idx], scores[idx], corners[idx]
+    """Plates (boxes, scores, corners N×4×2) after NMS, highest score first."""
+    return _decode_pointed("plate_detection", kind, outputs, input_size, min_conf, iou, max_det)
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray | None, min_conf: float, iou: float,

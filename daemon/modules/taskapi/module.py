@@ -213,4 +213,7 @@ class TaskApiModule(CapabilityModule):
 
     def uploaded_generator(self, name: str) -> bool:
         """Whether ``name`` is a language model installed from an upload."""
-        return self.store.has(name) and is_upload(self.store.get(name)) and self.store.get(name).task == GENERATION
+        if not self.store.has(name):
+            return False
+        manifest = self.store.get(name)  # one read of the manifest
+        return is_upload(manifest) and manifest.task == GENERATION

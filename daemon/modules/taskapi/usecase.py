@@ -13,7 +13,7 @@ import numpy as np
 
 from edgewatch.daemon.imaging import ImageError, decode_image
 from edgewatch.daemon.inference_queue import InferenceQueue
-from edgewatch.daemon.modules.errors import BadRequest, RequestError
+from edgewatch.daemon.modules.errors import BadRequest, NotFound, RequestError
 from edgewatch.daemon.modules.requests import queued
 from edgewatch.daemon.modules.taskapi.schemas import (EMOTION_MODEL_NOTE, GENERATIVE_NOTE, AnswerResponse,
                                                       EmotionResponse, GenerationBody, ImageClassificationBody,
@@ -50,6 +50,12 @@ def _texts(module: TaskApiModule, value, what: str = "text") -> tuple[list[str],
             raise BadRequest(f"a {what} of {len(text)} characters: send at most {settings.max_text_chars} "
                              "(task_api.max_text_chars)")
     return texts, batch
+
+
+def _english_only(model: str) -> None:
+    """Tasks with one model: the spec's ``english``; any other name is NotFound, as the spec answers."""
+    if model != "english":
+        raise NotFound(f"model {model} not found")
 
 
 def _labels(module: TaskApiModule, labels: list[str]) -> list[str]:
@@ -107,10 +113,7 @@ def image_bytes(value: str) -> bytes:
 
 
 async def classify_image(module: TaskApiModule, queue: InferenceQueue, body: ImageClassificationBody):
-    if body.model != "english":
-        from edgewatch.daemon.modules.errors import NotFound
-
-        raise NotFound(f"model {body.model} not found")
+    _english_only(body.model)
     labels = _labels(module, body.labels)
     data = image_bytes(body.image)
 
@@ -136,10 +139,7 @@ EMOTION_SHARE = 0.5
 
 
 async def emotion(module: TaskApiModule, queue: InferenceQueue, body: TextBody):
-    if body.model != "english":
-        from edgewatch.daemon.modules.errors import NotFound
-
-        raise NotFound(f"model {body.model} not found")
+    _english_only(body.model)
     texts, batch = _texts(module, body.text)
 
     def job() -> tuple[list[str], str]:
@@ -170,8 +170,6 @@ def generation_model(module: TaskApiModule, model: str | None) -> str | None:
         return None
     if module.uploaded_generator(model):  # type: ignore[arg-type]
         return model
-    from edgewatch.daemon.modules.errors import NotFound
-
     raise NotFound(f"model {model} not found")
 
 

@@ -50,6 +50,7 @@ class Conformance:
     """Runs the checks for one backend class and one model variant against an fp32 reference backend."""
 
     CONCURRENCY_ROUNDS = 5
+    RELOAD_CYCLES = 8
 
     def __init__(self, factory: Callable[[], Backend], model_path: Path, manifest: ModelManifest, variant: str,
                  reference: Backend, photos: dict[str, Path]) -> None:
@@ -133,7 +134,8 @@ class Conformance:
         finally:
             backend.close()
 
-    def check_reload(self, cycles: int = 8) -> str:
+    def check_reload(self, cycles: int | None = None) -> str:
+        cycles = cycles or self.RELOAD_CYCLES
         def rss_mb() -> float:
             for line in Path("/proc/self/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

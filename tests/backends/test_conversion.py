@@ -107,5 +107,6 @@ def test_rknn_simulator_passes_the_conformance_suite(converted_store: ModelStore
     manifest, _ = convert("nanodet", "rknn", store, cache_dir)  # cached by source sha256
     suite = Conformance(lambda: RknnSimulatorBackend(cache_dir, list(photos.values())),
                         store.path(manifest, "fp32"), manifest, "rknn-rk3588", reference, photos)
+    suite.RELOAD_CYCLES = 3  # each load is a simulator build of seconds; the worker is its own process
     for result in suite.run_all(tmp_path):
         assert result.passed, f"{result.name}: {result.detail}"

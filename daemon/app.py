@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import msgspec
-from litestar import Litestar, MediaType, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.di import Provide
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
@@ -25,11 +25,14 @@ from swagger_ui_bundle import swagger_ui_path
 
 from edgewatch.backends.registry import probe_all
 from edgewatch.daemon import __version__
+from edgewatch.daemon.access import access_guard
 from edgewatch.daemon.api.browser_guard import BrowserGuard, browser_guard
 from edgewatch.daemon.api.errors import (ApiError, handle_api_error, handle_http_exception, handle_internal_error,
                                          handle_request_error)
 from edgewatch.daemon.api.cameras import CameraController
 from edgewatch.daemon.api.metrics import scrape_metrics
+from edgewatch.daemon.api.openapi_errors import document_errors
+from edgewatch.daemon.api.route_fixes import fix_options_allow
 from edgewatch.daemon.api.settings import SettingsController
 from edgewatch.daemon.api.status import LogController, StatusController
 from edgewatch.daemon.api.training import TrainingController
@@ -50,6 +53,7 @@ from edgewatch.daemon.redaction import register_secret
 from edgewatch.daemon.reload import reload_config
 from edgewatch.daemon.services import Services, provide_services
 from edgewatch.daemon.systemd_notify import Notifier, run_watchdog, watchdog_interval
+from edgewatch.daemon.web import page_response, wants_page, web_routes
 from edgewatch.models.store import ModelStore
 
 log = logging.getLogger("edgewatch")
@@ -119,8 +123,11 @@ class RootResponse(msgspec.Struct):
     docs: str    # where the Swagger UI is
 
 
-@get("/", include_in_schema=False, media_type=MediaType.JSON)
-async def root() -> RootResponse:
+@get("/", include_in_schema=False, media_type=MediaType.JSON, opt={"scope": "public"},
+     response_headers={"Vary": "Accept"})
+async def root(request: Request) -> RootResponse | Response:
+    if wants_page(request):  # a browser: the web page (daemon/web); API clients get this JSON as before
+        return page_response()
     return RootResponse(success=True, message=f"edgewatch {__version__}: CodeProject.AI-compatible API",
                         schema="/schema/openapi.json", docs="/schema/swagger")
 
@@ -189,11 +196,13 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
                 watchdog.cancel()
             logging.getLogger("edgewatch").removeHandler(log_buffer)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[root, StatusController, LogController, SettingsController, CameraController, TrainingController,
                         *(controller for cls in MODULES for controller in cls.controllers()), scrape_metrics,
-                        create_static_files_router(DOCS_ASSETS, [swagger_ui_path], include_in_schema=False)],
+                        create_static_files_router(DOCS_ASSETS, [swagger_ui_path], include_in_schema=False),
+                        *web_routes()],
         lifespan=[lifespan],
+        guards=[access_guard],  # every route's opt["scope"]: public, detect, admin (daemon/access.py)
         before_send=[count_response],  # /metrics: every answer counted, an unknown route's too
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[stamp_arrival, browser_guard(BrowserGuard(config.server.allowed_hosts, config.server.allowed_origins,
@@ -204,11 +213,18 @@ def create_app(config: Settings, config_file: Path | None = None, notifier: Noti
                             HTTPException: handle_http_exception, Exception: handle_internal_error},
         openapi_config=OpenAPIConfig(
             title="edgewatch", version=__version__, path="/schema",
-            components=Components(security_schemes={"ApiKeyAuth": SecurityScheme(
-                type="apiKey", name="x-api-key", security_scheme_in="header",
-                description="the task API's keys (/backprop): edgewatch task-api new-key NAME")}),
+            components=Components(security_schemes={
+                "ApiKeyAuth": SecurityScheme(
+                    type="apiKey", name="x-api-key", security_scheme_in="header",
+                    description="access.keys (edgewatch keys new NAME --scope detect|admin); the task API's own "
+                                "keys under /backprop (edgewatch task-api new-key NAME)"),
+                "BearerAuth": SecurityScheme(type="http", scheme="bearer",
+                                             description="the same keys as Authorization: Bearer KEY")}),
             description="CodeProject.AI-compatible detection API served by edgewatch",
             render_plugins=[JsonRenderPlugin(), YamlRenderPlugin(), swagger_offline()]),
         logging_config=None,  # our handler (configured in server.py) logs synchronously; no listener thread to lose lines
         debug=False,
     )
+    document_errors(app, MODULES)  # every route's error answers in the OpenAPI schema
+    fix_options_allow(app)  # OPTIONS lists every method of a path (a Litestar 2 bug)
+    return app

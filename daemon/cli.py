@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -254,6 +255,28 @@ def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...
         else:
             figures = ""
         click.echo(f"{name}: {state}, default {manifest.default_variant} ({figures}{why}){licence}")
+
+
+@main.group()
+def keys() -> None:
+    """API keys for the REST API (access.keys): detect for NVRs, admin for settings, cameras, faces."""
+
+
+@keys.command("new")
+@click.argument("name")
+@click.option("--scope", type=click.Choice(["detect", "admin"]), default="detect", show_default=True,
+              help="detect: the inference endpoints; admin: also settings, cameras, faces management, log, metrics")
+def keys_new(name: str, scope: str) -> None:
+    """Make an API key called NAME: prints the key (once: only its hash is kept) and the config lines."""
+    from edgewatch.daemon.access import hash_key, new_key
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise click.ClickException("NAME: a short label for whoever uses the key (letters, digits, _ . -)")
+    key = new_key()
+    click.echo(f"{scope} key for {name} (send it as the x-api-key header, Authorization: Bearer, or the api_key "
+               f"form field; it is not stored, keep it now):\n\n  {key}\n")
+    click.echo("Add this under access.keys in the config file, then reload (systemctl reload edgewatch):\n")
+    click.echo(f"access:\n  keys:\n    {name}: {{hash: \"{hash_key(key)}\", scope: {scope}}}")
 
 
 @main.group("task-api")

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from edgewatch.daemon.cameras.config import CameraConfig
 from edgewatch.daemon.pipeline.rules import DetectConfig
@@ -46,6 +47,65 @@ class ServerConfig(_Section):
         "and the box's own host names always work; ['*'] turns the check off"))
     allowed_origins: list[str] = Field(default_factory=list, description=(
         "web origins (https://ha.example:8123) allowed to change state from a browser and to read answers (CORS)"))
+    # slow or idle clients (daemon/http_limits.py; README: Configuration)
+    max_connections: int = Field(100, ge=1, le=10_000, description=(
+        "open HTTP connections (idle kept-alive ones included) served at once; a request over the limit gets a "
+        "JSON 503 with Retry-After: 1, and over twice the limit a new connection is reset at once"))
+    keep_alive_s: float = Field(20.0, gt=0, le=3600, description=(
+        "an idle kept-alive connection is closed after this long (longer than the usual clients' own 5-15 s, "
+        "so that the client closes first)"))
+    header_timeout_s: float = Field(10.0, gt=0, le=600, description=(
+        "a request's headers must be all in within this long of its first byte (a new connection: of opening "
+        "it); else 408 and the connection is closed"))
+    max_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024, description=(
+        "request line and headers larger than this get 431"))
+    body_timeout_s: float = Field(30.0, gt=0, le=3600, description=(
+        "longest wait for the next piece of a request body (an idle timeout, not a total one: a 25 MB upload "
+        "over slow Wi-Fi passes); too slow gets 408 and the connection is closed"))
+    body_min_bytes_per_s: int = Field(1000, ge=1, description=(
+        "after the first body_timeout_s, a body must keep coming at this average rate (bytes/s): a client "
+        "trickling a byte every few seconds is cut off"))
+
+
+KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _key_hash(name: str, stored: str, section: str, command: str) -> str:
+    stored = stored.strip().lower()
+    if not KEY_HASH.fullmatch(stored):
+        raise ValueError(f"{section}.{name} must be a key's hash (sha256:<64 hex>), never the key itself: "
+                         f"make one with `{command}`")
+    return stored
+
+
+class ApiKey(BaseModel):
+    """One key of ``access.keys``: its hash and what it may do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hash: str = Field(description="the key's SHA-256 as `edgewatch keys new` prints it (sha256:<64 hex>)")
+    scope: Literal["detect", "admin"] = Field("detect", description=(
+        "detect: the inference endpoints NVRs call; admin: those plus settings, cameras, faces management, "
+        "the log and /metrics"))
+
+
+class AccessConfig(_Section):
+    """Who may call what (README "Access control"). With no keys the NVR endpoints are open, as on
+    CodeProject.AI, and the admin routes answer only clients in ``trusted_networks``."""
+
+    keys: dict[str, ApiKey] = Field(default_factory=dict, description=(
+        "API keys by name, stored hashed: `edgewatch keys new NAME --scope detect|admin` makes one and prints "
+        "the lines to add. Clients send a key as x-api-key, Authorization: Bearer, or the api_key form field. "
+        "A detect key makes the inference endpoints need a key; an admin key opens the admin routes to the LAN"))
+    trusted_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"], validate_default=True, description=(
+            "clients that need no key for any route (this box itself by default; a reverse proxy on the box makes "
+            "every client come from here: set [] to ask everyone for a key)"))
+
+    @field_validator("keys")
+    @classmethod
+    def _hashes_only(cls, keys: dict[str, ApiKey]) -> dict[str, ApiKey]:
+        return {name: ApiKey(hash=_key_hash(name, key.hash, "access.keys", "edgewatch keys new NAME"),
+                             scope=key.scope) for name, key in keys.items()}
 
 
 class CameraFacesConfig(BaseModel):
@@ -191,11 +251,8 @@ class TaskApiConfig(_Section):
     @field_validator("keys")
     @classmethod
     def _hashes_only(cls, keys: dict[str, str]) -> dict[str, str]:
-        for name, stored in keys.items():
-            if not re.fullmatch(r"sha256:[0-9a-f]{64}", stored.strip().lower()):
-                raise ValueError(f"task_api.keys.{name} must be a key's hash (sha256:<64 hex>), never the key itself: "
-                                 "make one with `edgewatch task-api new-key NAME`")
-        return {name: stored.strip().lower() for name, stored in keys.items()}
+        return {name: _key_hash(name, stored, "task_api.keys", "edgewatch task-api new-key NAME")
+                for name, stored in keys.items()}
 
 
 class DetectionConfig(_Section):
@@ -265,6 +322,7 @@ class Settings(BaseSettings):
                          or "edgewatch", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
                          description="this box's id in MQTT topics and Home Assistant; EDGEWATCH_NODE_ID")
     server: ServerConfig = ServerConfig()
+    access: AccessConfig = AccessConfig()
     mqtt: MqttConfig = MqttConfig()
     cameras: list[CameraSettings] = Field(default_factory=list, description="cameras to watch (also /v1/cameras)")
     max_cameras: int = Field(32, ge=1, le=256, description="most cameras, configured and added through the API")
@@ -300,6 +358,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, config_file)) from None
+    except SettingsError as exc:  # an EDGEWATCH_* value of a list or section that is not JSON (never echoed)
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"EDGEWATCH_{field.group(1).upper()}" if field else "an EDGEWATCH_* variable"
+        raise ConfigError(f"invalid configuration (EDGEWATCH_* environment): {name} (or a variable under it) "
+                          "must be JSON for a list or a section, e.g. EDGEWATCH_SERVER_ALLOWED_HOSTS='[\"box.lan\"]'"
+                          ) from None
     finally:
         _yaml_path.reset(token)
 
@@ -312,6 +376,6 @@ def describe_errors(exc: ValidationError, config_file: Path | None = None) -> st
         if err["type"] == "extra_forbidden":
             lines.append(f"  {printable(key, 120)}: unknown key; see README 'Configuration' for the keys edgewatch accepts")
         else:
-            shown = MASK if is_secret_name(key) or key.startswith("task_api.keys") else printable(repr(err.get("input")), 120)
+            shown = MASK if is_secret_name(key) or key.startswith(("task_api.keys", "access.keys")) else printable(repr(err.get("input")), 120)
             lines.append(f"  {printable(key, 120)}: {redact(err['msg'])} (got {shown})")
     return "\n".join(lines)

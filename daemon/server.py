@@ -12,8 +12,10 @@ import uvicorn
 from litestar import Litestar
 
 from edgewatch.daemon import __version__
+from edgewatch.daemon.access import describe as describe_access
 from edgewatch.daemon.app import create_app, serving_status
 from edgewatch.daemon.config import Settings
+from edgewatch.daemon.http_limits import HttpLimits
 from edgewatch.daemon.logsetup import configure_logging
 from edgewatch.daemon.malloc_tuning import keep_large_blocks
 from edgewatch.daemon.services import Services
@@ -75,6 +77,7 @@ def log_first_run_hints(app: object) -> None:
     base = f"http://{host}:{config.server.port}"
     log.info("API: %s/v1/vision/detection (CodeProject.AI-compatible); API docs: %s/schema/swagger "
              "(schema: %s/schema/openapi.json)", base, base, base)
+    log.info("%s", describe_access(config.access))
     statuses = [m.status() for m in services.modules.values()]
     active = {s.backend for s in statuses}
     for key, probe in services.probes.items():
@@ -103,8 +106,9 @@ def serve(config: Settings, config_file: Path | None = None) -> None:
     notifier = Notifier()
     log.info("edgewatch %s starting on %s:%d, data in %s (log: %s%s)", __version__, config.server.host,
              config.server.port, config.data_dir, kind, ", systemd notify on" if notifier.enabled else "")
+    limits = HttpLimits.of(config.server)  # slow or idle clients: header/body timeouts, connection limit
     server = NotifyingServer(uvicorn.Config(
-        create_app(config, config_file, notifier),
+        limits.wrap(create_app(config, config_file, notifier)),
         host=config.server.host,
         port=config.server.port,
         log_level=config.log_level,
@@ -113,5 +117,6 @@ def serve(config: Settings, config_file: Path | None = None) -> None:
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=DRAIN_S,
+        **limits.uvicorn_options(),  # the protocol with those limits, and timeout_keep_alive
     ), notifier)
     server.run()

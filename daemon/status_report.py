@@ -20,6 +20,7 @@ class Report:
     models: list[str] = field(default_factory=list)
     cameras: list[dict[str, Any]] = field(default_factory=list)
     mqtt: dict[str, Any] = field(default_factory=dict)
+    access: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     todo: list[str] = field(default_factory=list)
 
@@ -42,6 +43,7 @@ def collect(url: str, timeout: float = 5.0) -> Report:
             report.version = version.get("message")
             report.inference = version.get("inference") or {}
             report.modules = version.get("modules") or []
+            report.access = version.get("access") or {}
             report.models = client.post("/v1/vision/custom/list").json().get("models", [])
             report.cameras = client.get("/v1/cameras").json().get("cameras", [])
             report.mqtt = client.get("/v1/status/mqtt").json().get("mqtt", {})
@@ -107,6 +109,12 @@ def render(r: Report) -> str:
                      f"{m.get('prefix')}")
     else:
         lines.append("  MQTT: off")
+    if r.access:
+        a = r.access
+        detect = "need a key" if a.get("detect") == "key" else "open to the network (no keys)"
+        admin = "need an admin key" if a.get("admin") == "key" else "answer only trusted clients (no admin key)"
+        lines.append(f"  access: inference endpoints {detect}; settings, cameras, faces management {admin}; "
+                     f"trusted: {', '.join(a.get('trusted_networks') or []) or 'nobody'}")
     if r.todo:
         lines.append("to do:")
         lines += [f"  → {t}" for t in r.todo]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edgewatch.models.files import atomic_copy, atomic_write_json, sha256_file
+from edgewatch.models.files import atomic_copy, atomic_write_json, fsync_dir, sha256_file
 from edgewatch.models.manifest import ModelManifest, Variant, check_model_name
 
 MANIFEST = "manifest.json"
@@ -50,7 +50,12 @@ class ModelStore:
         return out
 
     def has(self, name: str) -> bool:
-        return (self._dir(name) / MANIFEST).is_file()
+        """Whether model ``name`` is installed: never for a name no model can have (a client's text)."""
+        try:
+            folder = self._dir(name)
+        except ValueError:
+            return False
+        return (folder / MANIFEST).is_file()
 
     def get(self, name: str) -> ModelManifest:
         path = self._dir(name) / MANIFEST
@@ -140,4 +145,5 @@ class ModelStore:
         if not (target / MANIFEST).is_file():
             raise ModelNotFound(name)
         (target / MANIFEST).unlink()  # from here on the model is gone, whatever happens next
+        fsync_dir(target)
         shutil.rmtree(target, ignore_errors=True)

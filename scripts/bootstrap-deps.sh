@@ -26,6 +26,8 @@ if [ "${1:-}" = "--test" ]; then
     command -v gcc >/dev/null 2>&1 || need="$need gcc"
     python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
         2>/dev/null || need="$need python3-dev"
+    # the web page's browser test (tests/test_web_page.py): Debian's chromium, driven by playwright
+    command -v chromium >/dev/null 2>&1 || need="$need chromium"
     command -v gst-inspect-1.0 >/dev/null 2>&1 && gst-inspect-1.0 x264enc >/dev/null 2>&1 ||
         need="$need gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 fi

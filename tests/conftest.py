@@ -18,6 +18,25 @@ from edgewatch.models.photos import ensure_photos
 from edgewatch.models.store import ModelStore
 
 
+TEST_CLIENT_HOST = "127.0.0.1"
+
+
+@pytest.fixture(autouse=True)
+def test_client_on_the_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Litestar's TestClient calls from the made-up host "testclient"; the tests talk to the box from the box
+    itself, as `edgewatch status` does (tests/test_access.py sets other addresses for LAN clients)."""
+    from litestar.testing.transport import TestClientTransport
+
+    parse = TestClientTransport.parse_request
+
+    def from_host(self, request):  # type: ignore[no-untyped-def]
+        scope = parse(self, request)
+        scope["client"] = (request.headers.get("x-test-client-host", TEST_CLIENT_HOST), 50000)
+        return scope
+
+    monkeypatch.setattr(TestClientTransport, "parse_request", from_host)
+
+
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
     return Path(os.environ.get("EDGEWATCH_CACHE_DIR") or default_cache_dir())

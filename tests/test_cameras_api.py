@@ -1,4 +1,5 @@
-"""/v1/cameras with a real looping video file: add at run time, state, persistence, removal."""
+"""/v1/cameras with a real network camera (MJPEG over HTTP on loopback) and a real video file from the config:
+add at run time, state, persistence, removal."""
 
 from __future__ import annotations
 
@@ -12,16 +13,29 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
+import cv2
 from media import write_video
 
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
+from edgewatch.daemon.testing.camera_support import HttpCamera
 
 
 @pytest.fixture()
 def video(tmp_path: Path, photos) -> Path:
     """A real MJPG video of a street scene and a portrait, 2 s at 5 fps."""
     return write_video(tmp_path / "scene.avi", photos, ("bus", "astronaut"), (640, 480), 5)
+
+
+@pytest.fixture()
+def stream(photos) -> str:
+    """A network camera on loopback: MJPEG over HTTP of the same two photos at 5 fps (cameras added through
+    the API must be network cameras)."""
+    frames = [cv2.imencode(".jpg", cv2.resize(cv2.imread(str(photos[n])), (640, 480)))[1].tobytes()
+              for n in ("bus", "astronaut")]
+    camera = HttpCamera(frames, mjpeg_fps=5)
+    yield f"{camera.base}/stream.mjpg"
+    camera.close()
 
 
 def free_port() -> int:
@@ -44,8 +58,8 @@ def wait_state(client: TestClient, name: str, check, timeout: float = 20) -> dic
     raise AssertionError(f"camera {name} never reached the expected state: {cams.get(name)}")
 
 
-def test_add_list_persist_remove(data_dir: Path, cache_dir: Path, video: Path) -> None:
-    body = {"name": "yard", "url": f"file:{video}", "fps": 5,
+def test_add_list_persist_remove(data_dir: Path, cache_dir: Path, stream: str) -> None:
+    body = {"name": "yard", "url": stream, "fps": 5,
             "detect": {"filters": {"labels": ["person", "bus"], "min_confidence": 0.4}}}
     with client_for(data_dir, cache_dir) as client:
         assert client.get("/v1/cameras").json() == {"success": True, "cameras": []}
@@ -100,14 +114,14 @@ def test_bad_port_with_a_password_is_400_and_nothing_is_saved(data_dir: Path, ca
 
 
 def test_an_invalid_saved_camera_is_listed_not_started_and_removable(data_dir: Path, cache_dir: Path,
-                                                                      video: Path) -> None:
+                                                                      stream: str) -> None:
     """cameras.json as an older daemon left it: a bad port (with a password) and junk next to a
     good camera. The daemon starts, runs the good one, lists the bad ones with the reason and
     removes them on DELETE."""
     (data_dir / "cameras.json").write_text(json.dumps({"added": [
         {"name": "badport", "url": "http://u:hunter22@127.0.0.1:99999/x"},
         "junk",
-        {"name": "yard", "url": f"file:{video}"}], "removed": []}))
+        {"name": "yard", "url": stream}], "removed": []}))
     with client_for(data_dir, cache_dir) as client:
         wait_state(client, "yard", lambda c: c["connected"])
         listed = client.get("/v1/cameras")
@@ -119,7 +133,7 @@ def test_an_invalid_saved_camera_is_listed_not_started_and_removable(data_dir: P
         assert "port must be a number" in bad["last_error"] and "DELETE /v1/cameras/badport" in bad["last_error"]
         junk = next(c for name, c in cams.items() if name.startswith("invalid-"))
         assert f"DELETE /v1/cameras/{junk['name']}" in junk["last_error"]
-        assert client.post("/v1/cameras", json={"name": "badport", "url": f"file:{video}"}).status_code == 409
+        assert client.post("/v1/cameras", json={"name": "badport", "url": stream}).status_code == 409
         assert client.delete("/v1/cameras/badport").json() == {"success": True, "removed": "badport"}
         assert client.delete(f"/v1/cameras/{junk['name']}").status_code == 200
         assert [c["name"] for c in client.get("/v1/cameras").json()["cameras"]] == ["yard"]
@@ -128,27 +142,44 @@ def test_an_invalid_saved_camera_is_listed_not_started_and_removable(data_dir: P
         assert [c["name"] for c in client.get("/v1/cameras").json()["cameras"]] == ["yard"]
 
 
-def test_adding_beyond_max_cameras_is_refused(data_dir: Path, cache_dir: Path, video: Path) -> None:
+@pytest.mark.parametrize("url", ["file:{video}", "{video}", "/dev/video0", "file:///etc/passwd"])
+def test_the_api_adds_network_cameras_only(data_dir: Path, cache_dir: Path, video: Path, url: str) -> None:
+    """Local files and devices come from the config file alone: an API caller cannot make the daemon read
+    the box's files or open its devices; nor can an entry an older version saved in cameras.json."""
+    url = url.format(video=video)
+    with client_for(data_dir, cache_dir) as client:
+        r = client.post("/v1/cameras", json={"name": "local", "url": url})
+        assert r.status_code == 400 and "network cameras" in r.json()["error"] and "config file" in r.json()["error"]
+        assert client.get("/v1/cameras").json()["cameras"] == [] and _saved(data_dir)["added"] == []
+    (data_dir / "cameras.json").write_text(json.dumps({"added": [{"name": "old", "url": url}], "removed": []}))
+    with client_for(data_dir, cache_dir) as client:
+        old = client.get("/v1/cameras").json()["cameras"]
+        assert [(c["name"], c["running"], c["invalid"]) for c in old] == [("old", False, True)]
+        assert "only be configured in the config file" in old[0]["last_error"]
+        assert not any(t.name == "camera-old" for t in threading.enumerate())
+
+
+def test_adding_beyond_max_cameras_is_refused(data_dir: Path, cache_dir: Path, stream: str) -> None:
     config = load_settings(data_dir=data_dir, cache_dir=cache_dir, max_cameras=2)
     with TestClient(create_app(config)) as client:
         for name in ("one", "two"):
-            assert client.post("/v1/cameras", json={"name": name, "url": f"file:{video}"}).status_code == 201
-        r = client.post("/v1/cameras", json={"name": "three", "url": f"file:{video}"})
+            assert client.post("/v1/cameras", json={"name": name, "url": stream}).status_code == 201
+        r = client.post("/v1/cameras", json={"name": "three", "url": stream})
         assert r.status_code == 409
         assert "max_cameras (2)" in r.json()["error"] and "raise max_cameras in the config file" in r.json()["error"]
         assert client.delete("/v1/cameras/one").status_code == 200
-        assert client.post("/v1/cameras", json={"name": "three", "url": f"file:{video}"}).status_code == 201
+        assert client.post("/v1/cameras", json={"name": "three", "url": stream}).status_code == 201
     assert sorted(e["name"] for e in _saved(data_dir)["added"]) == ["three", "two"]
 
 
-def test_unknown_detect_model_is_400_naming_the_installed_ones(data_dir: Path, cache_dir: Path, video: Path) -> None:
+def test_unknown_detect_model_is_400_naming_the_installed_ones(data_dir: Path, cache_dir: Path, stream: str) -> None:
     with client_for(data_dir, cache_dir) as client:
-        r = client.post("/v1/cameras", json={"name": "odd", "url": f"file:{video}", "detect": {"model": "nosuchmodel"}})
+        r = client.post("/v1/cameras", json={"name": "odd", "url": stream, "detect": {"model": "nosuchmodel"}})
         assert r.status_code == 400
         assert "'nosuchmodel' is not installed" in r.json()["error"]
         assert "centernet" in r.json()["error"] and "nanodet" in r.json()["error"]
         assert _saved(data_dir)["added"] == []
-        preset = {"name": "preset", "url": f"file:{video}", "detect": {"model": "ipcam-general"}}
+        preset = {"name": "preset", "url": stream, "detect": {"model": "ipcam-general"}}
         assert client.post("/v1/cameras", json=preset).status_code == 201
 
 
@@ -168,9 +199,9 @@ def test_configured_camera_with_an_unknown_model_says_so_and_can_be_removed(data
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None])
-def test_add_camera_needs_a_json_content_type(data_dir: Path, cache_dir: Path, video: Path,
+def test_add_camera_needs_a_json_content_type(data_dir: Path, cache_dir: Path, stream: str,
                                               content_type: str | None) -> None:
-    body = json.dumps({"name": "yard", "url": f"file:{video}"})
+    body = json.dumps({"name": "yard", "url": stream})
     with client_for(data_dir, cache_dir) as client:
         headers = {"content-type": content_type} if content_type else {}
         r = client.post("/v1/cameras", content=body, headers=headers)

@@ -167,10 +167,8 @@ def test_no_acknowledged_registration_is_lost_when_the_daemon_is_killed(faces_da
         writer.start()
         registering.wait(60)  # the clock starts at the first registration, however slow the box
         time.sleep(rng.uniform(0.8, 2.5))
-        daemon.proc.kill()
-        daemon.proc.wait()
+        daemon.kill()
         writer.join(30)
-        daemon.proc.stdout.close()
         store = FaceStore(data / "faces.db")
         stored, check = set(store.userids()), store.check()
         store.close()

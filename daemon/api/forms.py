@@ -55,7 +55,6 @@ async def read_form(request: Request, max_small_body: int = URLENCODED_MAX_BYTES
     another site can send ``text/plain`` without asking first; it cannot send these types).
     """
     body = await request.body()
-    form = Form(fields={k: v for k, v in request.query_params.items()})
     mime, options = parse_options_header(request.headers.get("content-type", ""))
     if mime in FORM_TYPES[1:] and len(body) > max_small_body:
         raise ApiError(413, f"a {mime} body of {len(body)} bytes is over the limit of {max_small_body}: it carries "
@@ -63,11 +62,36 @@ async def read_form(request: Request, max_small_body: int = URLENCODED_MAX_BYTES
     if require_form_type and body and mime not in FORM_TYPES:
         raise ApiError(415, f"unsupported Content-Type {mime or '(none)'!r}: send multipart/form-data, "
                             "application/x-www-form-urlencoded or application/json")
-    if len(body) > OFF_LOOP_BYTES:
-        await asyncio.to_thread(_parse_body, body, mime, options, form)
-    else:
-        _parse_body(body, mime, options, form)
-    return form
+    parsed = await _parsed_body(request, body, mime, options)
+    query = {k: v for k, v in request.query_params.items()}
+    return Form(fields={**query, **parsed.fields}, files=parsed.files, first_file=parsed.first_file,
+                file_parts=parsed.file_parts)
+
+
+async def form_fields(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    """The text fields ``names`` of a form body (its parse is kept for :func:`read_form`), without the size
+    and type checks the route makes; empty for a body of another type."""
+    mime, options = parse_options_header(request.headers.get("content-type", ""))
+    if mime not in FORM_TYPES:
+        return {}
+    parsed = await _parsed_body(request, await request.body(), mime, options)
+    return {name: parsed.fields[name] for name in names if name in parsed.fields}
+
+
+_PARSED = "edgewatch.parsed_form"
+
+
+async def _parsed_body(request: Request, body: bytes, mime: str, options: dict[str, str]) -> Form:
+    """The body's fields and files, parsed once per request."""
+    state = request.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    if _PARSED not in state:
+        form = Form()
+        if len(body) > OFF_LOOP_BYTES:
+            await asyncio.to_thread(_parse_body, body, mime, options, form)
+        else:
+            _parse_body(body, mime, options, form)
+        state[_PARSED] = form
+    return state[_PARSED]
 
 
 def _parse_body(body: bytes, mime: str, options: dict[str, str], form: Form) -> None:
@@ -122,4 +146,7 @@ def _store_part(segment: MultipartSegment, data: bytes, form: Form) -> None:
         if form.first_file is None:
             form.first_file = data
     else:
-        form.fields[segment.name] = data.decode(segment.charset or "utf-8", "replace")
+        try:
+            form.fields[segment.name] = data.decode(segment.charset or "utf-8", "replace")
+        except (LookupError, ValueError):  # a charset Python lacks, or no text codec (base64, idna…): UTF-8
+            form.fields[segment.name] = data.decode("utf-8", "replace")

@@ -12,7 +12,7 @@ from edgewatch.daemon.metrics import CONTENT_TYPE
 from edgewatch.daemon.services import ServicesDep
 
 
-@get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE)
+@get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE, opt={"scope": "admin"})
 async def scrape_metrics(services: ServicesDep) -> Response[bytes]:
     if services.metrics is None:
         raise ApiError(503, "metrics are not ready yet: the daemon is still starting")

@@ -43,12 +43,19 @@ class InferenceSummary(msgspec.Struct):
     modelReason: str = ""      # why: set in the config, or what `auto` measured and chose
 
 
+class AccessSummary(msgspec.Struct):
+    detect: str                   # open | key
+    admin: str                    # trusted only | key
+    trusted_networks: list[str]   # clients that need no key
+
+
 class VersionResponse(msgspec.Struct):
     success: bool
     message: str
     version: VersionInfo
     inference: InferenceSummary | None = None
     modules: list[ModuleStatus] | None = None  # each capability module: ready, or what to do
+    access: AccessSummary | None = None  # what needs a key (never a key, hash or key name)
     code: int = 200
 
 

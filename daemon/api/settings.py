@@ -37,6 +37,7 @@ def _response(services: ServicesDep, module: CapabilityModule, message: str = ""
 class SettingsController(Controller):
     path = "/v1/settings"
     tags = ["settings"]
+    opt = {"scope": "admin"}
 
     @get("/{module_id:str}", summary="A module's current settings")
     async def read(self, services: ServicesDep, module_id: FromPath[str]) -> SettingsResponse:

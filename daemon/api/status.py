@@ -7,7 +7,8 @@ from litestar import Controller, get
 from litestar.params import Parameter
 
 from edgewatch.daemon import __version__
-from edgewatch.daemon.api.schemas import (BackendsResponse, LogEntry, LogResponse, MqttResponse, UpdateResponse,
+from edgewatch.daemon.access import access_summary
+from edgewatch.daemon.api.schemas import (AccessSummary, BackendsResponse, LogEntry, LogResponse, MqttResponse, UpdateResponse,
                                           VersionInfo, VersionResponse, inference_summary)
 from edgewatch.daemon.mqtt.state import MqttState
 from edgewatch.daemon.services import ServicesDep
@@ -23,8 +24,9 @@ def version_info() -> VersionInfo:
 class StatusController(Controller):
     path = "/v1/status"
     tags = ["status"]
+    opt = {"scope": "detect"}  # NVRs read these
 
-    @get("/ping", summary="Is the server alive")
+    @get("/ping", summary="Is the server alive", opt={"scope": "public"})
     async def ping(self) -> VersionResponse:
         return VersionResponse(success=True, message=__version__, version=version_info())
 
@@ -32,7 +34,8 @@ class StatusController(Controller):
     async def version(self, services: ServicesDep) -> VersionResponse:
         return VersionResponse(success=True, message=__version__, version=version_info(),
                                inference=inference_summary(services),
-                               modules=[m.status() for m in services.modules.values()])
+                               modules=[m.status() for m in services.modules.values()],
+                               access=msgspec.convert(access_summary(services.config.access), AccessSummary))
 
     @get("/updateavailable", summary="Whether an update is available (cannot be checked offline)")
     async def update_available(self) -> UpdateResponse:
@@ -56,6 +59,7 @@ class StatusController(Controller):
 class LogController(Controller):
     path = "/v1/log"
     tags = ["status"]
+    opt = {"scope": "admin"}
 
     @get("/list", summary="Recent log entries after last_id")
     async def list_entries(self, services: ServicesDep,

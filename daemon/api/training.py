@@ -17,6 +17,7 @@ NOT_HERE = ("training custom models is not available on edgewatch: YOLOv5 traini
 class TrainingController(Controller):
     path = "/v1/train"
     tags = ["training"]
+    opt = {"scope": "admin"}
 
     @post("/{command:str}", status_code=501, summary="Not available: answers 501 with what to do instead",
           description=f"CodeProject.AI's training commands ({', '.join(COMMANDS)}). {NOT_HERE}.")

@@ -29,6 +29,12 @@ def _url_error(message: str) -> PydanticCustomError:
     return PydanticCustomError("camera_url", message.replace("{", "(").replace("}", ")"))
 
 
+def is_network_url(url: str | int) -> bool:
+    """Whether ``url`` names a network camera (rtsp, rtsps, http, https), not a local file or device
+    (an integer is a V4L2 device index)."""
+    return isinstance(url, str) and urlsplit(url).scheme.lower() in _NET_SCHEMES
+
+
 def check_url(url: str) -> None:
     """Raise a url error unless ``url`` is a camera url edgewatch can open: rtsp(s)/http(s) with a
     host, a port in 1..65535 and well-formed credentials; file:, a path or /dev/videoN. Messages say

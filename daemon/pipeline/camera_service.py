@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edgewatch.daemon.cameras.config import NAME_PATTERN, describe
+from edgewatch.daemon.cameras.config import NAME_PATTERN, describe, is_network_url
 from edgewatch.daemon.cameras.reader import CameraReader
 from edgewatch.daemon.config import CameraSettings
 from edgewatch.daemon.modules.detection import DetectionModule
@@ -117,6 +117,10 @@ class CameraService:
                 entry = CameraEntry.model_validate(raw)
             except ValidationError as exc:
                 failed.append((raw, describe(exc)))
+                continue
+            if not is_network_url(entry.url):  # written by an older version: the API now adds network cameras only
+                failed.append((raw, "a local file or device can only be configured in the config file's cameras "
+                                    "section, not through the API"))
                 continue
             added[entry.name] = entry
         invalid: dict[str, InvalidEntry] = {}
@@ -342,6 +346,7 @@ class CameraService:
                 item |= dataclasses.asdict(reader.state())
                 item |= {"frames_seen": worker.frames, "detections": worker.detections,
                          "skipped_busy": worker.skipped_busy, "tracked": worker.tracker.counts(),
+                         "motion_skipped": worker.motion_skipped, "objects": dict(worker.objects),
                          "detect_error": worker.error if not task.done() else "the camera's worker has stopped; "
                                          "see the daemon log, and restart the daemon"}
                 item["last_error"] = item["last_error"] or item["detect_error"]

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class DaemonProcess:
                     **(env or {})}
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None
+        # the output goes to a file, not a pipe: a pipe nobody reads fills up and blocks a chatty daemon
+        self.output = tempfile.TemporaryFile()
         self.started_at = 0.0
         self.stderr: int | object = subprocess.STDOUT  # or a file, to stand in for the journal's stream
 
@@ -37,11 +40,11 @@ class DaemonProcess:
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edgewatch.daemon.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             *self.args], env=self.env, stdout=subprocess.PIPE, stderr=self.stderr)
+             *self.args], env=self.env, stdout=self.output, stderr=self.stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.proc.stdout.read().decode()[-3000:]}")
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.read_output()[-3000:]}")
             try:
                 if httpx.get(self.url + "/v1/status/ping", timeout=0.5).status_code == 200:
                     return time.perf_counter() - self.started_at
@@ -60,6 +63,17 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        out = self.proc.stdout.read().decode() if self.proc.stdout else ""
         self.proc = None
-        return out
+        return self.read_output()
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut or the OOM killer would end it."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def read_output(self) -> str:
+        """Everything the daemon has written so far (stdout, and stderr unless redirected)."""
+        fd = self.output.fileno()  # pread: the daemon shares this file's offset and goes on writing at it
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")

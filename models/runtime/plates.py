@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import onnx
 
 from edgewatch.models.runtime.heads import HEADS, decode_plates
 from edgewatch.models.runtime.preprocess import fit_pad, text_line_batch
@@ -44,6 +43,8 @@ class DictionaryMissing(ValueError):
 def characters_from(model_path: Path) -> list[str]:
     """The recogniser's classes: the blank (0), its dictionary from the file's metadata, then the
     space PaddleOCR appends."""
+    import onnx  # only where the model is installed: importing onnx takes a second on a small board
+
     props = {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
     if CHARACTERS_KEY not in props:
         raise DictionaryMissing(f"{model_path} has no {CHARACTERS_KEY!r} dictionary in its metadata: install the "

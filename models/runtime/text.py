@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 from edgewatch.backends.base import Backend
 from edgewatch.models.manifest import ModelManifest
 from edgewatch.models.runtime.heads import HEADS
@@ -33,6 +32,8 @@ class TokenizerMissing(ValueError):
 
 def tokenizer_from(model_path: Path) -> Tokenizer:
     """The tokenizer stored in ``model_path``'s metadata, truncating at :data:`MAX_TOKENS`."""
+    import onnx  # only where the model is installed: importing onnx takes a second on a small board
+
     props = {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
     if TOKENIZER_KEY not in props:
         raise TokenizerMissing(f"{model_path} has no {TOKENIZER_KEY} in its metadata")

@@ -158,6 +158,7 @@ def test_oversized_jobs_are_refused_before_decoding(broker, client, data_dir, ca
 
 CAMERA_URL = "rtsp://admin:s3cret@127.0.0.1:1/x"  # nothing listens on port 1: the camera fails, and says so
 BROKER_PASSWORD = "broker-s3cret-pw"
+API_KEY = "Zq4vJ1c9kT0pL2mN8xW5yR7bH3sD6fG0aE1uI4oP9tY"  # a key as `edgewatch keys new` makes them
 
 
 def test_no_secret_is_ever_published(tmp_path: Path, data_dir, cache_dir, photo_bytes) -> None:
@@ -177,10 +178,13 @@ def test_no_secret_is_ever_published(tmp_path: Path, data_dir, cache_dir, photo_
         # error answers echo what the client sent; the client may have sent a secret
         jobs = [send_job(watcher, photo_bytes["bus"], "test/secret/1", model="rtsp://admin:s3cret@cam/x"),
                 send_job(watcher, photo_bytes["bus"], "test/secret/2", model=BROKER_PASSWORD),
-                send_job(watcher, photo_bytes["bus"], "test/secret/3", min_confidence="password=s3cret")]
-        for corr in jobs:
+                send_job(watcher, photo_bytes["bus"], "test/secret/3", min_confidence="password=s3cret"),
+                send_job(watcher, photo_bytes["bus"], "test/secret/4", model="nosuchmodel", api_key=API_KEY)]
+        for corr in jobs[:3]:
             _, body = answer(watcher, corr)
             assert body["success"] is False and "***" in body["error"], body
+        _, body = answer(watcher, jobs[3])  # a DeepStack-style api_key sent along is never echoed
+        assert body["success"] is False and "nosuchmodel" in body["error"], body
         watcher.sync()  # every message published so far has arrived
     finally:
         if daemon is not None:
@@ -188,6 +192,6 @@ def test_no_secret_is_ever_published(tmp_path: Path, data_dir, cache_dir, photo_
         watcher.close()
         broker.stop()
     assert any(m.topic == "homeassistant/sensor/secret-box/door_state/config" for m in watcher.history)
-    leaks = [m.topic for m in watcher.history if b"s3cret" in m.payload or "s3cret" in m.topic
-             or b"s3cret" in repr(m.properties).encode()]
+    leaks = [m.topic for m in watcher.history for secret in ("s3cret", API_KEY) if secret.encode() in m.payload
+             or secret in m.topic or (m.topic != "edgewatch/jobs/detection" and secret in repr(m.properties))]
     assert not leaks, f"a secret was published on {leaks}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from litestar import Controller, Request, post
 
 from edgewatch.daemon.api.forms import read_form
+from edgewatch.daemon.api.openapi_forms import MIN_CONFIDENCE, file_part, multipart_form
 from edgewatch.daemon.api.schemas import received_at
 from edgewatch.daemon.modules.alpr import usecase
 from edgewatch.daemon.modules.alpr.module import MODULE_ID, AlprModule
@@ -15,6 +16,9 @@ from edgewatch.daemon.services import ServicesDep
 
 SUMMARY = ("Read licence plates: predictions carry plate (A-Z, 0-9), label 'Plate: <text>', confidence and "
            "the box; the image in 'upload'")
+
+
+FORM = multipart_form(("upload",), upload=file_part("the snapshot with the plates"), min_confidence=MIN_CONFIDENCE)
 
 
 async def _read(request: Request, services: ServicesDep) -> AlprResponse:
@@ -27,9 +31,9 @@ async def _read(request: Request, services: ServicesDep) -> AlprResponse:
 class AlprController(Controller):
     path = "/v1/vision"
     tags = ["vision"]
-    opt = {"module": MODULE_ID}
+    opt = {"module": MODULE_ID, "scope": "detect"}
 
-    @post("/alpr", status_code=200, opt={"command": usecase.COMMAND}, summary=SUMMARY)
+    @post("/alpr", status_code=200, opt={"command": usecase.COMMAND}, summary=SUMMARY, operation_class=FORM)
     async def alpr(self, request: Request, services: ServicesDep) -> AlprResponse:
         return await _read(request, services)
 
@@ -37,8 +41,9 @@ class AlprController(Controller):
 class LegacyAlprController(Controller):
     path = "/v1/image"
     tags = ["image"]
-    opt = {"module": MODULE_ID}
+    opt = {"module": MODULE_ID, "scope": "detect"}
 
-    @post("/alpr", status_code=200, opt={"command": usecase.COMMAND}, summary=SUMMARY + " (legacy route)")
+    @post("/alpr", status_code=200, opt={"command": usecase.COMMAND}, summary=SUMMARY + " (legacy route)",
+          operation_class=FORM)
     async def alpr(self, request: Request, services: ServicesDep) -> AlprResponse:
         return await _read(request, services)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from litestar import Controller, Request, post
 
 from edgewatch.daemon.api.forms import read_form
+from edgewatch.daemon.api.openapi_forms import file_part, multipart_form, text_part
 from edgewatch.daemon.api.schemas import received_at
 from edgewatch.daemon.modules.background import usecase
 from edgewatch.daemon.modules.background.module import MODULE_ID, BackgroundModule
@@ -20,9 +21,11 @@ def _module(services: Services) -> BackgroundModule:
 class BackgroundController(Controller):
     path = "/v1/image"
     tags = ["image"]
-    opt = {"module": MODULE_ID}
+    opt = {"module": MODULE_ID, "scope": "detect"}
 
     @post("/removebackground", status_code=200, opt={"command": usecase.COMMAND},
+          operation_class=multipart_form(("image",), image=file_part(), use_alphamatting=text_part(
+              "true to refine the edges (slower); default false", 8)),
           summary="Remove the background: imageBase64 is a PNG whose alpha keeps the main subject "
                   "(use_alphamatting refines its edges)")
     async def remove_background(self, request: Request, services: ServicesDep) -> BackgroundResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from litestar import Controller, Request, post
 
 from edgewatch.daemon.api.forms import read_form
+from edgewatch.daemon.api.openapi_forms import file_part, multipart_form, text_part
 from edgewatch.daemon.api.schemas import received_at
 from edgewatch.daemon.modules.cartoon import usecase
 from edgewatch.daemon.modules.cartoon.module import MODULE_ID, CartoonModule
@@ -20,9 +21,11 @@ def _module(services: Services) -> CartoonModule:
 class CartoonController(Controller):
     path = "/v1/image"
     tags = ["image"]
-    opt = {"module": MODULE_ID}  # the error handler answers with this module's envelope
+    opt = {"module": MODULE_ID, "scope": "detect"}  # the error handler answers with this module's envelope
 
     @post("/cartoonise", status_code=200, opt={"command": usecase.COMMAND},
+          operation_class=multipart_form(("image",), image=file_part(),
+                                         model=text_part("the style (default: the default_style setting)")),
           summary="A painterly style transfer (not an anime GAN): imageBase64 is the PNG; model names the style "
                   "(style0-style25, or celeba_distill, face_paint_512_v1, face_paint_512_v2, paprika mapped to one)")
     async def cartoonise(self, request: Request, services: ServicesDep) -> CartoonResponse:

@@ -66,7 +66,7 @@ class CustomListResponse(msgspec.Struct):
 class VisionController(Controller):
     path = "/v1/vision"
     tags = ["vision"]
-    opt = {"module": MODULE_ID}  # the error handler answers with this module's envelope
+    opt = {"module": MODULE_ID, "scope": "detect"}  # the error handler answers with this module's envelope
 
     @post("/detection", status_code=200, operation_class=ImageFormOperation, opt={"command": "detect"},
           summary="Detect COCO objects with the default detector")

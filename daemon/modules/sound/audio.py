@@ -9,8 +9,8 @@ from math import gcd
 
 import numpy as np
 import soundfile as sf
+
 from edgewatch.daemon.modules.errors import BadRequest, RequestError, TooLarge
-from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16_000
 WAV_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64"})  # libsndfile's names for RIFF/WAVE files
@@ -61,6 +61,8 @@ def decode_wav(data: bytes, max_seconds: float) -> Clip:
         raise BadRequest(f"the recording is silent (peak {_dbfs(peak)}): check the microphone and its level, "
                          "then record again")
     if rate != SAMPLE_RATE:
+        from scipy.signal import resample_poly  # at the first clip to resample: importing scipy.signal takes seconds
+
         g = gcd(rate, SAMPLE_RATE)
         mono = resample_poly(mono, SAMPLE_RATE // g, rate // g).astype(np.float32)
     return Clip(np.ascontiguousarray(mono, dtype=np.float32), samples.shape[0] / rate)

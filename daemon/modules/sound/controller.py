@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgewatch.daemon.api.forms import Form, read_form
+from edgewatch.daemon.api.openapi_forms import MIN_CONFIDENCE, file_part, multipart_form
 from edgewatch.daemon.api.schemas import received_at
 from edgewatch.daemon.modules.errors import BadRequest
 from edgewatch.daemon.modules.requests import confidence_value
@@ -31,9 +32,11 @@ def _sound(form: Form) -> bytes:
 class SoundController(Controller):
     path = "/v1/sound"
     tags = ["sound"]
-    opt = {"module": MODULE_ID}
+    opt = {"module": MODULE_ID, "scope": "detect"}
 
     @post("/classify", status_code=200, opt={"command": "classify"},
+          operation_class=multipart_form(("sound",), sound=file_part("the recording (WAV)"),
+                                         min_confidence=MIN_CONFIDENCE),
           summary="Classify a WAV recording: an UrbanSound8K class (label) and the AudioSet label it comes from")
     async def classify(self, request: Request, services: ServicesDep) -> SoundResponse:
         form, module = await read_form(request, require_form_type=True), _module(services)

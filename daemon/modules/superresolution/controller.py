@@ -6,6 +6,7 @@ from __future__ import annotations
 from litestar import Controller, Request, post
 
 from edgewatch.daemon.api.forms import read_form
+from edgewatch.daemon.api.openapi_forms import file_part, multipart_form
 from edgewatch.daemon.api.schemas import received_at
 from edgewatch.daemon.modules.superresolution import usecase
 from edgewatch.daemon.modules.superresolution.module import MODULE_ID, SuperResolutionModule
@@ -20,9 +21,10 @@ def _module(services: Services) -> SuperResolutionModule:
 class SuperResolutionController(Controller):
     path = "/v1/image"
     tags = ["image"]
-    opt = {"module": MODULE_ID}  # the error handler answers with this module's envelope
+    opt = {"module": MODULE_ID, "scope": "detect"}  # the error handler answers with this module's envelope
 
     @post("/superresolution", status_code=200, opt={"command": usecase.COMMAND},
+          operation_class=multipart_form(("image",), image=file_part()),
           summary="Upscale an image 4x with Real-ESRGAN: imageBase64 is the PNG")
     async def superresolution(self, request: Request, services: ServicesDep) -> SuperResolutionResponse:
         form = await read_form(request, require_form_type=True)

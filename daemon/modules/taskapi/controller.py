@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Union
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from edgewatch.daemon.api.openapi_errors import error_spec
 from edgewatch.daemon.modules.taskapi import usecase
 from edgewatch.daemon.modules.taskapi.auth import guard
 from edgewatch.daemon.modules.taskapi.module import MODULE_ID, TaskApiModule
 from edgewatch.daemon.modules.errors import BadRequest, NotFound, TooLarge
-from edgewatch.daemon.modules.taskapi.schemas import (AnswerResponse, EmotionResponse, GenerationBody, ModelInfo,
+from edgewatch.daemon.modules.taskapi.schemas import (AnswerResponse, EmotionResponse, GenerationBody, Message, ModelInfo,
                                                       OutputResponse, QABody, UploadUrlBody, ImageClassificationBody, ProbabilitiesResponse,
                                                       TextBody, TextClassificationBody, VectorListResponse,
                                                       VectoriseBody, VectorResponse)
@@ -23,6 +25,10 @@ from edgewatch.daemon.services import Services, ServicesDep
 
 PREFIX = "/backprop"
 UPLOADS = "/uploads"  # PUT target of the URLs /upload-url hands out: the URL's token is the authorisation
+
+
+# the spec's ModelResponse404 (a bare JSON string); {"message": …} while the task API is off
+MODEL_404 = error_spec(404, "No uploaded model of that name (a JSON string), or the task API is off", Union[str, Message])
 
 
 def _not_found(exc: NotFound) -> Response[bytes]:
@@ -38,7 +44,7 @@ class TaskApiController(Controller):
     path = PREFIX
     tags = ["task API"]
     guards = [guard]
-    opt = {"module": MODULE_ID}
+    opt = {"module": MODULE_ID, "scope": "task"}  # its own keys (taskapi/auth.py)
     security = [{"ApiKeyAuth": []}]
 
     @post("/text-vectorisation", status_code=200, opt={"command": "text-vectorisation"},
@@ -69,14 +75,15 @@ class TaskApiController(Controller):
         return ([*module.global_models(), *user] if include_global else user)
 
     @get("/models/{model:str}", summary="An uploaded model (global models cannot be queried, as in the spec)",
-         opt={"command": "model"})
+         opt={"command": "model"}, responses={404: MODEL_404})
     async def model(self, services: ServicesDep, model: FromPath[str]) -> Response:
         try:
             return Response(_module(services).uploads.get(model))
         except NotFound as exc:
             return _not_found(exc)
 
-    @delete("/models/{model:str}", status_code=200, summary="Delete an uploaded model", opt={"command": "model"})
+    @delete("/models/{model:str}", status_code=200, summary="Delete an uploaded model", opt={"command": "model"},
+            responses={404: MODEL_404})
     async def delete_model(self, services: ServicesDep, model: FromPath[str]) -> Response:
         try:
             _module(services).uploads.delete(model)
@@ -105,7 +112,7 @@ class TaskApiController(Controller):
     async def summarisation(self, data: JSONBody[TextBody], services: ServicesDep) -> OutputResponse:
         return await usecase.summarise(_module(services), services.queue, data)
 
-    @post("/qa", status_code=200, opt={"command": "qa"},
+    @post("/qa", status_code=200, opt={"command": "qa"}, responses={501: error_spec(501, body=Message)},
           summary="Answer a question from a context (generative, with the installed language model); 'unknown' if not there")
     async def qa(self, data: JSONBody[QABody], services: ServicesDep) -> AnswerResponse:
         return await usecase.answer(_module(services), services.queue, data)
@@ -117,7 +124,7 @@ class TaskUploadController(Controller):
 
     path = PREFIX + UPLOADS
     tags = ["task API"]
-    opt = {"module": MODULE_ID}
+    opt = {"module": MODULE_ID, "scope": "token"}  # the URL carries its token
 
     @put("/{token:str}", status_code=200, opt={"command": "upload"}, request_max_body_size=None,
          summary="Upload a model zip (model.bin, config.json, requirements.txt) to a URL from /upload-url")

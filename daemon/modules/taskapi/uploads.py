@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgewatch.daemon.modules.errors import BadRequest, NotFound
-from edgewatch.models.files import atomic_dir, atomic_write_json
+from edgewatch.models.files import atomic_dir, atomic_write_json, fsync_dir
 from edgewatch.models.installer import InstallError
 from edgewatch.models.llm_install import install_uploaded_gguf, is_upload
 from edgewatch.models.store import ModelStore
@@ -153,6 +153,8 @@ class UserModels:
             return []
         out = []
         for folder in sorted(self.root.iterdir()):
+            if not NAME.match(folder.name):  # a build or removal a kill interrupted (.name.*.tmp/.old)
+                continue
             try:
                 out.append(json.loads((folder / "model.json").read_text()))
             except (OSError, ValueError):
@@ -170,4 +172,6 @@ class UserModels:
         self.get(name)
         if self.store.has(name) and is_upload(self.store.get(name)):
             self.store.remove(name)
-        shutil.rmtree(self.root / name)
+        (self.root / name / "model.json").unlink()  # from here on the upload is gone, whatever happens next
+        fsync_dir(self.root / name)
+        shutil.rmtree(self.root / name, ignore_errors=True)

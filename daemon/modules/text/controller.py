@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgewatch.daemon.api.forms import Form, read_form
+from edgewatch.daemon.api.openapi_forms import integer_part, multipart_form, text_part
 from edgewatch.daemon.api.schemas import received_at
 from edgewatch.daemon.modules.errors import BadRequest
 from edgewatch.daemon.modules.text import usecase
@@ -19,6 +20,9 @@ def _module(services: Services) -> TextModule:
 async def _form(request: Request, module: TextModule) -> Form:
     # urlencoded and JSON bodies may carry the longest text accepted (4 bytes a character at most)
     return await read_form(request, max_small_body=module.settings.max_text_chars * 4 + 4096)
+
+
+TEXT = text_part("the text (or a text file part)")
 
 
 def _text(form: Form) -> str | None:
@@ -39,9 +43,10 @@ def _text(form: Form) -> str | None:
 class TextController(Controller):
     path = "/v1/text"
     tags = ["text"]
-    opt = {"module": MODULE_ID}  # the error handler answers with this module's envelope
+    opt = {"module": MODULE_ID, "scope": "detect"}  # the error handler answers with this module's envelope
 
     @post("/sentiment", status_code=200, opt={"command": "sentiment"},
+          operation_class=multipart_form(("text",), text=TEXT),
           summary="Whether the text is positive: is_positive, positive_probability (MiniLM embedding + VADER)")
     async def sentiment(self, request: Request, services: ServicesDep) -> TextResponse:
         module = _module(services)
@@ -49,6 +54,7 @@ class TextController(Controller):
         return await usecase.sentiment(module, services.queue, _text(form), received_at(request))
 
     @post("/summarize", status_code=200, opt={"command": "summarize"},
+          operation_class=multipart_form(("text",), text=TEXT, num_sentences=integer_part("how many sentences", 1)),
           summary="The num_sentences sentences most central to the text, in its order (extractive)")
     async def summarize(self, request: Request, services: ServicesDep) -> TextResponse:
         module = _module(services)

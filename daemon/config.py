@@ -161,6 +161,10 @@ class MqttConfig(_Section):
     keepalive: int = Field(30, ge=5, le=3600)
     response_topic_prefix: str | None = Field(None, description=(
         "when set, MQTT jobs may only ask for answers on topics under this prefix"))
+    stats_interval_s: float = Field(30.0, ge=0, le=86400, description=(
+        "seconds between two retained messages of the box's key figures on <prefix>/stats (inference time, "
+        "requests, queue, cameras' fps, memory, CPU, temperature), with Home Assistant sensors; 0 = off "
+        "(their sensors are removed)"))
 
 
 class InferenceConfig(_Section):

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from edgewatch.daemon import __version__
 from edgewatch.daemon.inference_queue import InferenceQueue
+from edgewatch.daemon.mqtt.stats import cpu_temperature
 
 if TYPE_CHECKING:
     from litestar.types import Message, Scope
@@ -46,7 +47,18 @@ class Metrics:
                                  "time from a request's arrival at its route to the last byte of its answer",
                                  ["module"], buckets=LATENCY_BUCKETS, registry=registry)
         self.inference = Histogram("edgewatch_inference_seconds", "the backend's inference time of one request",
-                                   ["module", "model"], buckets=INFERENCE_BUCKETS, registry=registry)
+                                   ["module", "model", "backend"], buckets=INFERENCE_BUCKETS, registry=registry)
+        self.pre_post = Histogram("edgewatch_pre_post_seconds",
+                                  "decoding, preprocessing and postprocessing of one detection "
+                                  "(processMs - inferenceMs)",
+                                  ["module", "model", "backend"], buckets=INFERENCE_BUCKETS, registry=registry)
+        self.predictions = Counter("edgewatch_predictions", "objects in detection answers (REST and MQTT), by label",
+                                   ["module", "label"], registry=registry)
+        self.mqtt_published = Counter("edgewatch_mqtt_published",
+                                      "MQTT messages published (QoS 1 ones once the broker acknowledged them)",
+                                      registry=registry)
+        self.mqtt_job_replies = Counter("edgewatch_mqtt_job_replies", "answers to MQTT jobs, by the envelope's code",
+                                        ["status"], registry=registry)
         self.queue_full = Counter("edgewatch_inference_queue_full",
                                   "requests and MQTT jobs refused because the inference queue was full (503)",
                                   registry=registry)
@@ -54,6 +66,7 @@ class Metrics:
               registry=registry).labels(__version__).set(1)
         ProcessCollector(registry=registry)
         registry.register(_StateCollector(services))
+        self.services = services  # what the MQTT stats read (daemon/mqtt/stats.py): cameras, queue
         _by_queue[services.queue] = self
 
     def scrape(self) -> bytes:
@@ -69,11 +82,23 @@ class Metrics:
             self.latency.labels(module).observe(seconds)
 
 
-def observe_inference(queue: InferenceQueue, module: str, model: str, inference_ms: float) -> None:
-    """Record one inference's backend time on the metrics of the app that owns ``queue``."""
+def observe_inference(queue: InferenceQueue, module: str, model: str, inference_ms: float, *,
+                      process_ms: float | None = None, backend: str = "", found: Iterable[str] = ()) -> None:
+    """Record one inference's backend time on the metrics of the app that owns ``queue``; with
+    ``process_ms`` (the whole detection) the time around it too, and the labels ``found`` (an answer's
+    predictions)."""
     metrics = _by_queue.get(queue)
     if metrics is not None:
-        metrics.inference.labels(module, model).observe(inference_ms / 1000.0)
+        metrics.inference.labels(module, model, backend).observe(inference_ms / 1000.0)
+        if process_ms is not None:
+            metrics.pre_post.labels(module, model, backend).observe(max(0.0, process_ms - inference_ms) / 1000.0)
+        for label in found:
+            metrics.predictions.labels(module, label).inc()
+
+
+def metrics_for(queue: InferenceQueue) -> Metrics | None:
+    """The metrics of the app that owns ``queue`` (None outside an app, as in some tests)."""
+    return _by_queue.get(queue)
 
 
 def count_queue_full(queue: InferenceQueue) -> None:
@@ -126,6 +151,10 @@ class _StateCollector(Collector):
         if threads is not None:
             yield GaugeMetricFamily("edgewatch_process_threads", "the process's threads (native ones included)",
                                     value=threads)
+        celsius = cpu_temperature()
+        if celsius is not None:
+            yield GaugeMetricFamily("edgewatch_cpu_temperature_celsius",
+                                    "the CPU's temperature (the hottest cpu/soc thermal zone)", value=celsius)
 
     def _cameras(self) -> Iterable:
         connected = GaugeMetricFamily("edgewatch_camera_connected", "1 while a camera's frames arrive", labels=["camera"])
@@ -134,15 +163,22 @@ class _StateCollector(Collector):
                                             ("detections", "detections", "detections on the camera's frames"),
                                             ("skipped_busy", "skipped_busy",
                                              "frames skipped because the inference queue was busy"),
-                                            ("reconnects", "reconnects", "attempts to reopen the camera"))}
+                                            ("reconnects", "reconnects", "attempts to reopen the camera"),
+                                            ("motion_skipped", "motion_skipped",
+                                             "frames the motion gate found still, so not detected"))}
+        objects = CounterMetricFamily("edgewatch_camera_objects", "objects the camera's detections found, after its "
+                                      "filters, by label", labels=["camera", "label"])
         cameras = self.services.cameras
         for name, state in (cameras.states() if cameras is not None else {}).items():
             connected.add_metric([name], int(bool(state.get("connected"))))
             for key, family in families.items():
                 if isinstance(state.get(key), (int, float)):
                     family.add_metric([name], state[key])  # counts since the camera's worker started
+            for label, count in (state.get("objects") or {}).items():
+                objects.add_metric([name, label], count)
         yield connected
         yield from families.values()
+        yield objects
 
 
 def _os_threads() -> int | None:

@@ -141,7 +141,8 @@ def test_a_full_queue_is_counted(data_dir: Path, cache_dir: Path, photo_bytes: d
 
 class _Cameras:
     def states(self) -> dict[str, dict]:
-        return {"porch": {"connected": True, "frames_seen": 120, "detections": 7, "skipped_busy": 3, "reconnects": 1},
+        return {"porch": {"connected": True, "frames_seen": 120, "detections": 7, "skipped_busy": 3, "reconnects": 1,
+                          "motion_skipped": 110, "objects": {"person": 5, "car": 2}},
                 "garage": {"connected": False}}  # not running: no counts yet
 
 
@@ -155,6 +156,10 @@ def test_cameras_and_mqtt_are_read_at_scrape_time() -> None:
     assert value(found, "edgewatch_camera_detections_total", camera="porch") == 7
     assert value(found, "edgewatch_camera_skipped_busy_total", camera="porch") == 3
     assert value(found, "edgewatch_camera_reconnects_total", camera="porch") == 1
+    assert value(found, "edgewatch_camera_motion_skipped_total", camera="porch") == 110
+    assert value(found, "edgewatch_camera_objects_total", camera="porch", label="person") == 5
+    assert value(found, "edgewatch_camera_objects_total", camera="porch", label="car") == 2
+    assert not [s for s in found["edgewatch_camera_objects_total"] if s[0]["camera"] == "garage"]
     assert not [s for s in found["edgewatch_camera_frames_total"] if s[0]["camera"] == "garage"]
     assert value(found, "edgewatch_mqtt_connected") == 1
     services.mqtt = SimpleNamespace(state=lambda: SimpleNamespace(connected=False))
@@ -164,3 +169,36 @@ def test_cameras_and_mqtt_are_read_at_scrape_time() -> None:
 def test_metrics_is_not_in_the_schema(data_dir: Path, cache_dir: Path) -> None:
     with make_client(data_dir, cache_dir) as client:
         assert "/metrics" not in client.get("/schema/openapi.json").json()["paths"]
+
+
+def test_detections_count_labels_and_time_around_the_inference(data_dir: Path, cache_dir: Path,
+                                                               photo_bytes: dict[str, bytes]) -> None:
+    """One detection: the per-label counters move as its answer's predictions say, and its time
+    splits into inference and pre/post (together the answer's processMs), both by backend."""
+    from collections import Counter
+
+    with make_client(data_dir, cache_dir) as client:
+        answer = client.post(DETECT, files={"image": ("bus.jpg", photo_bytes["bus"], "image/jpeg")}).json()
+        found = scrape(client)
+    labels = Counter(p["label"] for p in answer["predictions"])
+    assert {"bus", "person"} <= set(labels)
+    for label, count in labels.items():
+        assert value(found, "edgewatch_predictions_total", module=MODULE_ID, label=label) == count
+    assert value(found, "edgewatch_predictions_total") == answer["count"]
+    inference = [labels for labels, v in found["edgewatch_inference_seconds_count"] if v]
+    pre_post = [labels for labels, v in found["edgewatch_pre_post_seconds_count"] if v]
+    assert len(inference) == len(pre_post) == 1 and inference == pre_post  # one series each, the same labels
+    assert inference[0]["backend"] == "onnxruntime" and inference[0]["model"] == "default"
+    spent = value(found, "edgewatch_inference_seconds_sum") + value(found, "edgewatch_pre_post_seconds_sum")
+    assert value(found, "edgewatch_pre_post_seconds_sum") > 0  # decoding a JPEG takes time
+    assert abs(spent * 1000 - answer["processMs"]) <= 1.0  # processMs is rounded to the millisecond
+
+
+def test_the_cpu_temperature_is_read_at_scrape_time(monkeypatch) -> None:
+    import edgewatch.daemon.metrics as metrics
+
+    services = SimpleNamespace(queue=InferenceQueue(1, 1), cameras=None, mqtt=None)
+    monkeypatch.setattr(metrics, "cpu_temperature", lambda: 47.5)
+    assert value(samples(Metrics(services).scrape().decode()), "edgewatch_cpu_temperature_celsius") == 47.5  # type: ignore[arg-type]
+    monkeypatch.setattr(metrics, "cpu_temperature", lambda: None)  # no thermal zone: no series
+    assert "edgewatch_cpu_temperature_celsius" not in samples(Metrics(services).scrape().decode())  # type: ignore[arg-type]

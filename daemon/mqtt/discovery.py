@@ -104,3 +104,70 @@ def subject_entities(node_id: str, prefix: str, discovery_prefix: str, name: str
         out[f"{discovery_prefix}/{component}/{node_id}/person_{slug}_{key}/config"] = {
             **common, **entity, "unique_id": uid, "object_id": uid}
     return out
+
+
+def stats_topic(prefix: str) -> str:
+    """The retained key figures of the box (``daemon/mqtt/stats.py``)."""
+    return f"{prefix}/stats"
+
+
+# the stats sensors of the box: key (the payload's field) -> name and Home Assistant's unit and classes
+STATS_SENSORS: dict[str, dict[str, Any]] = {
+    "inference_ms": {"name": "Inference time (mean)", "unit_of_measurement": "ms", "device_class": "duration",
+                     "state_class": "measurement", "suggested_display_precision": 1},
+    "requests_per_s": {"name": "Requests per second", "unit_of_measurement": "req/s", "state_class": "measurement",
+                       "icon": "mdi:swap-horizontal"},
+    "errors": {"name": "Request errors", "state_class": "measurement", "icon": "mdi:alert-circle-outline"},
+    "queue_depth": {"name": "Inference queue depth", "state_class": "measurement", "icon": "mdi:tray-full"},
+    "rss_mb": {"name": "Memory (RSS)", "unit_of_measurement": "MB", "device_class": "data_size",
+               "state_class": "measurement"},
+    "cpu_percent": {"name": "CPU", "unit_of_measurement": "%", "state_class": "measurement", "icon": "mdi:cpu-64-bit"},
+    "open_fds": {"name": "Open file descriptors", "state_class": "measurement", "icon": "mdi:file-multiple-outline"},
+    "threads": {"name": "Threads", "state_class": "measurement", "icon": "mdi:format-list-numbered"},
+    "uptime_s": {"name": "Uptime", "unit_of_measurement": "s", "device_class": "duration", "icon": "mdi:timer-sand"},
+    "cpu_temp_c": {"name": "CPU temperature", "unit_of_measurement": "°C", "device_class": "temperature",
+                   "state_class": "measurement"},
+}
+# per camera: key (its field under cameras.<camera>) -> the same
+STATS_CAMERA_SENSORS: dict[str, dict[str, Any]] = {
+    "fps_in": {"name": "fps in", "unit_of_measurement": "fps", "state_class": "measurement",
+               "icon": "mdi:camera-timer"},
+    "fps_out": {"name": "fps out", "unit_of_measurement": "fps", "state_class": "measurement",
+                "icon": "mdi:camera-timer"},
+    "motion_gated_pct": {"name": "motion-gated frames", "unit_of_measurement": "%", "state_class": "measurement",
+                         "icon": "mdi:motion-pause-outline"},
+}
+
+
+def stats_entities(node_id: str, prefix: str, discovery_prefix: str,
+                   temperature: bool = True) -> dict[str, dict[str, Any]]:
+    """topic -> config payload for the box's stats sensors (diagnostic, on the box's device);
+    ``temperature``: the box has a thermal zone (else no CPU temperature sensor)."""
+    common = {"availability_topic": f"{prefix}/availability", "payload_available": "online",
+              "payload_not_available": "offline", "device": device(node_id), "state_topic": stats_topic(prefix),
+              "entity_category": "diagnostic"}
+    out = {}
+    for key, entity in STATS_SENSORS.items():
+        if key == "cpu_temp_c" and not temperature:
+            continue
+        uid = f"edgewatch_{node_id}_stats_{key}"
+        out[f"{discovery_prefix}/sensor/{node_id}/stats_{key}/config"] = {
+            **common, **entity, "value_template": f"{{{{ value_json.{key} }}}}", "unique_id": uid, "object_id": uid}
+    return out
+
+
+def stats_camera_entities(node_id: str, prefix: str, discovery_prefix: str, camera: str) -> dict[str, dict[str, Any]]:
+    """topic -> config payload for one camera's stats sensors (diagnostic, on the box's device with
+    its other stats sensors, named after the camera); the value is unknown while the camera does not run."""
+    common = {"availability_topic": f"{prefix}/availability", "payload_available": "online",
+              "payload_not_available": "offline", "device": device(node_id), "state_topic": stats_topic(prefix),
+              "entity_category": "diagnostic"}
+    out = {}
+    for key, entity in STATS_CAMERA_SENSORS.items():
+        uid = f"edgewatch_{node_id}_stats_{camera}_{key}"
+        template = (f"{{{{ value_json.cameras['{camera}'].{key} if '{camera}' in value_json.cameras "
+                    "else None }}")
+        out[f"{discovery_prefix}/sensor/{node_id}/stats_{camera}_{key}/config"] = {
+            **common, **entity, "name": f"{camera} {entity['name']}", "value_template": template, "unique_id": uid,
+            "object_id": uid}
+    return out

@@ -40,9 +40,11 @@ from edgewatch.daemon.config import Settings
 from edgewatch.daemon.inference_queue import InferenceQueue
 from edgewatch.daemon.modules.base import CapabilityModule
 from edgewatch.daemon.modules.errors import BadRequest, NotFound, RequestError, TooLarge
-from edgewatch.daemon.mqtt.discovery import (box_entities, camera_entities, last_plate_topic, subject_entities,
-                                             subject_topics)
+from edgewatch.daemon.metrics import metrics_for
+from edgewatch.daemon.mqtt.discovery import (box_entities, camera_entities, last_plate_topic, stats_camera_entities,
+                                             stats_entities, stats_topic, subject_entities, subject_topics)
 from edgewatch.daemon.mqtt.state import MqttState
+from edgewatch.daemon.mqtt.stats import THERMAL_ROOT, StatsPublisher, cpu_temperature
 from edgewatch.daemon.mqtt.events import event_payload
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
 from edgewatch.daemon.pipeline.tracker import Event, Track
@@ -137,6 +139,9 @@ class MqttLink:
         self._subscriptions = [(f"{self.mq.discovery_prefix}/status", 1)] + [
             (f"$share/{SHARE_GROUP}/{JOBS_ROOT}/{command}", 1) for command in self.commands]
         self._subscribe_mid: int | None = None
+        self._metrics = metrics_for(queue)  # the app's Prometheus counters (None outside an app)
+        self.stats: StatsPublisher | None = None  # the key figures on {prefix}/stats, while started
+        self.thermal_root = THERMAL_ROOT
         register_secret(self.mq.password)  # never in a message, a log line or an answer
         if self.mq.response_topic_prefix:
             problem = response_topic_problem(f"{self.mq.response_topic_prefix.rstrip('/')}/x", prefix=self.prefix,
@@ -160,6 +165,7 @@ class MqttLink:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -167,8 +173,14 @@ class MqttLink:
                  self.node_id, self.prefix)
         self.client.connect_async(self.mq.host, self.mq.port, keepalive=self.mq.keepalive)
         self.client.loop_start()
+        if self.mq.stats_interval_s > 0:
+            self.stats = StatsPublisher(self._publish_stats, stats_topic(self.prefix), self.node_id, self.queue,
+                                        self._metrics, self.loop, self.mq.stats_interval_s, self.thermal_root).start()
 
     def stop(self) -> None:
+        if self.stats is not None:
+            self.stats.stop()
+            self.stats = None
         if self.client.is_connected():
             self.client.publish(self.availability, "offline", qos=1, retain=True).wait_for_publish(2)
         self.client.disconnect()
@@ -235,7 +247,36 @@ class MqttLink:
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
         for camera, labels in self.cameras.items():
             self._publish_camera_discovery(camera, labels)
+        self._publish_stats_discovery()
         self._sync_subjects(force=True)
+
+    def _publish_stats_discovery(self) -> None:
+        """The stats sensors while mqtt.stats_interval_s is on; while it is off their configs and the
+        last figures are emptied (Home Assistant deletes the sensors). No thermal zone: no temperature sensor."""
+        on = self.mq.stats_interval_s > 0
+        box = stats_entities(self.node_id, self.prefix, self.mq.discovery_prefix)
+        shown = stats_entities(self.node_id, self.prefix, self.mq.discovery_prefix,
+                               temperature=cpu_temperature(self.thermal_root) is not None) if on else {}
+        for topic, payload in box.items():
+            self.client.publish(topic, json.dumps(shown[topic]) if topic in shown else b"", qos=1, retain=True)
+        for camera in list(self.cameras):  # the event loop may add one meanwhile
+            self._publish_stats_camera(camera, on)
+        if not on:
+            self.client.publish(stats_topic(self.prefix), b"", qos=1, retain=True)
+
+    def _publish_stats_camera(self, camera: str, on: bool) -> None:
+        for topic, payload in stats_camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix,
+                                                    camera).items():
+            self.client.publish(topic, json.dumps(payload) if on else b"", qos=1, retain=True)
+
+    def _publish_stats(self, topic: str, payload: str) -> None:
+        """The stats thread's message: only while connected (figures queued for later would be stale)."""
+        if self.client.is_connected():
+            self.client.publish(topic, payload, qos=1, retain=True)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        if self._metrics is not None:
+            self._metrics.mqtt_published.inc()
 
     def _publish_camera_discovery(self, camera: str, labels: list[str]) -> None:
         for topic, payload in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera,
@@ -259,6 +300,7 @@ class MqttLink:
             self._plates.add(camera)
         if self.client.is_connected():
             self._publish_camera_discovery(camera, labels)
+            self._publish_stats_camera(camera, self.mq.stats_interval_s > 0)
         with self._people_lock:
             if names_people == (camera in self._naming):
                 return
@@ -277,6 +319,7 @@ class MqttLink:
         for topic in camera_entities(self.node_id, self.prefix, self.mq.discovery_prefix, camera, labels,
                                      reads_plates=reads_plates):
             self.client.publish(topic, b"", qos=1, retain=True)
+        self._publish_stats_camera(camera, False)
         with self._people_lock:
             self._people_in_view(camera, set())
             if camera in self._naming:
@@ -459,8 +502,10 @@ class MqttLink:
             log.warning("MQTT job on %s refused (%d): %s; answered on %s/jobs/errors", printable(msg.topic, 100),
                         result.code, printable(result.error, 400), self.prefix)
             self.client.publish(f"{self.prefix}/jobs/errors", body, qos=1, properties=properties)
-            return
-        self.client.publish(reply_to, body, qos=1, properties=properties)
+        else:
+            self.client.publish(reply_to, body, qos=1, properties=properties)
+        if self._metrics is not None:
+            self._metrics.mqtt_job_replies.labels(str(getattr(result, "code", 200))).inc()
 
 
 class _Refusal(msgspec.Struct):

@@ -17,6 +17,7 @@ from edgewatch.daemon.modules.detection.detector import NoModelInstalled, Outcom
 from edgewatch.daemon.modules.detection.module import DetectionModule
 from edgewatch.daemon.imaging import ImageError
 from edgewatch.daemon.inference_queue import InferenceQueue, QueueFull
+from edgewatch.daemon.metrics import observe_inference
 from edgewatch.daemon.pipeline.filters import apply
 from edgewatch.daemon.pipeline.rules import DetectConfig
 from edgewatch.daemon.pipeline.motion import MotionGate
@@ -64,6 +65,8 @@ class CameraWorker:
         self.gate = MotionGate(min_changed=config.motion_threshold)
         self.tracker = Tracker(name, end_after_s=config.end_after_s, config=config.tracking)
         self.frames = self.detections = self.skipped_busy = 0
+        self.motion_skipped = 0  # frames the motion gate found still (no detection ran)
+        self.objects: dict[str, int] = {}  # objects found per label (after the filters), for the metrics
         self.error: str | None = None  # why detection fails now; None once it works
         self._backoff = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
         self._logged: tuple[str, float] | None = None  # the last error logged, and when
@@ -94,6 +97,7 @@ class CameraWorker:
         now = self.clock()
         if not self.gate.moved(frame) and not self.tracker.needs_detection(now):
             # a still scene: what the last detection found is still there (nothing, often)
+            self.motion_skipped += 1
             events = self.tracker.unchanged(now, captured)
             if events:
                 self._publish(events, frame)
@@ -104,8 +108,12 @@ class CameraWorker:
             self.skipped_busy += 1  # the box is saturated: drop this frame, the next one is newer
             return seq
         self.detections += 1
+        observe_inference(self.queue, self.module.module_id, self.config.model or "default", outcome.inference_ms,
+                          process_ms=outcome.process_ms, backend=outcome.backend)
         h, w = frame.shape[:2]
         located = apply(outcome.predictions, self.config.filters, w, h)
+        for found in located:
+            self.objects[found.prediction.label] = self.objects.get(found.prediction.label, 0) + 1
         events = self.tracker.update(located, self.clock(), captured)
         if self.faces is not None:
             events += await self.faces.look(frame, self.tracker, self.clock())

@@ -31,6 +31,7 @@ class Outcome:
     process_ms: float
     execution_provider: str  # what really ran this request (a custom model may use another backend)
     can_use_gpu: bool
+    backend: str = ""  # the backend's type_key (onnxruntime, rknn, ...), for the metrics
 
 
 class Detector:
@@ -76,4 +77,5 @@ class Detector:
             for b, s, c in zip(boxes.tolist(), found.scores.tolist(), found.classes.tolist())
         ]
         return Outcome(predictions, found.inference_ms, (time.perf_counter() - start) * 1000,
-                       self.backend.execution_provider, self.backend.can_use_gpu)
+                       self.backend.execution_provider, self.backend.can_use_gpu,
+                       getattr(self.backend, "type_key", ""))

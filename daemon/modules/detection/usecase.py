@@ -44,7 +44,9 @@ async def detect_image(module: DetectionModule, queue: InferenceQueue, image: by
                        "this box has; install more with `edgewatch models install`") from None
     except (NoModelInstalled, BackendError) as exc:  # nothing installed, or nothing that loads here
         raise Unavailable(str(exc)) from None
-    observe_inference(queue, module.module_id, model or "default", outcome.inference_ms)  # a name that resolved
+    observe_inference(queue, module.module_id, model or "default", outcome.inference_ms,  # a name that resolved
+                      process_ms=outcome.process_ms, backend=outcome.backend,
+                      found=[p.label for p in outcome.predictions])
     predictions = outcome.predictions
     message = ("Found " + ", ".join(p.label for p in predictions)) if predictions else "No objects found"
     return envelope(module, command, success=True, received_at=received_at, message=message,

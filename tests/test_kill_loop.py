@@ -64,55 +64,59 @@ def change_until_killed(url: str, book: Book, rng: random.Random, started: threa
         started.set()
 
 
+def add_camera(client: httpx.Client, name: str) -> bool:
+    return client.post("/v1/cameras", json={"name": name, "url": f"rtsp://127.0.0.1:9/{name}",
+                                            "enabled": False}).status_code == 201
+
+
+def remove_camera(client: httpx.Client, name: str) -> bool:
+    return client.delete(f"/v1/cameras/{name}").status_code == 200
+
+
+def upload_model(client: httpx.Client, name: str) -> bool:
+    url = client.post("/backprop/upload-url", json={"model_name": name}).json()  # the URL, as a string
+    return client.put("/" + url.split("://", 1)[1].split("/", 1)[1], content=model_zip(name)).status_code == 200
+
+
+def delete_model(client: httpx.Client, name: str) -> bool:
+    return client.delete(f"/backprop/models/{name}").status_code == 200
+
+
+CHANGES = {"cameras": (add_camera, remove_camera), "models": (upload_model, delete_model)}
+
+
 def _change_until_killed(url: str, book: Book, rng: random.Random, started: threading.Event, n: int) -> None:
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, event_hooks={"response": [_no_server_error]}) as client:
         for i in range(10_000):
-            op = rng.choice(("setting", "setting", "camera", "camera", "model"))
+            kind = rng.choice(("setting", "setting", "cameras", "cameras", "models"))
             try:
-                if op == "setting":
+                if kind == "setting":
                     value = f"{rng.uniform(0.2, 0.9):.3f}"
                     book.confidence_pending.add(value)
-                    r = client.post(f"/v1/settings/{DETECTION}", data={"name": "min_confidence", "value": value})
-                    if r.status_code == 200:
+                    if client.post(f"/v1/settings/{DETECTION}",
+                                   data={"name": "min_confidence", "value": value}).status_code == 200:
                         book.confidence = value
                         book.confidence_pending.discard(value)
-                elif op == "camera":
-                    present = [name for name, here in book.cameras.items() if here]
-                    if present and rng.random() < 0.5:
-                        name = rng.choice(present)
-                        book.pending["cameras"].add(name)
-                        r = client.delete(f"/v1/cameras/{name}")
-                        ok = r.status_code == 200
-                    else:
-                        name = f"k{n}x{i}"
-                        book.pending["cameras"].add(name)
-                        r = client.post("/v1/cameras", json={"name": name, "url": f"rtsp://127.0.0.1:9/{name}",
-                                                             "enabled": False})
-                        ok = r.status_code == 201
-                    if ok:
-                        book.cameras[name] = r.request.method == "POST"
-                        book.pending["cameras"].discard(name)
                 else:
-                    present = [name for name, here in book.models.items() if here]
-                    if present and rng.random() < 0.5:
-                        name = rng.choice(present)
-                        book.pending["models"].add(name)
-                        r = client.delete(f"/backprop/models/{name}")
-                        ok = r.status_code == 200
-                    else:
-                        name = f"kill-{n}-{i}"
-                        book.pending["models"].add(name)
-                        put = client.post("/backprop/upload-url", json={"model_name": name}).json()  # the URL, as a string
-                        r = client.put("/" + put.split("://", 1)[1].split("/", 1)[1], content=model_zip(name))
-                        ok = r.status_code == 200
-                    if ok:
-                        book.models[name] = r.request.method == "PUT"
-                        book.pending["models"].discard(name)
+                    add, remove = CHANGES[kind]
+                    present = [name for name, here in getattr(book, kind).items() if here]
+                    adding = not present or rng.random() >= 0.5
+                    name = f"kill-{n}-{i}" if adding else rng.choice(present)
+                    book.pending[kind].add(name)
+                    if (add if adding else remove)(client, name):
+                        getattr(book, kind)[name] = adding
+                        book.pending[kind].discard(name)
             except (httpx.TransportError, KeyError, ValueError):
                 return  # killed mid-request: not acknowledged, stays pending
-            assert r.status_code < 500, f"{op}: {r.status_code} {r.text[:300]}"
             book.acknowledged += 1
             started.set()
+
+
+def _no_server_error(response: httpx.Response) -> None:
+    if response.status_code >= 500:
+        response.read()
+        raise AssertionError(f"{response.request.method} {response.request.url.path}: {response.status_code} "
+                             f"{response.text[:300]}")
 
 
 def check_everything_acknowledged_is_there(url: str, book: Book, data: Path, n: int) -> None:

@@ -334,6 +334,15 @@ class CameraService:
         if self.sink is not None and hasattr(self.sink, "remove_camera"):
             self.sink.remove_camera(name)
 
+    def latest(self, name: str) -> tuple[Any, list] | None:
+        """A running camera's newest frame and the objects in view on it, or None (not running, no frame
+        yet). Raises CameraError 404 for a camera that does not exist. Call on the event loop."""
+        if name not in self.entries and name not in self.invalid:
+            raise CameraError(404, f"no camera {printable(name, 64)!r}; GET /v1/cameras lists them")
+        running = self.running.get(name)
+        frame = running[0].latest() if running else None
+        return None if running is None or frame is None else (frame[1], running[1].tracker.visible())
+
     def states(self, invalid: bool = True) -> dict[str, dict[str, Any]]:
         """Each camera's state (passwords hidden); with ``invalid`` also the saved entries that do not validate."""
         out = {}

@@ -22,6 +22,8 @@ from edgewatch.daemon.api.errors import ApiError
 from edgewatch.daemon.api.status import StatusController
 from edgewatch.daemon.modules.detection import MODULE_ID as DETECTION
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
+from edgewatch.daemon.pipeline.camera_service import CameraError
+from edgewatch.daemon.redaction import printable
 from edgewatch.daemon.services import ServicesDep
 
 HERE = Path(__file__).parent
@@ -81,14 +83,13 @@ class CameraSnapshotController(Controller):
         cameras = services.cameras
         if cameras is None:
             raise ApiError(503, "the cameras are starting; retry in a moment")
-        if name not in cameras.entries and name not in cameras.invalid:
-            raise ApiError(404, "no such camera; GET /v1/cameras lists them")
-        running = cameras.running.get(name)
-        frame = running[0].latest() if running else None
-        if running is None or frame is None:
-            raise ApiError(404, f"camera {name!r} has no frame yet (GET /v1/cameras says why)")
-        tracks = running[1].tracker.visible()  # read on the event loop, where the worker changes it
-        jpeg = await asyncio.to_thread(_snapshot_jpeg, frame[1], tracks)
+        try:
+            latest = cameras.latest(name)  # on the event loop, where the worker changes the tracks
+        except CameraError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        if latest is None:
+            raise ApiError(404, f"camera {printable(name, 64)!r} has no frame yet (GET /v1/cameras says why)")
+        jpeg = await asyncio.to_thread(_snapshot_jpeg, *latest)
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 

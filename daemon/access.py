@@ -3,8 +3,9 @@
 Each route says what it needs in its ``opt["scope"]``:
 
 - ``public``: anyone (the web page, the API docs, ``/v1/status/ping``);
-- ``detect``: the inference endpoints NVRs call. Open while no key of any scope is configured
-  (drop-in for CodeProject.AI, which has no keys); once a key exists, one is needed;
+- ``detect``: the inference endpoints NVRs call. Open while no detect key is configured (drop-in
+  for CodeProject.AI, which has no keys; an admin key alone does not close them, so adding one never
+  locks out an NVR that cannot send keys); once a detect key exists, a key is needed;
 - ``admin`` (the default for a route that says nothing): settings, cameras, faces management, the
   log, /metrics. Only an admin key opens them, and while none is configured they answer only
   clients in ``access.trusted_networks`` (this box itself by default);
@@ -102,7 +103,7 @@ def decide(config: AccessConfig, scope: str, host: str | None, key: str | None) 
     if trusted(config, host):
         return Decision("trusted")
     admin = {name: k.hash for name, k in config.keys.items() if k.scope == "admin"}
-    if scope == "detect" and not config.keys:
+    if scope == "detect" and len(admin) == len(config.keys):  # no detect key
         return Decision("open")
     if scope == "admin" and not admin:
         return Decision(None, 403, "this route (settings, cameras, faces management, log, metrics) answers only "
@@ -146,7 +147,7 @@ def describe(config: AccessConfig) -> str:
     """One line for the start log and `edgewatch status`: what needs a key."""
     scopes = {k.scope for k in config.keys.values()}
     nets = ", ".join(str(n) for n in config.trusted_networks) or "nobody"
-    detect = "need a key" if config.keys else "are open to the network (no keys configured)"
+    detect = "need a key" if "detect" in scopes else "are open to the network (no detect key configured)"
     admin = ("need an admin key" if "admin" in scopes
              else "answer only trusted clients (no admin key configured)")
     return f"access: inference endpoints {detect}; admin routes {admin}; trusted without a key: {nets}"
@@ -155,6 +156,6 @@ def describe(config: AccessConfig) -> str:
 def access_summary(config: AccessConfig) -> dict[str, object]:
     """What /v1/status/version says of access (no key, hash or key name)."""
     scopes = {k.scope for k in config.keys.values()}
-    return {"detect": "key" if config.keys else "open",
+    return {"detect": "key" if "detect" in scopes else "open",
             "admin": "key" if "admin" in scopes else "trusted only",
             "trusted_networks": [str(n) for n in config.trusted_networks]}

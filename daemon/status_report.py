@@ -111,7 +111,7 @@ def render(r: Report) -> str:
         lines.append("  MQTT: off")
     if r.access:
         a = r.access
-        detect = "need a key" if a.get("detect") == "key" else "open to the network (no keys)"
+        detect = "need a key" if a.get("detect") == "key" else "open to the network (no detect key)"
         admin = "need an admin key" if a.get("admin") == "key" else "answer only trusted clients (no admin key)"
         lines.append(f"  access: inference endpoints {detect}; settings, cameras, faces management {admin}; "
                      f"trusted: {', '.join(a.get('trusted_networks') or []) or 'nobody'}")

@@ -48,6 +48,9 @@ def test_policy_table() -> None:
     assert decide(keyed, "detect", "192.168.1.20", "guess").status == 403
     assert decide(detect_only, "admin", "192.168.1.20", NVR_KEY).status == 403
     assert decide(detect_only, "admin", "127.0.0.1", None).caller == "trusted"
+    admin_only = AccessConfig(keys={"ops": KEYS["ops"]})  # an admin key never locks out an NVR that sends none
+    assert decide(admin_only, "detect", "192.168.1.20", None).caller == "open"
+    assert decide(admin_only, "admin", "192.168.1.20", None).status == 401
     nobody = AccessConfig(keys=KEYS, trusted_networks=[])
     assert decide(nobody, "admin", "127.0.0.1", None).status == 401  # behind a reverse proxy on the box
     lan = AccessConfig(trusted_networks=["192.168.1.0/24"])

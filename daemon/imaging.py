@@ -63,11 +63,11 @@ def decode_image(data: bytes, max_pixels: int, target: tuple[int, int] | None = 
     camera frames have always had); uploads keep the pixel grid as stored, the one boxes refer to.
     """
     if not data:
-        raise ImageError("the 'image' file is empty: send the JPEG or PNG bytes of a snapshot")
+        raise ImageError("the image sent is empty: send the JPEG or PNG bytes of a snapshot")
     try:
         header = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError("the 'image' file is not an image format edgewatch can read: "
+        raise ImageError("the image sent is not an image format edgewatch can read: "
                          "send a JPEG, PNG, BMP or WebP") from None
     except Exception as exc:
         raise ImageError(f"the image header is malformed ({exc}): send an unmodified JPEG or PNG snapshot") from None

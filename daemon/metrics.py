@@ -16,8 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edgewatch.daemon import __version__
+from edgewatch.daemon.host_readings import cpu_temperature, proc_status
 from edgewatch.daemon.inference_queue import InferenceQueue
-from edgewatch.daemon.mqtt.stats import cpu_temperature
 
 if TYPE_CHECKING:
     from litestar.types import Message, Scope
@@ -147,7 +147,7 @@ class _StateCollector(Collector):
         if services.mqtt is not None:
             yield GaugeMetricFamily("edgewatch_mqtt_connected", "1 while connected to the MQTT broker",
                                     value=int(services.mqtt.state().connected))
-        threads = _os_threads()
+        threads = proc_status()[1]
         if threads is not None:
             yield GaugeMetricFamily("edgewatch_process_threads", "the process's threads (native ones included)",
                                     value=threads)
@@ -179,14 +179,3 @@ class _StateCollector(Collector):
         yield connected
         yield from families.values()
         yield objects
-
-
-def _os_threads() -> int | None:
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"Threads:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None

@@ -44,7 +44,8 @@ from edgewatch.daemon.metrics import metrics_for
 from edgewatch.daemon.mqtt.discovery import (box_entities, camera_entities, last_plate_topic, stats_camera_entities,
                                              stats_entities, stats_topic, subject_entities, subject_topics)
 from edgewatch.daemon.mqtt.state import MqttState
-from edgewatch.daemon.mqtt.stats import THERMAL_ROOT, StatsPublisher, cpu_temperature
+from edgewatch.daemon.host_readings import THERMAL_ROOT, cpu_temperature
+from edgewatch.daemon.mqtt.stats import StatsPublisher
 from edgewatch.daemon.mqtt.events import event_payload
 from edgewatch.daemon.pipeline.annotate import annotated_jpeg
 from edgewatch.daemon.pipeline.tracker import Event, Track

@@ -31,66 +31,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgewatch.daemon.host_readings import THERMAL_ROOT, cpu_temperature, open_fds, proc_status
+from edgewatch.daemon.modules.detection.module import MODULE_ID
+
 if TYPE_CHECKING:
     from edgewatch.daemon.inference_queue import InferenceQueue
     from edgewatch.daemon.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-THERMAL_ROOT = Path("/sys/class/thermal")
-CPU_ZONE_TYPES = ("cpu", "soc", "x86_pkg", "package", "core")  # a zone type naming the processor
-PLAUSIBLE_C = (-40.0, 150.0)  # outside it a zone reports a sentinel (-273 °C, 0 from a disabled sensor) or junk
 LOG_EVERY_S = 300.0  # a failing round is logged again at most this often
 _IMPORTED = time.monotonic()
-
-
-def cpu_temperature(root: Path = THERMAL_ROOT) -> float | None:
-    """The CPU's temperature in °C from ``root``'s ``thermal_zone*/temp`` (millidegrees): the
-    hottest zone whose ``type`` names the processor (cpu, soc, x86_pkg_temp, …), else the hottest
-    zone; None when there is no zone, or none readable with a plausible value."""
-    readings: list[tuple[bool, float]] = []
-    try:
-        zones = sorted(root.glob("thermal_zone*"))
-    except OSError:
-        return None
-    for zone in zones:
-        try:
-            celsius = int((zone / "temp").read_text().strip()) / 1000.0
-        except (OSError, ValueError):  # unreadable, or not a number: this zone says nothing
-            continue
-        if not PLAUSIBLE_C[0] < celsius < PLAUSIBLE_C[1]:
-            continue
-        try:
-            kind = (zone / "type").read_text().strip().lower()
-        except OSError:
-            kind = ""
-        readings.append((any(word in kind for word in CPU_ZONE_TYPES), celsius))
-    if not readings:
-        return None
-    cpu = [c for is_cpu, c in readings if is_cpu]
-    return round(max(cpu or [c for _, c in readings]), 1)
-
-
-def _proc_status() -> tuple[int | None, int | None]:
-    """(resident bytes, threads) of this process."""
-    rss = threads = None
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmRSS:"):
-                    rss = int(line.split()[1]) * 1024  # kB
-                elif line.startswith(b"Threads:"):
-                    threads = int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return rss, threads
-
-
-def _open_fds() -> int | None:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return None
 
 
 def _uptime_s() -> float:
@@ -119,8 +70,6 @@ class StatsPublisher:
     def __init__(self, publish: Callable[[str, str], None], topic: str, node_id: str, queue: InferenceQueue,
                  metrics: Metrics | None, loop: asyncio.AbstractEventLoop | None, interval_s: float,
                  thermal_root: Path = THERMAL_ROOT) -> None:
-        from edgewatch.daemon.modules.detection.module import MODULE_ID  # not at import: metrics imports this module
-
         self.publish, self.topic, self.node_id = publish, topic, node_id
         self.queue, self.metrics, self.loop = queue, metrics, loop
         self.interval_s, self.thermal_root = interval_s, thermal_root
@@ -221,7 +170,7 @@ class StatsPublisher:
         if inferences:
             inference_ms = round((now["inference_s"] - before["inference_s"]) * 1000.0 / inferences, 2)
         requests = delta("requests")
-        rss, threads = _proc_status()
+        rss, threads = proc_status()
         queue = self.queue
         stamp = time.time()
         return {
@@ -240,7 +189,7 @@ class StatsPublisher:
             "workers_busy": queue.busy,
             "rss_mb": round(rss / 1e6, 1) if rss is not None else None,
             "cpu_percent": round(100.0 * (now["cpu_s"] - before["cpu_s"]) / seconds, 1),
-            "open_fds": _open_fds(),
+            "open_fds": open_fds(),
             "threads": threads,
             "uptime_s": round(_uptime_s()),
             "cpu_temp_c": cpu_temperature(self.thermal_root),

@@ -18,7 +18,7 @@ from media import write_video
 from mqtt_harness import Client, send_job, start_daemon, until
 
 from edgewatch.daemon.mqtt.discovery import STATS_CAMERA_SENSORS, STATS_SENSORS, stats_entities
-from edgewatch.daemon.mqtt.stats import cpu_temperature
+from edgewatch.daemon.host_readings import cpu_temperature
 
 NODE = "stats-box"
 STATS = f"edgewatch/{NODE}/stats"

@@ -32,6 +32,7 @@ from litestar.handlers.base import BaseRouteHandler
 from edgewatch.daemon.api.errors import ApiError
 from edgewatch.daemon.api.forms import form_fields
 from edgewatch.daemon.config import AccessConfig
+from edgewatch.daemon.status_report import describe_access
 
 log = logging.getLogger("edgewatch.access")
 
@@ -144,13 +145,8 @@ async def access_guard(connection: ASGIConnection, handler: BaseRouteHandler) ->
 
 
 def describe(config: AccessConfig) -> str:
-    """One line for the start log and `edgewatch status`: what needs a key."""
-    scopes = {k.scope for k in config.keys.values()}
-    nets = ", ".join(str(n) for n in config.trusted_networks) or "nobody"
-    detect = "need a key" if "detect" in scopes else "are open to the network (no detect key configured)"
-    admin = ("need an admin key" if "admin" in scopes
-             else "answer only trusted clients (no admin key configured)")
-    return f"access: inference endpoints {detect}; admin routes {admin}; trusted without a key: {nets}"
+    """One line for the start log: what needs a key (the same words `edgewatch status` prints)."""
+    return describe_access(access_summary(config))
 
 
 def access_summary(config: AccessConfig) -> dict[str, object]:

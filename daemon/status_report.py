@@ -78,6 +78,15 @@ def advice(r: Report) -> list[str]:
     return todo
 
 
+def describe_access(summary: dict[str, Any]) -> str:
+    """What needs a key, from /v1/status/version's ``access`` (the start log says the same)."""
+    detect = "need a key" if summary.get("detect") == "key" else "are open to the network (no detect key)"
+    admin = "need an admin key" if summary.get("admin") == "key" else "answer only trusted clients (no admin key)"
+    trusted = ", ".join(summary.get("trusted_networks") or []) or "nobody"
+    return (f"access: inference endpoints {detect}; settings, cameras, faces management {admin}; "
+            f"trusted without a key: {trusted}")
+
+
 def render(r: Report) -> str:
     if not r.running:
         return "edgewatch: not running\n" + "".join(f"  → {t}\n" for t in r.todo)
@@ -110,11 +119,7 @@ def render(r: Report) -> str:
     else:
         lines.append("  MQTT: off")
     if r.access:
-        a = r.access
-        detect = "need a key" if a.get("detect") == "key" else "open to the network (no detect key)"
-        admin = "need an admin key" if a.get("admin") == "key" else "answer only trusted clients (no admin key)"
-        lines.append(f"  access: inference endpoints {detect}; settings, cameras, faces management {admin}; "
-                     f"trusted: {', '.join(a.get('trusted_networks') or []) or 'nobody'}")
+        lines.append(f"  {describe_access(r.access)}")
     if r.todo:
         lines.append("to do:")
         lines += [f"  → {t}" for t in r.todo]

@@ -154,5 +154,6 @@ def test_start_log_and_status_say_what_needs_a_key(data_dir: Path, cache_dir: Pa
         assert refused.status_code != 401  # from 127.0.0.1: trusted
     finally:
         out = daemon.stop()
-    assert "access: inference endpoints need a key; admin routes answer only trusted clients" in out
+    assert "access: inference endpoints need a key; settings, cameras, faces management answer only trusted " \
+           "clients (no admin key)" in out
     assert NVR_KEY not in out and hash_key(NVR_KEY) not in out

@@ -55,6 +55,10 @@ class CameraError(ValueError):
         self.status = status
 
 
+def _no_camera(name: str) -> CameraError:
+    return CameraError(404, f"no camera {printable(name, 64)!r}; GET /v1/cameras lists them")
+
+
 @dataclasses.dataclass(frozen=True)
 class InvalidEntry:
     """A camera in cameras.json that does not validate: kept in the file, listed, never started."""
@@ -322,7 +326,7 @@ class CameraService:
             self.invalid.pop(name)
             return
         if name not in self.entries:
-            raise CameraError(404, f"no camera {printable(name, 64)!r}; GET /v1/cameras lists them")
+            raise _no_camera(name)
         added, invalid, removed = self._saved()
         if added.pop(name, None) is None:
             removed.add(name)  # a camera from the config file: remember that it was removed
@@ -338,7 +342,7 @@ class CameraService:
         """A running camera's newest frame and the objects in view on it, or None (not running, no frame
         yet). Raises CameraError 404 for a camera that does not exist. Call on the event loop."""
         if name not in self.entries and name not in self.invalid:
-            raise CameraError(404, f"no camera {printable(name, 64)!r}; GET /v1/cameras lists them")
+            raise _no_camera(name)
         running = self.running.get(name)
         frame = running[0].latest() if running else None
         return None if running is None or frame is None else (frame[1], running[1].tracker.visible())

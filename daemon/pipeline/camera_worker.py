@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -66,7 +67,7 @@ class CameraWorker:
         self.tracker = Tracker(name, end_after_s=config.end_after_s, config=config.tracking)
         self.frames = self.detections = self.skipped_busy = 0
         self.motion_skipped = 0  # frames the motion gate found still (no detection ran)
-        self.objects: dict[str, int] = {}  # objects found per label (after the filters), for the metrics
+        self.objects: Counter[str] = Counter()  # objects found per label (after the filters), for the metrics
         self.error: str | None = None  # why detection fails now; None once it works
         self._backoff = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
         self._logged: tuple[str, float] | None = None  # the last error logged, and when
@@ -112,8 +113,7 @@ class CameraWorker:
                           process_ms=outcome.process_ms, backend=outcome.backend)
         h, w = frame.shape[:2]
         located = apply(outcome.predictions, self.config.filters, w, h)
-        for found in located:
-            self.objects[found.prediction.label] = self.objects.get(found.prediction.label, 0) + 1
+        self.objects.update(found.prediction.label for found in located)
         events = self.tracker.update(located, self.clock(), captured)
         if self.faces is not None:
             events += await self.faces.look(frame, self.tracker, self.clock())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,17 +55,32 @@ class Replay:
             out[owners[e.track.id]] = out.get(owners[e.track.id], 0) + 1
         return out
 
+    @cached_property
+    def first_seen(self) -> dict[str, int]:
+        """Each person's first frame in which a detection found them: until then, no detector (and so
+        no tracker) can know they are there, hidden behind others since they came into view."""
+        out: dict[str, int] = {}
+        for i, f in enumerate(self.scene.frames):
+            for name in f.seen:
+                out.setdefault(name, i)
+        return out
+
+    def visible_truth(self, i: int) -> set[str]:
+        """The people in view in frame ``i`` who have been found by a detection by then (the hidden
+        ones too, once seen): what a count of "objects in view" can know of."""
+        first = self.first_seen
+        return {n for n in self.scene.frames[i].truth if first.get(n, i + 1) <= i}
+
     def truth_counts(self) -> list[int]:
-        return [len(f.truth) for f in self.scene.frames]
+        return [len(self.visible_truth(i)) for i in range(len(self.scene.frames))]
 
     def settled(self) -> list[int]:
         """Frames whose truth has not changed for the reporting delays: ``confirm_frames`` after
-        someone comes into view, ``count_grace_s`` after someone leaves it."""
+        someone is first found by a detection, ``count_grace_s`` after someone leaves the view."""
         grace = round(min(self.config.count_grace_s, self.end_after_s) * self.scene.fps)
-        frames, out = self.scene.frames, []
+        frames, first, out = self.scene.frames, self.first_seen, []
         for i, f in enumerate(frames):
-            recent = range(max(0, i - self.config.confirm_frames + 1), i)
-            came = any(n not in frames[j].truth for n in f.truth for j in recent)
+            came = any(i - self.config.confirm_frames + 1 < first.get(n, -1) <= i for n in f.truth)
             left = any(n not in f.truth for j in range(max(0, i - grace), i) for n in frames[j].truth)
             if not came and not left and i >= self.config.confirm_frames - 1:
                 out.append(i)

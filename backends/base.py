@@ -75,6 +75,17 @@ class Backend(ABC):
 
         return min(faithful, key=rank) if faithful else None
 
+    def unusable_reason(self, manifest: ModelManifest) -> str:
+        """Why :meth:`pick_variant` found no variant of ``manifest`` to run, with the next step."""
+        if any(v.runtime == self.runtime for v in manifest.variants.values()):
+            what = "detections" if manifest.task == "detection" else "outputs"
+            return (f"{manifest.name}'s {self.runtime} variant failed its gate (its {what} differ too much from "
+                    "fp32's), so it is not used (`edgewatch models list` shows why)")
+        if not self.convert_target:  # ncnn: only models that ship as ncnn files have a variant for it
+            return f"it runs no variant of {manifest.name} (none can be converted for it)"
+        return (f"{manifest.name} has no {self.runtime} variant: run `edgewatch models convert {manifest.name} "
+                f"--target {self.type_key}`")
+
     @property
     @abstractmethod
     def execution_provider(self) -> str:

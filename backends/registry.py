@@ -89,26 +89,19 @@ def load_backend(preferred: str, store: ModelStore, manifest: ModelManifest,
     """
     configs = configs or {}
     notes: list[str] = []
+    missing: list[str] = []  # accelerators a variant of the model is built for, not found here
     for cls in order(preferred, manifest):
         probe = cls.probe()
         if not probe.available:
             if cls.type_key == preferred:
                 notes.append(f"{cls.type_key} was asked for but is unavailable: {probe.reason}")
+            elif not cls.cpu and any(v.runtime == cls.runtime for v in manifest.variants.values()):
+                missing.append(f"its {cls.runtime} variant needs the {cls.title}, not usable here: {probe.reason}")
             continue
         backend = cls(configs.get(cls.type_key))
         variant = backend.pick_variant(manifest)
         if variant is None:
-            if any(v.runtime == cls.runtime for v in manifest.variants.values()):
-                what = "detections" if manifest.task == "detection" else "outputs"
-                notes.append(f"{cls.type_key} is available but {manifest.name}'s {cls.runtime} variant failed its "
-                             f"gate (its {what} differ too much from fp32's) or is for another board, so it is "
-                             f"not used (`edgewatch models list` shows why)")
-            elif not cls.convert_target:  # ncnn: only models that ship as ncnn files have a variant for it
-                notes.append(f"{cls.type_key} is available but runs no variant of {manifest.name} (none can be "
-                             "converted for it)")
-            else:
-                notes.append(f"{cls.type_key} is available but {manifest.name} has no {cls.runtime} variant: "
-                             f"run `edgewatch models convert {manifest.name} --target {cls.type_key}`")
+            notes.append(f"{cls.type_key} is available but {backend.unusable_reason(manifest)}")
             continue
         try:
             backend.load(store.path(manifest, variant), manifest, variant)
@@ -119,4 +112,5 @@ def load_backend(preferred: str, store: ModelStore, manifest: ModelManifest,
         for note in notes:
             log.warning("%s; using %s", note, cls.type_key)
         return Selection(backend, notes)
+    notes += missing  # said only when nothing could run it: a catalogue model's NPU file is no news on a CPU box
     raise BackendError("no backend could load " + manifest.name + ": " + "; ".join(notes or ["none available"]))

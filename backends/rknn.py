@@ -57,6 +57,19 @@ class RknnBackend(Backend):
                   and manifest.faithful(k)]  # a conversion that failed its gate never runs
         return usable[0] if usable else None
 
+    def unusable_reason(self, manifest: ModelManifest) -> str:
+        soc = rockchip_soc()
+        built = sorted({v.platform for v in manifest.variants.values() if v.runtime == "rknn" and v.platform})
+        if built and soc not in built:
+            target = soc or "rk3588"
+            how = (f"convert it for this board: `edgewatch models convert {manifest.name} --target rknn "
+                   f"--platform {target}`" if any(v.runtime == "onnx" for v in manifest.variants.values()) else
+                   f"bring an .rknn compiled for {target} (rknn-toolkit2's `rknn.config(target_platform="
+                   f"'{target}')`, or rknn_model_zoo's convert.py with `{target}`) and `edgewatch models add` it")
+            return (f"{manifest.name}'s .rknn file is built for {', '.join(built)} and this board is "
+                    f"{soc or 'another Rockchip SoC'}: an .rknn runs only on the SoC it was compiled for; {how}")
+        return super().unusable_reason(manifest)
+
     @property
     def execution_provider(self) -> str:
         return "NPU"

@@ -155,6 +155,49 @@ def test_npu_present_but_model_not_converted_says_how(rk3588, installed_data_dir
     chosen.backend.close()
 
 
+def _rknn_only(store: ModelStore, fake_rknn: Path, platform: str):
+    """``store``'s nanodet as a user's .rknn file alone (no ONNX to convert from), built for ``platform``."""
+    from edgewatch.models.files import sha256_file
+
+    m = store.get("nanodet")
+    variant = Variant(file="", sha256=sha256_file(fake_rknn), precision="int8", size_bytes=fake_rknn.stat().st_size,
+                      runtime="rknn", platform=platform, toolkit="fake")
+    manifest = m.model_copy(update={"name": "zoo-model", "variants": {"rknn": variant}, "default_variant": "rknn"})
+    return store.commit(manifest, {"rknn": fake_rknn})
+
+
+def test_an_rknn_built_for_another_soc_is_refused_naming_both(store_with_rknn, tmp_path: Path) -> None:
+    store, variant = store_with_rknn
+    m = _rknn_only(store, store.path(store.get("nanodet"), variant), "rk3566")
+    with pytest.raises(BackendError) as err:
+        load_backend("auto", store, m)
+    message = str(err.value)
+    assert "built for rk3566 and this board is rk3588" in message, message
+    assert "compiled for rk3588" in message and "models add" in message, message  # no ONNX to convert: bring one
+    with_onnx = store.get("nanodet")
+    theirs = with_onnx.variants[variant].model_copy(update={"platform": "rk3566"})
+    mixed = with_onnx.model_copy(update={"variants": {**with_onnx.variants, variant: theirs}})
+    chosen = load_backend("auto", store, mixed)  # the ONNX runs on the CPU, and the log says why not the NPU
+    assert chosen.backend.type_key != "rknn"
+    assert any("built for rk3566" in n and "--platform rk3588" in n for n in chosen.notes), chosen.notes
+    chosen.backend.close()
+
+
+def test_an_rknn_only_model_without_the_npu_says_what_it_needs(installed_data_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(installed_data_dir, data)
+    store = ModelStore(data / "models")
+    rknn = tmp_path / "model.rknn"
+    rknn.write_bytes(b"RKNN not a real model")  # never opened: no backend here runs .rknn
+    m = _rknn_only(store, rknn, "rk3588")
+    with pytest.raises(BackendError) as err:
+        load_backend("auto", store, m)
+    message = str(err.value)
+    assert "its rknn variant needs the Rockchip NPU" in message and "no Rockchip NPU found" in message, message
+
+
 @pytest.fixture()
 def jetson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A Jetson Orin as the probe sees it, with fake tensorrt and cuda-python importable."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes.util
 import glob
 import importlib.util
+import re
 from pathlib import Path
 
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # unprogrammed / programmed Coral USB
@@ -37,6 +38,20 @@ def rockchip_soc(root: Path | None = None) -> str | None:
         if comp.startswith("rockchip,rk"):
             return comp.split(",", 1)[1]
     return None
+
+
+# SoCs that share an NPU, and so run each other's .rknn files, by the name rknn-toolkit2 builds for
+# (an Orange Pi 5's device tree says rk3588s; rknn_model_zoo builds "rk3566_rk3568" once).
+NPU_FAMILY = {"rk3588s": "rk3588", "rk3582": "rk3588", "rk3568": "rk3566", "rv1103": "rv1106"}
+
+
+def npu_family(soc: str | None) -> str | None:
+    """The NPU a SoC name stands for (``rockchip,rk3588s``, ``rk3588s`` and ``RK3588`` all give ``rk3588``)."""
+    if not soc:
+        return None
+    found = re.search(r"r[kv]\d{4}[a-z]?", soc.lower())
+    name = found.group(0) if found else soc.lower()
+    return NPU_FAMILY.get(name, name)
 
 
 def rknpu_nodes(root: Path | None = None) -> list[str]:

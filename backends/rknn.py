@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeResult
-from edgewatch.backends.devices import importable, rknpu_nodes, rockchip_soc
+from edgewatch.backends.devices import importable, npu_family, rknpu_nodes, rockchip_soc
 from edgewatch.models.manifest import ModelManifest
 
 NPU_CORES = {"rk3588": 3, "rk3576": 2}
@@ -52,16 +52,17 @@ class RknnBackend(Backend):
         return ProbeResult(True, f"{found}, rknnlite importable", hardware=True)
 
     def pick_variant(self, manifest: ModelManifest) -> str | None:
-        soc = rockchip_soc()
-        usable = [k for k, v in manifest.variants.items() if v.runtime == "rknn" and v.platform in (soc, None)
+        npu = npu_family(rockchip_soc())
+        usable = [k for k, v in manifest.variants.items()
+                  if v.runtime == "rknn" and (v.platform is None or npu_family(v.platform) == npu)
                   and manifest.faithful(k)]  # a conversion that failed its gate never runs
         return usable[0] if usable else None
 
     def unusable_reason(self, manifest: ModelManifest) -> str:
         soc = rockchip_soc()
         built = sorted({v.platform for v in manifest.variants.values() if v.runtime == "rknn" and v.platform})
-        if built and soc not in built:
-            target = soc or "rk3588"
+        if built and npu_family(soc) not in {npu_family(b) for b in built}:
+            target = npu_family(soc) or "rk3588"
             how = (f"convert it for this board: `edgewatch models convert {manifest.name} --target rknn "
                    f"--platform {target}`" if any(v.runtime == "onnx" for v in manifest.variants.values()) else
                    f"bring an .rknn compiled for {target} (rknn-toolkit2's `rknn.config(target_platform="
@@ -75,7 +76,7 @@ class RknnBackend(Backend):
         return "NPU"
 
     def _core_masks(self, api) -> list[int]:
-        cores = NPU_CORES.get(rockchip_soc() or "", 1)
+        cores = NPU_CORES.get(npu_family(rockchip_soc()) or "", 1)
         if self.config.core_mode == "per-core" and cores > 1:
             return [getattr(api, f"NPU_CORE_{i}") for i in range(cores)]
         if self.config.core_mode == "all-cores" and cores == 3:
@@ -96,7 +97,7 @@ class RknnBackend(Backend):
                 if runtime.load_rknn(str(model_path)) != 0:
                     raise BackendError(f"rknnlite could not load {model_path.name}: convert it again for this board "
                                        f"with `edgewatch models convert {manifest.name} --target rknn "
-                                       f"--platform {rockchip_soc() or 'rk3588'}`")
+                                       f"--platform {npu_family(rockchip_soc()) or 'rk3588'}`")
                 if runtime.init_runtime(core_mask=mask) != 0:
                     raise BackendError("the RKNN runtime did not start on the NPU (core mask "
                                        f"{mask}): check that librknnrt.so matches rknn-toolkit-lite2's version "

@@ -183,6 +183,21 @@ def test_an_rknn_built_for_another_soc_is_refused_naming_both(store_with_rknn, t
     chosen.backend.close()
 
 
+def test_an_orange_pi_5_rk3588s_runs_rk3588_files_on_three_cores(store_with_rknn, monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """The Orange Pi 5's device tree says rk3588s: the same NPU as the rk3588 its files are built for."""
+    store, variant = store_with_rknn
+    monkeypatch.setattr(devices, "SYSROOT", fake_board(tmp_path / "opi5", "xunlong,orangepi-5,,rockchip,rk3588s",
+                                                       ["dev/rknpu"]))
+    assert devices.npu_family(devices.rockchip_soc()) == "rk3588"
+    chosen = load_backend("auto", store, store.get("nanodet"))
+    assert chosen.backend.type_key == "rknn" and chosen.backend.variant_key == variant
+    assert len(chosen.backend._runtimes) == 3  # one runtime per NPU core
+    chosen.backend.close()
+    assert [devices.npu_family(s) for s in ("RK3588", "rockchip,rk3568", "rk3566", "rv1103")] == [
+        "rk3588", "rk3566", "rk3566", "rv1106"]
+
+
 def test_an_rknn_only_model_without_the_npu_says_what_it_needs(installed_data_dir: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -12,6 +12,7 @@ import click
 from edgewatch.backends.registry import CONVERT_TARGETS
 from edgewatch.daemon import __version__
 from edgewatch.daemon.config import ConfigError, Settings, load_settings
+from edgewatch.models.layout_recognition import INPUT_RANGES, RECOGNISERS
 
 CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
                              envvar="EDGEWATCH_CONFIG", help="YAML config file (default: none, embedded defaults)")
@@ -384,21 +385,26 @@ def models_remove(name: str, config_file: Path | None) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="store name, used in /v1/vision/custom/<name>")
 @click.option("--labels", "labels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="class names, one per line (or a YOLO data.yaml)")
+              help="class names, one per line, or 'id name' lines, or a YOLO data.yaml")
 @click.option("--int8/--no-int8", default=True, show_default=True,
               help="also make an int8 model; it becomes the default only if faster here and it agrees with fp32")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="a folder of snapshots from your cameras, to calibrate and judge int8 on "
                    "(besides the sample photos)")
+@click.option("--kind", type=click.Choice(list(RECOGNISERS)), default=None,
+              help="the output layout, when the shapes fit several (still checked against them)")
+@click.option("--input-range", type=click.Choice(list(INPUT_RANGES)), default=None,
+              help="the input's pixel scaling, when it is not its family's usual one")
 @CONFIG_OPTION
-def models_add(path: Path, name: str, labels: Path, int8: bool, calibration: Path | None,
-               config_file: Path | None) -> None:
-    """Add your own YOLOv5/YOLOv8 ONNX export as a detector."""
+def models_add(path: Path, name: str, labels: Path, int8: bool, calibration: Path | None, kind: str | None,
+               input_range: str | None, config_file: Path | None) -> None:
+    """Add your own ONNX detector (YOLOv5/v8, YOLOX, YOLO-NAS, RT-/RF-DETR, D-FINE, rknn_model_zoo YOLOs)."""
     from edgewatch.models.user_models import AddError, add_user_model
 
     cfg, store = _store(config_file)
     try:
-        manifest = add_user_model(path, name, labels, store, cfg.cache_dir, int8=int8, calibration=calibration)
+        manifest = add_user_model(path, name, labels, store, cfg.cache_dir, int8=int8, calibration=calibration,
+                                  kind=kind, input_range=input_range)  # type: ignore[arg-type]
     except (AddError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     q = manifest.quantization_report

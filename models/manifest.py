@@ -37,6 +37,9 @@ class InputSpec(_Strict):
     # A dynamic-size input: H and W may be any multiple of this (CenterFace: 32); shape gives the
     # size preprocessing fits the image into. None: exactly shape.
     multiple_of: int | None = Field(None, ge=1)
+    # A second input fed the input size [[w, h]] (int64) with each image: D-FINE/DEIM's
+    # orig_target_sizes, so their boxes come back in input pixels (runtime.run.detect feeds it).
+    size_input: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:

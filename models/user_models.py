@@ -1,30 +1,38 @@
-"""`edgewatch models add`: a user's own YOLOv5/YOLOv8-style ONNX detector into the store.
+"""`edgewatch models add`: a user's own ONNX detector into the store.
 
-Like a catalogue install, the export is quantised to int8 (calibrated on the sample photos plus
-any the user gives) and int8 becomes the default only when it is faster here and agrees with
-fp32. The int8 file is a build output, cached under ``<cache>/conversions/user-<key>`` where the
-key covers the export's sha256, the calibration photos and the recipe.
+The output layout (Ultralytics YOLOv5/YOLOv8, YOLOX, YOLO-NAS, RT-/RF-DETR, D-FINE, and the
+rknn_model_zoo's multi-output YOLOs) is recognised from the tensors' shapes and the class count
+(:mod:`edgewatch.models.layout_recognition`); the manifest records the head, input size, layout,
+dtype and normalisation it implies. Like a catalogue install, the export is quantised to int8
+(calibrated on the sample photos plus any the user gives) and int8 becomes the default only when
+it is faster here and agrees with fp32. The int8 file is a build output, cached under
+``<cache>/conversions/user-<key>`` where the key covers the export's sha256, the calibration
+photos and the recipe.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
 from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
-from edgewatch.models.manifest import InputSpec, ModelManifest, Preprocessing, Source, Variant, check_model_name
-from edgewatch.models.runtime.heads import detect_yolo_kind
+from edgewatch.models.layout_recognition import InputRange, Layout, LayoutError, recognise
+from edgewatch.models.manifest import ModelManifest, Source, Variant, check_model_name
 from edgewatch.models.store import ModelStore
+from edgewatch.models.tensor_info import TensorInfo
 
-DEFAULT_SIZE = 640
 RECIPE = "user-onnx/int8-qdq-conv-perchannel-minmax/v1"  # change when outputs would differ
 MIN_REFERENCE = 10  # fp32 detections on the calibration photos needed to judge int8 by
 MAX_CALIBRATION = 200
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+PLACEHOLDER = "n/a"  # the name of a class index the labels file leaves out (a sparse id, a background column)
+_NUMBERED = re.compile(r"^\s*(\d+)(?:\s*[:,]\s*|\s+)(\S.*?)\s*$")  # "17 cat", "17: cat", "17,cat"
 
 
 class AddError(ValueError):
@@ -35,24 +43,105 @@ class _NotQuantisable(Exception):
     """onnxruntime's quantiser failed on this export (the message is its error)."""
 
 
-def read_labels(path: Path) -> tuple[str, ...]:
-    """One class name per line, or a YOLO data YAML with ``names`` (list or {id: name})."""
+@dataclass(frozen=True)
+class LabelFile:
+    """Class names as a labels file gives them: by id when it numbers them, else by line."""
+
+    path: Path
+    names: dict[int, str]
+    numbered: bool  # "id name" lines or a YAML {id: name}: ids may start at 0 or 1, or have gaps
+
+    def dense(self, offset: int = 0) -> tuple[str, ...]:
+        """Names by class index ``id - offset``; an index no line names is PLACEHOLDER."""
+        labels = [PLACEHOLDER] * (max(self.names) - offset + 1)
+        for i, name in self.names.items():
+            labels[i - offset] = name
+        return tuple(labels)
+
+    def candidates(self) -> list[tuple[str, ...]]:
+        """The index mappings to try against the model, most literal first: ids as class indices
+        (Coral's sparse COCO ids, RF-DETR's category ids), then, for ids counting from 1, id - 1."""
+        out = [self.dense(0)]
+        if self.numbered and min(self.names) >= 1:
+            out.append(self.dense(1))
+        return out
+
+
+def read_labels(path: Path) -> LabelFile:
+    """Plain names one per line (a "n/a" line keeps its index), "id name" lines, or an Ultralytics
+    data.yaml / metadata.yaml with ``names`` (a list, or {id: name})."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise AddError(f"cannot read labels file {path}: {exc.strerror}") from None
     if path.suffix in (".yaml", ".yml"):
-        names = (yaml.safe_load(text) or {}).get("names")
+        try:
+            names = (yaml.safe_load(text) or {}).get("names")
+        except (yaml.YAMLError, AttributeError):
+            names = None
         if isinstance(names, dict):
-            names = [names[k] for k in sorted(names)]
+            try:
+                found = {int(k): str(v).strip() for k, v in names.items()}
+            except (TypeError, ValueError):
+                raise AddError(f"{path}: 'names' keys must be class ids (0, 1, ...)") from None
+            return _label_file(path, found, numbered=True)
         if not isinstance(names, list):
             raise AddError(f"{path} has no 'names' list: give a text file with one class name per line")
-        labels = [str(n).strip() for n in names]
-    else:
-        labels = [line.strip() for line in text.splitlines() if line.strip()]
-    if not labels:
+        return _label_file(path, dict(enumerate(str(n).strip() for n in names)), numbered=False)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    matches = [_NUMBERED.match(line) for line in lines]
+    if lines and all(matches):
+        found: dict[int, str] = {}
+        for m in matches:
+            i = int(m.group(1))  # type: ignore[union-attr]
+            if i in found:
+                raise AddError(f"{path}: class id {i} appears twice; give each id one line")
+            found[i] = m.group(2)  # type: ignore[union-attr]
+        return _label_file(path, found, numbered=True)
+    return _label_file(path, dict(enumerate(lines)), numbered=False)
+
+
+def _label_file(path: Path, names: dict[int, str], numbered: bool) -> LabelFile:
+    if not names:
         raise AddError(f"{path} lists no class names: give one class name per line, in training order")
-    return tuple(labels)
+    if min(names) < 0 or max(names) > 100_000:
+        raise AddError(f"{path}: class ids must be 0 to 100000")
+    return LabelFile(path, names, numbered)
+
+
+_DTYPES = {"float": "float32", "double": "float64"}
+
+
+def onnx_tensors(session) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """An onnxruntime session's inputs and outputs as TensorInfo (dynamic dimensions None)."""
+    def info(arg) -> TensorInfo:
+        kind = arg.type.removeprefix("tensor(").removesuffix(")")
+        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
+        return TensorInfo(arg.name, shape, _DTYPES.get(kind, kind))
+
+    return [info(i) for i in session.get_inputs()], [info(o) for o in session.get_outputs()]
+
+
+def recognise_with_labels(inputs: list[TensorInfo], outputs: list[TensorInfo], labels: LabelFile,
+                          kind: str | None = None, input_range: InputRange | None = None
+                          ) -> tuple[Layout, tuple[str, ...]]:
+    """The layout the tensors fit with one of the labels file's index mappings, and the labels by
+    class index (PLACEHOLDER first when the model has a background column the file does not name)."""
+    first: LayoutError | None = None
+    tried = []
+    for names in labels.candidates():
+        try:
+            layout = recognise(inputs, outputs, len(names), kind, input_range)
+        except LayoutError as exc:
+            first = first or exc
+            tried.append(str(len(names)))
+            continue
+        if layout.classes == len(names) + 1:
+            names = (PLACEHOLDER, *names)
+        return layout, names
+    assert first is not None
+    also = f" (tried {' and '.join(tried)} classes from {labels.path.name})" if len(tried) > 1 else ""
+    raise LayoutError(f"{first}{also}")
 
 
 def calibration_photos(folder: Path) -> list[Path]:
@@ -72,8 +161,11 @@ def _int8_build(fp32: Path, manifest: ModelManifest, photos: list[Path], cache: 
 
     digests = [sha256_file(p) for p in photos]
     key = hashlib.sha256(json.dumps({"model": manifest.variants["fp32"].sha256, "photos": digests,
-                                     "recipe": RECIPE, "min_reference": MIN_REFERENCE,
-                                     "gate": GATE}).encode()).hexdigest()[:32]
+                                     "recipe": RECIPE, "min_reference": MIN_REFERENCE, "gate": GATE,
+                                     # the same file added as another layout or input range measures differently
+                                     "head": manifest.postprocessing, "input": manifest.input.model_dump(mode="json"),
+                                     "preprocessing": manifest.preprocessing.model_dump(mode="json")},
+                                    sort_keys=True).encode()).hexdigest()[:32]
     built = cache / "conversions" / f"user-{key}"
     if (built / "report.json").is_file():
         tqdm.write(f"{manifest.name}: reusing the int8 model measured before ({built})")
@@ -107,40 +199,49 @@ def _int8_build(fp32: Path, manifest: ModelManifest, photos: list[Path], cache: 
 
 
 def add_user_model(onnx_path: Path, name: str, labels_path: Path, store: ModelStore, cache: Path | None = None,
-                   int8: bool = True, calibration: Path | None = None) -> ModelManifest:
-    """Check ``onnx_path`` is a YOLO-layout detector for ``labels_path`` and store it; with
-    ``int8``, also an int8 variant (``cache`` holds it and the sample photos)."""
+                   int8: bool = True, calibration: Path | None = None, kind: str | None = None,
+                   input_range: InputRange | None = None) -> ModelManifest:
+    """Recognise ``onnx_path``'s detector layout (``kind`` forces one, ``input_range`` overrides its
+    input convention) for ``labels_path`` and store it; with ``int8``, also an int8 variant
+    (``cache`` holds it and the sample photos) where the quantiser applies."""
     import onnxruntime as ort
 
     check_model_name(name)
-    labels = read_labels(labels_path)
+    labels_file = read_labels(labels_path)
     try:
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise AddError(f"{onnx_path} is not a loadable ONNX model ({exc}); export it with "
-                       "`yolo export format=onnx` or YOLOv5's export.py --include onnx") from None
-    inp, out = session.get_inputs()[0], session.get_outputs()[0]
-    shape = [d if isinstance(d, int) and d > 0 else None for d in inp.shape]
-    if len(shape) != 4:
-        raise AddError(f"input {inp.name} has shape {inp.shape}; expected a 4-D image tensor (1×3×H×W)")
-    layout = "nchw" if shape[1] == 3 else "nhwc"
-    h, w = (shape[2], shape[3]) if layout == "nchw" else (shape[1], shape[2])
-    h, w = h or DEFAULT_SIZE, w or DEFAULT_SIZE
-    kind = detect_yolo_kind(tuple(out.shape), len(labels))
+        raise AddError(f"{onnx_path} is not a loadable ONNX model ({exc}); export it again to ONNX "
+                       "(e.g. `yolo export format=onnx`)") from None
+    inputs, outputs = onnx_tensors(session)
+    try:
+        layout, labels = recognise_with_labels(inputs, outputs, labels_file, kind, input_range)
+    except LayoutError as exc:
+        raise AddError(f"{onnx_path.name}: {exc}") from None
+    tqdm.write(f"{name}: {layout.summary()} (head from the outputs' shapes, pixel scaling by its family's "
+               "convention: --input-range changes it)")
+    if layout.also_fits:
+        tqdm.write(f"{name}: its outputs fit {' and '.join(layout.also_fits)} too, read as {layout.kind}; if the boxes "
+                   f"come out wrong, add it again with --kind {layout.also_fits[0]}")
     digest = sha256_file(onnx_path)
     manifest = ModelManifest(
         name=name,
-        title=f"user model {onnx_path.name}",
+        title=f"user model {onnx_path.name} ({layout.kind})",
         labels=labels,
-        input=InputSpec(name=inp.name, shape=(1, 3, h, w) if layout == "nchw" else (1, h, w, 3), layout=layout,
-                        dtype="uint8" if "uint8" in inp.type else "float32"),
-        preprocessing=Preprocessing(color="rgb", std=(255.0, 255.0, 255.0), pad_value=114),
-        postprocessing=kind,  # type: ignore[arg-type]
+        input=layout.input_spec(),
+        preprocessing=layout.preprocessing(),
+        postprocessing=layout.kind,
         source=Source(registry="local", package=str(onnx_path.resolve()), version=digest[:12]),
         license="user-supplied",
         variants={"fp32": Variant(file="", sha256=digest, precision="fp32", size_bytes=onnx_path.stat().st_size)},
         default_variant="fp32",
     )
+    if layout.size_input:
+        # quantize_int8 calibrates, and measure_variants times and compares, through the one image input
+        manifest = manifest.model_copy(update={"quantization_report": {
+            "reason": f"fp32 only: the model also takes {layout.size_input} (the {layout.kind} layout), which the "
+                      "int8 quantiser and its agreement check do not feed"}})
+        return store.commit(manifest, {"fp32": onnx_path})
     if not int8 or cache is None:
         return store.commit(manifest, {"fp32": onnx_path})
     from edgewatch.models.photos import ensure_photos

@@ -16,6 +16,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from edgewatch.models.runtime import layouts
+from edgewatch.models.runtime import ssd
+
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 NANODET_STRIDES = (8, 16, 32)
@@ -284,6 +287,16 @@ HEADS: dict[str, Head] = {
     "yolov5": Head("detection", decode_yolov5),
     "yolov5_normalized": Head("detection", decode_yolov5_normalized),
     "yolov8": Head("detection", decode_yolov8),
+    # owners' own layouts (`models add`; recognised by models.layout_recognition)
+    "rknn_yolov8": Head("detection", layouts.decode_rknn_yolov8),
+    "rknn_yolov5": Head("detection", layouts.decode_rknn_yolov5),
+    "rknn_yolox": Head("detection", layouts.decode_rknn_yolox),
+    "yolox": Head("detection", layouts.decode_yolox),
+    "yolo_nas": Head("detection", layouts.decode_yolo_nas),
+    "detr": Head("detection", layouts.decode_detr),
+    "dfine": Head("detection", layouts.decode_dfine),
+    "tflite_ssd": Head("detection", ssd.decode_tflite_ssd),  # TFLite_Detection_PostProcess: 4 outputs, NMS done
+    "yolo_dfl_split": Head("detection", ssd.decode_yolo_dfl_split),  # EdgeTPU YOLO: N×64 DFL + N×C logits
     "centerface": Head("face_detection", decode_centerface),
     "embedding": Head("face_embedding", decode_embedding),
     "multilabel_sigmoid": Head("audio_classification", decode_multilabel),  # (outputs) → N×C scores

@@ -17,7 +17,7 @@ from edgewatch.models.runtime.preprocess import letterbox
 
 if TYPE_CHECKING:
     from edgewatch.backends.base import Backend
-    from edgewatch.models.manifest import ModelManifest
+    from edgewatch.models.manifest import InputSpec, ModelManifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,15 @@ class Detections:
     inference_ms: float  # the backend's run alone
 
 
+def feed(spec: InputSpec, tensor: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+    """What ``backend.infer`` takes for ``tensor``: the tensor, or for a model with a size input
+    (D-FINE's orig_target_sizes, ``spec.size_input``) both inputs by name, the size being the input's
+    own [[w, h]] so boxes come back in input pixels."""
+    if not spec.size_input:
+        return tensor
+    return {spec.name: tensor, spec.size_input: np.array([spec.size], np.int64)}  # type: ignore[dict-item]
+
+
 def detect(backend: Backend, manifest: ModelManifest, image_bgr: np.ndarray, min_conf: float, iou: float = 0.45,
            max_det: int = 300, allowed: np.ndarray | None = None, out: np.ndarray | None = None) -> Detections:
     """Run ``image_bgr`` (H×W×3 uint8) through ``backend``; ``allowed`` keeps only those class ids,
@@ -37,7 +46,7 @@ def detect(backend: Backend, manifest: ModelManifest, image_bgr: np.ndarray, min
     spec, pre = backend.input_format()
     tensor, geometry = letterbox(image_bgr, spec, pre, out=out)
     t0 = time.perf_counter()
-    outputs = backend.infer(tensor)
+    outputs = backend.infer(feed(spec, tensor))  # type: ignore[arg-type]
     inference_ms = (time.perf_counter() - t0) * 1000
     boxes, scores, classes = decode(manifest.postprocessing, outputs, spec.size, min_conf, iou, max_det, allowed)
     return Detections(geometry.to_original(boxes), scores, classes, inference_ms)

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from edgewatch.backends.base import Backend
+from edgewatch.models.runtime.run import feed
 
 WARM_RUNS = 2
 TIMED_RUNS = 9
@@ -24,9 +25,10 @@ IDLE_S = 0.05        # before each timed run
 MAX_TIMING_S = 5.0   # a slow model on a slow box stops early: a few runs already say it misses a 100 ms budget
 
 
-def _blank(backend: Backend) -> np.ndarray:
+def _blank(backend: Backend) -> np.ndarray | dict[str, np.ndarray]:
+    """A blank input as the run path feeds it (a model with a size input, D-FINE's, gets both)."""
     spec, _ = backend.input_format()
-    return np.zeros(spec.shape, np.uint8 if spec.dtype == "uint8" else np.float32)
+    return feed(spec, np.zeros(spec.shape, np.dtype(spec.dtype)))
 
 
 def measure_p50s(backends: dict[str, Backend]) -> dict[str, float]:

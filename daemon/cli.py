@@ -387,7 +387,8 @@ def models_remove(name: str, config_file: Path | None) -> None:
 @click.option("--labels", "labels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="class names, one per line, or 'id name' lines, or a YOLO data.yaml")
 @click.option("--int8/--no-int8", default=True, show_default=True,
-              help="also make an int8 model; it becomes the default only if faster here and it agrees with fp32")
+              help="for an ONNX export, also make an int8 model; it becomes the default only if faster here and "
+                   "it agrees with fp32")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="a folder of snapshots from your cameras, to calibrate and judge int8 on "
                    "(besides the sample photos)")
@@ -395,16 +396,20 @@ def models_remove(name: str, config_file: Path | None) -> None:
               help="the output layout, when the shapes fit several (still checked against them)")
 @click.option("--input-range", type=click.Choice(list(INPUT_RANGES)), default=None,
               help="the input's pixel scaling, when it is not its family's usual one")
+@click.option("--color", type=click.Choice(["rgb", "bgr"]), default=None,
+              help="the input's colour order, when it is not its family's usual one")
 @CONFIG_OPTION
 def models_add(path: Path, name: str, labels: Path, int8: bool, calibration: Path | None, kind: str | None,
-               input_range: str | None, config_file: Path | None) -> None:
-    """Add your own ONNX detector (YOLOv5/v8, YOLOX, YOLO-NAS, RT-/RF-DETR, D-FINE, rknn_model_zoo YOLOs)."""
+               input_range: str | None, color: str | None, config_file: Path | None) -> None:
+    """Add your own detector: an .onnx (YOLOv5/v8/11, YOLOX, YOLO-NAS, RT-/RF-DETR, D-FINE), a .tflite (plain
+    or _edgetpu: Ultralytics exports, SSD with post-processing, YOLO DFL split) or an .rknn (rknn_model_zoo
+    YOLOv5/v8/11/YOLOX, Ultralytics rknn exports)."""
     from edgewatch.models.user_models import AddError, add_user_model
 
     cfg, store = _store(config_file)
     try:
         manifest = add_user_model(path, name, labels, store, cfg.cache_dir, int8=int8, calibration=calibration,
-                                  kind=kind, input_range=input_range)  # type: ignore[arg-type]
+                                  kind=kind, input_range=input_range, color=color)  # type: ignore[arg-type]
     except (AddError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     q = manifest.quantization_report

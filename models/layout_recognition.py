@@ -28,8 +28,9 @@ from edgewatch.models.runtime.layouts import STRIDES, STRIDES_P6, cells, grid
 from edgewatch.models.tensor_info import TensorInfo
 
 DEFAULT_SIZE = 640  # for an input whose height and width are dynamic
-InputRange = Literal["0-1", "0-255", "imagenet"]
-INPUT_RANGES: tuple[str, ...] = ("0-1", "0-255", "imagenet")
+InputRange = Literal["0-1", "0-255", "imagenet", "-1-1"]
+INPUT_RANGES: tuple[str, ...] = ("0-1", "0-255", "imagenet", "-1-1")  # -1-1: (x - 127.5) / 127.5, TF's SSDs
+Color = Literal["rgb", "bgr"]
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, in 0–255 pixel units
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -103,6 +104,8 @@ class Layout:
         if self.input_range == "imagenet":
             mean, std = IMAGENET_MEAN, IMAGENET_STD
             return (mean, std) if self.color == "rgb" else (mean[::-1], std[::-1])
+        if self.input_range == "-1-1":
+            return (127.5,) * 3, (127.5,) * 3  # type: ignore[return-value]
         return (0.0, 0.0, 0.0), ((255.0,) * 3 if self.input_range == "0-1" else (1.0,) * 3)
 
     def input_spec(self) -> InputSpec:
@@ -210,6 +213,33 @@ def _per_stride(outputs: list[TensorInfo], img: Image, channels: Callable[[int],
     return not remaining
 
 
+def _match_tflite_ssd(img: Image, outputs: list[TensorInfo], c: int) -> int | None:
+    """TFLite_Detection_PostProcess: boxes [1,N,4], classes and scores [1,N], count [1], in any order
+    (the decoder tells classes from scores by content). Class ids index the labels: any count fits."""
+    if len(outputs) != 4 or not _floats(outputs):
+        return None
+    boxes = [o for o in outputs if len(o.shape) == 3 and _fits(o.shape, (1, None, 4))]
+    rows = [o for o in outputs if len(o.shape) == 2 and _fits(o.shape, (1, None))]
+    count = [o for o in outputs if len(o.shape) == 1 and _fits(o.shape, (1,))]
+    if len(boxes) != 1 or len(rows) != 2 or len(count) != 1:
+        return None
+    return c if len({boxes[0].shape[1], *(r.shape[1] for r in rows)} - {None}) <= 1 else None
+
+
+def _match_yolo_dfl_split(img: Image, outputs: list[TensorInfo], c: int) -> int | None:
+    """YOLO's head split for the EdgeTPU: DFL boxes [1,N,64] and class logits [1,N,C] (either axis
+    order), N one row per cell of strides 8/16/32; a third [1,N,1] output may come along. 64 classes
+    cannot be told from the boxes."""
+    if len(outputs) not in (2, 3) or c == 64 or not _floats(outputs) or any(len(o.shape) != 3 for o in outputs):
+        return None
+    w, h = img.size
+    for n in {cells(img.size), sum((w // s) * (h // s) for s in STRIDES)}:
+        widths = sorted(o.shape[2] if o.shape[1] == n else o.shape[1] if o.shape[2] == n else -1 for o in outputs)
+        if widths in (sorted([64, c]), sorted([1, 64, c])):
+            return c
+    return None
+
+
 def _match_rknn_yolov8(img: Image, outputs: list[TensorInfo], c: int) -> int | None:
     for per_stride in ([64, c, 1], [64, c]):
         if len(outputs) == 3 * len(per_stride) and _per_stride(outputs, img, lambda s: per_stride):
@@ -251,6 +281,17 @@ RECOGNISERS: dict[str, Recogniser] = {r.kind: r for r in (
                "sigmoid applied, zoo anchors", _match_rknn_yolov5),
     Recogniser("rknn_yolox", "3 outputs [1,{c5},H,W] at strides 8/16/32 (maps {g}): rknn_model_zoo YOLOX",
                _match_rknn_yolox, Convention("rgb", "0-255")),
+    Recogniser("tflite_ssd", "4 outputs boxes [1,N,4] (ymin,xmin,ymax,xmax 0-1), classes [1,N], scores [1,N], "
+               "count [1]: TFLite_Detection_PostProcess (Coral's SSD MobileNet, TF Object Detection API, "
+               "EfficientDet-Lite)", _match_tflite_ssd, Convention("rgb", "-1-1")),
+    Recogniser("yolo_dfl_split", "2 outputs [1,{n},64] DFL boxes + [1,{n},{c}] class logits (or transposed): "
+               "YOLOv8/9/11 for the EdgeTPU with its head split, as Frigate's yolo-generic", _match_yolo_dfl_split),
+    Recogniser("yolov5_normalized", "1 output [1,N,{c5}] with cx,cy,w,h as fractions of the input: YOLOv5's "
+               "TensorFlow, TF.js and TFLite exports (told from yolov5 by running it once)", _match_yolov5,
+               yields_to="yolov5"),
+    Recogniser("yolov8_normalized", "1 output [1,{c4},N] with cx,cy,w,h as fractions of the input: Ultralytics "
+               "YOLOv8/YOLO11 TFLite and EdgeTPU exports (told from yolov8 by running it once)", _match_yolov8,
+               yields_to="yolov8"),
 )}
 
 
@@ -284,14 +325,16 @@ def _listing(inputs: list[TensorInfo], outputs: list[TensorInfo], size: tuple[in
 
 
 def recognise(inputs: list[TensorInfo], outputs: list[TensorInfo], num_classes: int, kind: str | None = None,
-              input_range: InputRange | None = None) -> Layout:
+              input_range: InputRange | None = None, color: Color | None = None) -> Layout:
     """The one known layout the tensors fit for ``num_classes`` classes (``kind`` forces one, still
-    checked against the shapes); ``input_range`` overrides the family's input convention.
+    checked against the shapes); ``input_range`` and ``color`` override the family's input convention.
     Raises LayoutError listing every known layout and what the model has."""
     if kind is not None and kind not in RECOGNISERS:
         raise LayoutError(f"unknown layout {kind!r}: use one of {', '.join(RECOGNISERS)}")
     if input_range is not None and input_range not in INPUT_RANGES:
         raise LayoutError(f"unknown input range {input_range!r}: use one of {', '.join(INPUT_RANGES)}")
+    if color is not None and color not in ("rgb", "bgr"):
+        raise LayoutError(f"unknown colour order {color!r}: use rgb or bgr")
     img = _image_input(inputs)
     if img is None:
         raise LayoutError("no image input (4-D, 3 channels first or last) among the model's inputs: "
@@ -331,7 +374,7 @@ def recognise(inputs: list[TensorInfo], outputs: list[TensorInfo], num_classes: 
         raise LayoutError(f"image input {img.info} is int8 without a scale and zero point: export it with a float "
                           "input")
     return Layout(kind=rec.kind, input_name=img.name, size=img.size, layout=img.layout, dtype=dtype,  # type: ignore[arg-type]
-                  color=conv.color, input_range="0-255" if raw else (input_range or conv.input_range),
+                  color=color or conv.color, input_range="0-255" if raw else (input_range or conv.input_range),
                   classes=columns, pad_value=conv.pad_value,
                   size_input=others[0].name if rec.size_input else None, input_quantisation=quant,
                   also_fits=yielded)

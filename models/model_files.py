@@ -4,7 +4,8 @@
 :func:`read_io` returns the inputs and outputs as :class:`TensorInfo` (in the order the runtime
 hands outputs back) and ``facts``: the runtime and platform the file is built for (what
 :class:`~edgewatch.models.manifest.Variant` records as ``runtime`` and ``platform``), and what else
-the file tells. :func:`check_target` says whether such a file can run on the hardware found.
+the file tells. Whether it can run here is the backends' call when it is loaded
+(:func:`edgewatch.backends.registry.load_backend` says why not).
 
 How each format is read, and why:
 
@@ -33,11 +34,9 @@ import json
 import re
 import struct
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgewatch.backends.base import ProbeResult
 from edgewatch.models.tensor_info import TensorInfo
 
 SUFFIXES = (".onnx", ".tflite", ".rknn")
@@ -261,92 +260,3 @@ def _read_rknn(path: Path) -> tuple[list[TensorInfo], list[TensorInfo], Facts]:
                     "ranges": {name: _range(q) for name, q in (described.get("quant_tab") or {}).items()
                                if q.get("min") and q.get("max")}}
     return inputs, outputs, facts
-
-
-# --------------------------------------------------------------------------------- chip matching
-
-# SoCs that share an NPU and so run each other's .rknn (rknn_model_zoo builds "rk3566_rk3568" once).
-_NPU_FAMILY = {"rk3588s": "rk3588", "rk3582": "rk3588", "rk3568": "rk3566", "rv1103": "rv1106"}
-
-
-def npu_family(soc: str | None) -> str | None:
-    """The NPU a SoC name stands for (``rockchip,rk3588s`` and ``RK3588`` both give ``rk3588``)."""
-    if not soc:
-        return None
-    m = re.search(r"r[kv]\d{4}[a-z]?", soc.lower())
-    name = m.group(0) if m else soc.lower()
-    return _NPU_FAMILY.get(name, name)
-
-
-@dataclass(frozen=True, slots=True)
-class Hardware:
-    """The accelerators found here: the Rockchip SoC (from the device tree) and what the rknn and
-    edgetpu backends' probes say."""
-
-    rockchip_soc: str | None = None
-    rknn: ProbeResult = field(default_factory=lambda: ProbeResult(False, "no Rockchip NPU found", hardware=False))
-    edgetpu: ProbeResult = field(default_factory=lambda: ProbeResult(False, "no EdgeTPU found", hardware=False))
-
-    @classmethod
-    def probe(cls) -> Hardware:
-        from edgewatch.backends.devices import rockchip_soc
-        from edgewatch.backends.edgetpu import EdgeTpuBackend
-        from edgewatch.backends.rknn import RknnBackend
-
-        return cls(rockchip_soc(), RknnBackend.probe(), EdgeTpuBackend.probe())
-
-
-@dataclass(frozen=True, slots=True)
-class TargetCheck:
-    """Whether the file runs here (``runs``), or else whether a CPU variant runs instead
-    (``fallback``), and why: a line for the log and ``edgewatch status``."""
-
-    runs: bool
-    fallback: bool
-    reason: str
-
-    @property
-    def usable(self) -> bool:
-        return self.runs or self.fallback
-
-
-def _refused(reason: str, cpu_fallback: str | None) -> TargetCheck:
-    if cpu_fallback:
-        return TargetCheck(False, True, f"{reason}; running {cpu_fallback} on the CPU instead")
-    return TargetCheck(False, False, reason)
-
-
-def check_target(facts: Facts, probe: Hardware, cpu_fallback: str | None = None, name: str = "this model"
-                 ) -> TargetCheck:
-    """Can a file with these ``facts`` (from :func:`read_io`) run on the hardware ``probe`` found?
-
-    ONNX and plain TFLite files run on any CPU. An ``.rknn`` runs only on the NPU it was compiled
-    for (SoCs sharing an NPU count as one); an ``_edgetpu.tflite`` only with an EdgeTPU. When the
-    file cannot run, ``cpu_fallback`` (the name of a plain CPU variant of the same model, if there
-    is one) is used instead.
-    """
-    runtime = facts.get("runtime")
-    if runtime in ("onnx", "tflite"):
-        return TargetCheck(True, False, f"{name} ({runtime}) runs on the CPU")
-    if runtime == "edgetpu":
-        if probe.edgetpu.available:
-            return TargetCheck(True, False, f"{name} is compiled for the EdgeTPU, and one is ready here")
-        return _refused(f"{name} is compiled for the Coral EdgeTPU ({EDGETPU_OP}), which the CPU cannot run, "
-                        f"and the EdgeTPU is not usable here: {probe.edgetpu.reason}. Plug in the Coral, or give "
-                        "the plain .tflite the EdgeTPU compiler started from (the file without _edgetpu)", cpu_fallback)
-    if runtime == "rknn":
-        built = facts.get("platform")
-        want, have = npu_family(built), npu_family(probe.rockchip_soc)
-        if have is None:
-            return _refused(f"{name} is compiled for the Rockchip {built} NPU and this box has none "
-                            f"({probe.rknn.reason}); give the .onnx export to run it here", cpu_fallback)
-        if want != have:
-            return _refused(f"{name} is compiled for {built} but this board is an {probe.rockchip_soc}: an .rknn runs "
-                            f"only on the NPU it was built for. Rebuild it with rknn-toolkit2 "
-                            f"(target_platform='{have}'), or give the .onnx and run `edgewatch models convert "
-                            f"--target rknn --platform {have}`", cpu_fallback)
-        if not probe.rknn.available:
-            return _refused(f"{name} is compiled for this {probe.rockchip_soc}, but the NPU is not usable: "
-                            f"{probe.rknn.reason}", cpu_fallback)
-        return TargetCheck(True, False, f"{name} is compiled for {built} and runs on this {probe.rockchip_soc}'s NPU")
-    return TargetCheck(False, False, f"{name}: unknown runtime {runtime!r} (read the file with read_io first)")

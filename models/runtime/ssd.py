@@ -13,8 +13,6 @@ holding raw tensors and their :class:`~edgewatch.models.tensor_info.TensorInfo`)
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 
@@ -22,8 +20,6 @@ Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 DFL_STRIDES = (8, 16, 32)
 DFL_BINS = 16  # reg_max: 4 sides × 16 bins = 64 channels
-PLACEHOLDER = "n/a"  # a class id the model never predicts (COCO's 90 ids have 10 gaps)
-_PLACEHOLDERS = {"n/a", "???", "background", "__background__", "--"}
 
 
 def _empty() -> Decoded:
@@ -86,24 +82,6 @@ def decode_tflite_ssd(outputs: list[np.ndarray], input_size: tuple[int, int], mi
     ymin, xmin, ymax, xmax = (box[keep, i] for i in range(4))
     xyxy = np.stack([xmin * in_w, ymin * in_h, xmax * in_w, ymax * in_h], axis=1).astype(np.float32)
     return xyxy, scores[keep].astype(np.float32), np.rint(classes[keep]).astype(np.int64)
-
-
-def labels_for_class_ids(text: str) -> tuple[str, ...]:
-    """Class names indexed by the SSD op's class ids, from a labels file in either style Coral and
-    TensorFlow ship: ``id name`` lines (Coral's ``coco_labels.txt``: ``0  person``, ids with gaps)
-    or one name per line, the line's index being the id. Gaps and placeholder lines (``n/a``,
-    ``???``) become ``n/a``; a plain file's leading background line (``???``, ``background``,
-    TensorFlow's ``labelmap.txt``) is dropped, since the op's ids start at the first real class."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        raise ValueError("the labels file lists no class names: give one name per line, or `id name` lines")
-    numbered = [re.fullmatch(r"(\d+)[\s:,]+(.+)", line) for line in lines]
-    if all(numbered):
-        by_id = {int(m.group(1)): m.group(2).strip() for m in numbered}
-        names = [by_id.get(i, PLACEHOLDER) for i in range(max(by_id) + 1)]
-    else:
-        names = lines[1:] if lines[0].lower() in _PLACEHOLDERS else lines
-    return tuple(PLACEHOLDER if name.lower() in _PLACEHOLDERS else name for name in names)
 
 
 # ------------------------------------------------------------------------------ YOLO DFL, split

@@ -12,10 +12,8 @@ import importlib
 import os
 import re
 from pathlib import Path
-from functools import lru_cache
 from types import ModuleType
 
-import cv2
 import numpy as np
 from pydantic import Field
 
@@ -23,6 +21,8 @@ from edgewatch.backends.base import Backend, BackendConfig, BackendError, ProbeR
 from edgewatch.backends.devices import importable
 from edgewatch.backends.lanes import LaneBackendMixin, LaneSettings
 from edgewatch.models.manifest import InputSpec, ModelManifest, Preprocessing
+from edgewatch.models.runtime.layouts import dequantise
+from edgewatch.models.tensor_info import TensorInfo
 
 INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
@@ -143,20 +143,6 @@ def _quantise(x: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def _dequantise(y: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return y
+    """An output as float32, with its tensor's scale and zero point (the decoders' own rule)."""
     scale, zero = detail["quantization"]
-    if not scale:
-        return y.astype(np.float32)
-    if dtype.itemsize == 1:  # one table lookup per value instead of three float passes
-        flat = y.reshape(-1, y.shape[-1]) if y.ndim >= 2 else y.reshape(1, -1)
-        return cv2.LUT(flat.view(np.uint8), _dequantise_lut(dtype.str, float(scale), int(zero))).reshape(y.shape)
-    return (y.astype(np.float32) - zero) * np.float32(scale)
-
-
-@lru_cache(maxsize=32)
-def _dequantise_lut(dtype: str, scale: float, zero: int) -> np.ndarray:
-    """The float value of each of the 256 byte patterns of a quantised ``dtype`` (int8 or uint8)."""
-    values = np.arange(256, dtype=np.uint8).view(np.dtype(dtype)).astype(np.float32)
-    return ((values - zero) * np.float32(scale)).reshape(1, 256)
+    return dequantise(y, TensorInfo(detail["name"], y.shape, np.dtype(detail["dtype"]).name, scale or None, zero))

@@ -71,7 +71,32 @@ def layout_outputs(store: ModelStore, photo: Path, size: tuple[int, int] = SIZE)
                                         providers=["CPUExecutionProvider"])
             extra = {"orig_target_sizes": np.array([size], np.int64)} if kind == "dfine" else {}
             out[kind] = head.run(None, {**feeds, **extra})
+    out["yolo_dfl_split"] = _dfl_split(out["rknn_yolov8"])
+    out["tflite_ssd"] = _ssd(out["rknn_yolov8"], size)
     return out
+
+
+def _dfl_split(zoo_v8: list[np.ndarray]) -> list[np.ndarray]:
+    """The zoo YOLOv8 maps as the EdgeTPU's split head gives them: DFL boxes [1,N,64] and class
+    logits [1,N,C], strides 8, 16, 32, each grid row by row."""
+    boxes = sorted((o for o in zoo_v8 if o.shape[1] == 64), key=lambda o: -o.shape[2])
+    scores = sorted((o for o in zoo_v8 if o.shape[1] not in (1, 64)), key=lambda o: -o.shape[2])
+    dfl = np.concatenate([b.reshape(1, 64, -1) for b in boxes], axis=2).transpose(0, 2, 1)
+    p = np.clip(np.concatenate([c.reshape(1, c.shape[1], -1) for c in scores], axis=2).transpose(0, 2, 1), 1e-6,
+                1 - 1e-6)
+    return [np.ascontiguousarray(dfl), np.log(p / (1 - p)).astype(np.float32)]
+
+
+def _ssd(zoo_v8: list[np.ndarray], size: tuple[int, int], rows: int = 100) -> list[np.ndarray]:
+    """What TFLite_Detection_PostProcess hands back for the same detections (NMS done in the model):
+    boxes [1,100,4] ymin, xmin, ymax, xmax as fractions, classes and scores [1,100], count [1]."""
+    found, scores, classes = decode("rknn_yolov8", zoo_v8, size, 0.05, max_det=rows)
+    w, h = size
+    boxes = np.zeros((1, rows, 4), np.float32)
+    boxes[0, :len(found)] = found[:, [1, 0, 3, 2]] / np.array([h, w, h, w], np.float32)
+    cls, sc = np.zeros((1, rows), np.float32), np.zeros((1, rows), np.float32)
+    cls[0, :len(found)], sc[0, :len(found)] = classes, scores
+    return [boxes, cls, sc, np.array([len(found)], np.float32)]
 
 
 def quantised(outputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[TensorInfo]]:
@@ -108,7 +133,9 @@ def postprocess_table(store: ModelStore, photo: Path, runs: int = 200, conf: flo
     dequantise + decode + NMS on uint8."""
     rows = []
     for kind, outs in layout_outputs(store, photo, size).items():
-        q, infos = quantised(outs)
+        # the SSD op runs on the CPU after the TPU and hands back floats on every runtime
+        q, infos = quantised(outs) if kind != "tflite_ssd" else (outs, [TensorInfo(f"out{i}", o.shape, "float32")
+                                                                       for i, o in enumerate(outs)])
         found = decode(kind, outs, size, conf)[1].size
         found_q = decode(kind, dequantise_all(q, infos), size, conf)[1].size
         rows.append({

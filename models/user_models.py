@@ -207,8 +207,8 @@ def add_user_model(model_path: Path, name: str, labels_path: Path, store: ModelS
         inputs, outputs, facts = read_io(model_path)
     except ModelFileError as exc:
         raise AddError(str(exc)) from None
-    if facts["runtime"] == "rknn":  # the NPU normalises and quantises: the host hands it uint8 pixels
-        inputs = [TensorInfo(i.name, i.shape, "uint8") if len(i.shape) == 4 else i for i in inputs]
+    if facts["runtime"] == "rknn":
+        inputs, outputs = _as_rknnlite_presents(inputs, outputs)
     try:
         layout, labels = recognise_with_labels(inputs, outputs, labels_file, kind, input_range, color)
     except LayoutError as exc:
@@ -254,6 +254,20 @@ def add_user_model(model_path: Path, name: str, labels_path: Path, store: ModelS
     manifest = manifest.model_copy(update={"variants": variants, "default_variant": report["default_variant"],
                                            "quantization_report": report["quantization"]})
     return store.commit(manifest, {"fp32": model_path, "int8": built / "int8.onnx"})
+
+
+def _as_rknnlite_presents(inputs: list[TensorInfo], outputs: list[TensorInfo]
+                          ) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """An .rknn's tensors as the host sees them: the file gives the NPU's own types (int8, the source
+    model's NCHW shape); rknnlite takes the image as uint8 NHWC pixels (the normalisation and the
+    quantisation are compiled into the NPU, as rknn_model_zoo's demos feed it) and hands outputs
+    back as float32."""
+    def image(i: TensorInfo) -> TensorInfo:
+        if len(i.shape) == 4 and i.shape[1] == 3 and i.shape[3] != 3:
+            return TensorInfo(i.name, (i.shape[0], i.shape[2], i.shape[3], 3), "uint8")
+        return TensorInfo(i.name, i.shape, "uint8") if len(i.shape) == 4 else i
+
+    return [image(i) for i in inputs], [TensorInfo(o.name, o.shape, "float32") for o in outputs]
 
 
 def _manifest(name: str, path: Path, layout: Layout, labels: tuple[str, ...], key: str, variant: Variant

@@ -161,14 +161,15 @@ def on_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_an_edgetpu_file_is_added_and_without_the_tpu_refused_with_the_reason(coral: dict[str, Path], on_board,
-                                                                              tmp_path: Path, capsys) -> None:
+                                                                              photos: dict[str, Path], tmp_path: Path,
+                                                                              capsys) -> None:
     """Coral's compiled SSD: recognised by its outputs, stored as an edgetpu variant; on a box
     without the TPU (or without its library) loading it says what it needs."""
     from edgewatch.backends.base import BackendError
     from edgewatch.backends.registry import load_backend
 
     on_board()
-    store = ModelStore(tmp_path / "models")
+    store = ModelStore(tmp_path / "data" / "models")
     added = add_user_model(coral[CORAL_SSD], "coral-faces", coral[CORAL_LABELS], store)
     assert added.postprocessing == "tflite_ssd" and added.labels == ("face",)
     assert (added.default.runtime, added.default.precision) == ("edgetpu", "int8")
@@ -179,6 +180,19 @@ def test_an_edgetpu_file_is_added_and_without_the_tpu_refused_with_the_reason(co
     on_board(coral_usb=True)
     with pytest.raises(BackendError, match="libedgetpu.so.1 missing"):
         load_backend("auto", store, added)
+    # a request for it gets the reason, and the daemon serves on
+    from litestar.testing import TestClient
+
+    from edgewatch.daemon.app import create_app
+    from edgewatch.daemon.config import load_settings
+
+    config = load_settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+    with TestClient(create_app(config)) as client:
+        photo = next(iter(photos.values())).read_bytes()
+        answer = client.post("/v1/vision/custom/coral-faces", files={"image": ("a.jpg", photo, "image/jpeg")})
+        assert answer.status_code == 503 and not answer.json()["success"], answer.text
+        assert "needs the Coral EdgeTPU" in answer.json()["error"] and "libedgetpu.so.1" in answer.json()["error"]
+        assert client.get("/v1/status/ping").status_code == 200
 
 
 # ------------------------------------------------------------------- a real .rknn, built here

@@ -3,7 +3,9 @@
 The simulator only runs a model built in its own process, so "loading" starts the converter
 worker in the rknn venv with --serve: it builds the int8 model from the fp32 ONNX (calibrated on
 the photos, or built as ``build`` says: the face models' own samples, fixed shape, float16),
-starts the simulator and answers inference requests over a pipe.
+starts the simulator and answers inference requests over a pipe. With ``out_rknn`` the worker
+also writes the model it built there before serving, so the simulated model is exactly that file
+(the simulator cannot run a ``.rknn`` loaded from disk).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ class RknnSimulatorBackend(Backend):
     runtime = "rknn"
 
     def __init__(self, cache_dir: Path, photos: list[Path], platform: str = "rk3588",
-                 build: rknn_conversion.Build = rknn_conversion.Build()) -> None:
+                 build: rknn_conversion.Build = rknn_conversion.Build(), out_rknn: Path | None = None) -> None:
         super().__init__()
         self.cache_dir, self.photos, self.platform, self.build = cache_dir, photos, platform, build
+        self.out_rknn = out_rknn
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -53,7 +56,8 @@ class RknnSimulatorBackend(Backend):
             listing = self.cache_dir / "rknn-sim-dataset.txt"
             listing.write_text("\n".join(str(p) for p in self.photos) + "\n")
         pre = manifest.preprocessing
-        cmd = [str(python), "-I", str(rknn_conversion.WORKER_SCRIPT), str(model_path), "-",
+        cmd = [str(python), "-I", str(rknn_conversion.WORKER_SCRIPT), str(model_path),
+               str(Path(self.out_rknn).resolve()) if self.out_rknn is not None else "-",
                "--platform", self.platform, "--dataset", str(listing), "--input-mode", "uint8",
                "--mean", *map(str, pre.mean), "--std", *map(str, pre.std), "--color", pre.color,
                "--pad-value", str(pre.pad_value), "--serve"]

@@ -137,18 +137,19 @@ def decode_yolo_dfl_split(outputs: list[np.ndarray], input_size: tuple[int, int]
     cell centres of strides 8, 16 and 32 (1×64×N / 1×C×N work too). Scores are the logits' sigmoid;
     an output already within 0–1 is taken as probabilities."""
     dfl, cls, points, strides = dfl_split_parts(outputs, input_size)
-    cls = cls.astype(np.float32, copy=False)
-    probabilities = float(cls.min()) >= 0.0 and float(cls.max()) <= 1.0
+    best = cls.max(axis=1)  # one pass over the N×C scores; the class only for the rows kept
+    # logits leave most cells' best class below 0; probabilities never do
+    probabilities = float(best.min()) >= 0.0 and float(best.max()) <= 1.0
     threshold = min_conf if probabilities else float(np.log(min_conf / max(1.0 - min_conf, 1e-12)))
-    class_ids = cls.argmax(axis=1)
-    best = cls[np.arange(cls.shape[0]), class_ids]
     keep = np.nonzero(best >= threshold)[0]  # filtered on logits: the sigmoid only for the few kept
     if keep.size == 0:
         return _empty()
+    class_ids = cls[keep].argmax(axis=1)
+    best = best.astype(np.float32, copy=False)
     scores = best[keep] if probabilities else 1.0 / (1.0 + np.exp(-best[keep]))
     dist = dfl[keep].astype(np.float32).reshape(-1, 4, DFL_BINS)
     dist = np.exp(dist - dist.max(axis=2, keepdims=True))
     ltrb = (dist / dist.sum(axis=2, keepdims=True)) @ np.arange(DFL_BINS, dtype=np.float32)
     p, s = points[keep], strides[keep, None]
     xyxy = np.concatenate([(p - ltrb[:, :2]) * s, (p + ltrb[:, 2:]) * s], axis=1).astype(np.float32)
-    return xyxy, scores.astype(np.float32), class_ids[keep].astype(np.int64)
+    return xyxy, scores.astype(np.float32), class_ids.astype(np.int64)

@@ -212,6 +212,51 @@ def test_the_yolox_shape_tie_is_settled_by_running_the_model(export, user_store,
     assert share < 0.2
 
 
+def _normalised(export_path: Path, kind: str, size: tuple[int, int], out: Path) -> Path:
+    """A pixel-box single-tensor export with its boxes divided by the input size, as Ultralytics'
+    TFLite and EdgeTPU exports (and YOLOv5's TF ones) give them."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(export_path))
+    graph = model.graph
+    final = graph.output[0]
+    rows = final.type.tensor_type.shape.dim
+    w, h = size
+    if kind == "yolov8":  # 1 × (4+C) × N: scale the first four rows
+        k = np.ones((1, rows[1].dim_value, 1), np.float32)
+        k[0, :4, 0] = [1 / w, 1 / h, 1 / w, 1 / h]
+    else:  # 1 × N × (5+C): scale the first four columns
+        k = np.ones((1, 1, rows[2].dim_value), np.float32)
+        k[0, 0, :4] = [1 / w, 1 / h, 1 / w, 1 / h]
+    for node in graph.node:
+        node.output[:] = [f"{o}_pixels" if o == final.name else o for o in node.output]
+    graph.initializer.append(numpy_helper.from_array(k, "to_fractions"))
+    graph.node.append(helper.make_node("Mul", [f"{final.name}_pixels", "to_fractions"], [final.name]))
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["yolov8", "yolov5"])
+def test_boxes_as_fractions_of_the_input_are_told_by_running_the_model(kind, user_store, nanodet, coco_labels,
+                                                                       few, reference, tmp_path) -> None:
+    """The same single tensor with boxes in pixels or as fractions: `models add` runs the model once
+    and picks the head that reads them, which then finds what NanoDet finds; read the other way the
+    boxes are wrong."""
+    store, manifest = nanodet
+    pixels = nanodet_as_yolo(store.path(manifest, "fp32"), manifest, kind, tmp_path / f"{kind}.onnx")
+    fractions = _normalised(pixels, kind, manifest.input.size, tmp_path / f"{kind}-fractions.onnx")
+    added = add(user_store, fractions, f"{kind}-fractions", coco_labels)
+    assert added.postprocessing == f"{kind}_normalized"
+    share, missed = share_matched(reference, found_by(user_store, added, few))
+    assert share == 1.0, missed
+    as_pixels = added.model_copy(update={"postprocessing": kind})
+    share, _ = share_matched(reference, found_by(user_store, as_pixels, few))
+    assert share < 0.2
+    assert add(user_store, pixels, f"{kind}-pixels", coco_labels).postprocessing == kind
+
+
 # -- labels: plain, numbered (from 0, from 1, sparse), YAML, a background column -------------------
 
 @pytest.mark.slow

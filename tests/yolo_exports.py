@@ -196,10 +196,11 @@ class Comparison:
 
 def compare_detections(pairs: Iterable[tuple[str, Detections, Detections]],
                        reference_conf: float = REFERENCE_CONF, candidate_conf: float = CANDIDATE_CONF,
-                       labels: tuple[str, ...] | None = None) -> Comparison:
+                       labels: tuple[str, ...] | None = None, match_iou: float = MATCH_IOU) -> Comparison:
     """Match each reference detection (conf >= ``reference_conf``, highest first) to the unused
     candidate detection of its class (conf >= ``candidate_conf``) with the highest IoU, when that
-    IoU is at least 0.5; ``pairs`` are (view name, reference, candidate) on the same image."""
+    IoU is at least ``match_iou``; ``pairs`` are (view name, reference, candidate) on the same
+    image. Classes may be ids (named through ``labels``) or label names."""
     out = Comparison()
     for view, (rb, rs, rc), (cb, cs, cc) in pairs:
         rb, rs, rc = np.asarray(rb, float).reshape(-1, 4), np.asarray(rs, float), np.asarray(rc)
@@ -213,7 +214,7 @@ def compare_detections(pairs: Iterable[tuple[str, Detections, Detections]],
             out.reference += 1
             ious = np.where((cc == rc[i]) & ~used, iou(rb[i], cb), 0.0) if len(cb) else np.zeros(0)
             best = int(np.argmax(ious)) if len(ious) else -1
-            if best >= 0 and ious[best] >= MATCH_IOU:
+            if best >= 0 and ious[best] >= match_iou:
                 used[best] = True
                 out.ious.append(float(ious[best]))
                 out.score_deltas.append(abs(float(cs[best]) - float(rs[i])))

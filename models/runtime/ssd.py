@@ -13,6 +13,7 @@ holding raw tensors and their :class:`~edgewatch.models.tensor_info.TensorInfo`)
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -131,13 +132,22 @@ def dfl_split_parts(outputs: list[np.ndarray], input_size: tuple[int, int]
     return boxes[0], classes[0], points, strides
 
 
+def _row_max(a: np.ndarray) -> np.ndarray:
+    """Each row's maximum. numpy reduces a short contiguous last axis (80 classes) about 7x slower
+    than it reduces across rows, so a C-contiguous float32 matrix is transposed first (OpenCV's
+    transpose is blocked and cheap): 0.26 ms instead of 0.55 for 8400×80 here."""
+    if a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous and a.shape[1] > 1:
+        return cv2.transpose(a).max(axis=0)
+    return a.max(axis=1)
+
+
 def decode_yolo_dfl_split(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
     """YOLOv8/9/11 for the EdgeTPU with its head split: boxes 1×N×64 (per side left, top, right,
     bottom, a 16-bin distance distribution in strides) and class logits 1×N×C, over anchors at the
     cell centres of strides 8, 16 and 32 (1×64×N / 1×C×N work too). Scores are the logits' sigmoid;
     an output already within 0–1 is taken as probabilities."""
     dfl, cls, points, strides = dfl_split_parts(outputs, input_size)
-    best = cls.max(axis=1)  # one pass over the N×C scores; the class only for the rows kept
+    best = _row_max(cls)  # one pass over the N×C scores; the class only for the rows kept
     # logits leave most cells' best class below 0; probabilities never do
     probabilities = float(best.min()) >= 0.0 and float(best.max()) <= 1.0
     threshold = min_conf if probabilities else float(np.log(min_conf / max(1.0 - min_conf, 1e-12)))

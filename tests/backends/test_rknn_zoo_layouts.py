@@ -45,12 +45,11 @@ import pytest
 
 from layout_exports import nanodet_as
 from test_conversion import need_rknn_toolkit, rknn_test
-from yolo_exports import Comparison, photo_views
+from yolo_exports import Comparison, compare_detections, photo_views
 
 from edgewatch.models.conversion import rknn as rknn_conversion
 from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.model_files import read_io
-from edgewatch.models.quantize import iou
 from edgewatch.models.runtime import run
 from edgewatch.models.runtime.heads import decode
 from edgewatch.models.store import ModelStore
@@ -100,24 +99,8 @@ def user_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
 def matched(a: Found, b: Found, match_iou: float = MATCH_IOU) -> Comparison:
     """Each detection of ``a`` (>= REFERENCE_CONF, highest first) matched to the unused detection of ``b``
     with the same label name (>= CANDIDATE_CONF) of highest IoU, when that IoU is >= ``match_iou``."""
-    out = Comparison()
-    for view in a:
-        (ab, as_, al), (bb, bs, bl) = a[view], b[view]
-        used = np.zeros(len(bb), bool)
-        for i in np.argsort(-as_, kind="stable"):
-            if as_[i] < REFERENCE_CONF:
-                continue
-            out.reference += 1
-            ok = np.array([n == al[i] for n in bl], bool) & ~used & (bs >= CANDIDATE_CONF)
-            ious = np.where(ok, iou(ab[i], bb), 0.0) if len(bb) else np.zeros(0)
-            best = int(np.argmax(ious)) if len(ious) else -1
-            if best >= 0 and ious[best] >= match_iou:
-                used[best] = True
-                out.ious.append(float(ious[best]))
-                out.score_deltas.append(abs(float(bs[best]) - float(as_[i])))
-            else:
-                out.missed.append(f"{view}: {al[i]}@{as_[i]:.2f}")
-    return out
+    return compare_detections(((view, a[view], b[view]) for view in a), REFERENCE_CONF, CANDIDATE_CONF,
+                              match_iou=match_iou)
 
 
 class Recording:

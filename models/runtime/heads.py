@@ -46,7 +46,6 @@ def decode_nanodet_gfl(outputs: list[np.ndarray], input_size: tuple[int, int], m
         slot = by_len.setdefault(arr.shape[0], {})
         slot["dist" if arr.shape[1] == 4 * (NANODET_REG_MAX + 1) else "scores"] = arr
     boxes_all, scores_all, classes_all = [], [], []
-    bins = np.arange(NANODET_REG_MAX + 1, dtype=np.float32)
     for stride in NANODET_STRIDES:
         fw, fh = -(-in_w // stride), -(-in_h // stride)
         level = by_len.get(fw * fh)
@@ -55,10 +54,7 @@ def decode_nanodet_gfl(outputs: list[np.ndarray], input_size: tuple[int, int], m
         keep, best, cls = _best_class(level["scores"], min_conf)
         if keep.size == 0:
             continue
-        dist = level["dist"][keep].reshape(-1, 4, NANODET_REG_MAX + 1)
-        dist = np.exp(dist - dist.max(axis=2, keepdims=True))
-        dist /= dist.sum(axis=2, keepdims=True)
-        ltrb = (dist @ bins) * stride  # expected distance of each side, in pixels
+        ltrb = layouts.dfl_distances(level["dist"][keep].reshape(-1, 4, NANODET_REG_MAX + 1)) * stride  # pixels
         cx = (keep % fw + 0.5) * stride
         cy = (keep // fw + 0.5) * stride
         boxes_all.append(np.stack([cx - ltrb[:, 0], cy - ltrb[:, 1], cx + ltrb[:, 2], cy + ltrb[:, 3]], axis=1))

@@ -118,6 +118,13 @@ def _best_columns(scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.n
     return keep, best[keep], scores[:, keep].argmax(axis=0)
 
 
+def dfl_distances(logits: np.ndarray) -> np.ndarray:
+    """Distribution focal loss boxes: per side, the expected bin of the softmax over the last axis
+    (K × 4 × bins logits → K × 4 distances, in strides; NanoDet's GFL and YOLOv8's DFL alike)."""
+    dist = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (dist @ np.arange(logits.shape[-1], dtype=np.float32)) / dist.sum(axis=-1)
+
+
 def _from_centre(cxcy: np.ndarray, wh: np.ndarray) -> np.ndarray:
     return np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1)
 
@@ -161,9 +168,8 @@ def decode_rknn_yolov8(outputs: list[np.ndarray], input_size: tuple[int, int], m
         if cand.size == 0:
             continue
         bins = box.shape[1] // 4
-        dist = box.reshape(4, bins, -1)[:, :, cand].astype(np.float32)  # 4 sides × bins × kept cells
-        dist = np.exp(dist - dist.max(axis=1, keepdims=True))  # softmax over the bins, then its expectation
-        ltrb = (dist * np.arange(bins, dtype=np.float32)[:, None]).sum(axis=1) / dist.sum(axis=1) * stride
+        # 4 sides × bins × kept cells → kept cells × 4 sides × bins
+        ltrb = dfl_distances(box.reshape(4, bins, -1)[:, :, cand].astype(np.float32).transpose(2, 0, 1)).T * stride
         cx, cy = (cand % gw + 0.5) * stride, (cand // gw + 0.5) * stride
         parts.append((np.stack([cx - ltrb[0], cy - ltrb[1], cx + ltrb[2], cy + ltrb[3]], axis=1), best, klass))
     return _concat(parts)

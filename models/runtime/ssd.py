@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgewatch.models.runtime.layouts import dfl_distances
+
 
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -157,9 +159,7 @@ def decode_yolo_dfl_split(outputs: list[np.ndarray], input_size: tuple[int, int]
     class_ids = cls[keep].argmax(axis=1)
     best = best.astype(np.float32, copy=False)
     scores = best[keep] if probabilities else 1.0 / (1.0 + np.exp(-best[keep]))
-    dist = dfl[keep].astype(np.float32).reshape(-1, 4, DFL_BINS)
-    dist = np.exp(dist - dist.max(axis=2, keepdims=True))
-    ltrb = (dist / dist.sum(axis=2, keepdims=True)) @ np.arange(DFL_BINS, dtype=np.float32)
+    ltrb = dfl_distances(dfl[keep].astype(np.float32).reshape(-1, 4, DFL_BINS))
     p, s = points[keep], strides[keep, None]
     xyxy = np.concatenate([(p - ltrb[:, :2]) * s, (p + ltrb[:, 2:]) * s], axis=1).astype(np.float32)
     return xyxy, scores.astype(np.float32), class_ids.astype(np.int64)

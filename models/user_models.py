@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ RECIPE = "user-onnx/int8-qdq-conv-perchannel-minmax/v1"  # change when outputs w
 MIN_REFERENCE = 10  # fp32 detections on the calibration photos needed to judge int8 by
 MAX_CALIBRATION = 200
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+PROBE_TIMEOUT_S = 60.0  # the one run that tells pixel boxes from fractions; a detector takes well under a second
 PLACEHOLDER = "n/a"  # the name of a class index the labels file leaves out (a sparse id, a background column)
 BACKGROUND = frozenset({"???", "background", "__background__"})
 _NUMBERED = re.compile(r"^\s*(\d+)(?:\s*[:,]\s*|\s+)(\S.*?)\s*$")  # "17 cat", "17: cat", "17,cat"
@@ -319,11 +321,12 @@ def _settle_by_running(manifest: ModelManifest, path: Path, facts: Facts, layout
     file this box cannot run (EdgeTPU, RKNN) takes its exporter's convention: fractions for the EdgeTPU."""
     kinds = (layout.kind, *layout.also_fits)
     normalised = next((k for k in kinds if k.endswith("_normalized")), layout.kind)
-    centres = _blank_run_centres(manifest, path, facts)
+    centres = _with_timeout(lambda: _blank_run_centres(manifest, path, facts), PROBE_TIMEOUT_S)
     if centres is None:
         chosen = normalised if facts["runtime"] == "edgetpu" else layout.kind
-        tqdm.write(f"{manifest.name}: its outputs fit {' and '.join(kinds)}; it cannot run here to tell, so it is "
-                   f"read as {chosen}; if the boxes come out wrong, add it again with --kind")
+        tqdm.write(f"{manifest.name}: its outputs fit {' and '.join(kinds)}; it could not run here to tell (an "
+                   f"accelerator's file, or no answer within {PROBE_TIMEOUT_S:g} s), so it is read as {chosen}; if "
+                   "the boxes come out wrong, add it again with --kind")
         return chosen
     top = float(np.abs(centres).max())
     if top >= 0.25 * layout.size[0]:
@@ -331,6 +334,24 @@ def _settle_by_running(manifest: ModelManifest, path: Path, facts: Facts, layout
     if "yolox" in kinds and (top > 1.5 or not _follows_grid(centres, layout.size)):
         return "yolox"
     return normalised
+
+
+def _with_timeout(run, seconds: float):
+    """``run()``'s result, or None when it has not returned within ``seconds`` (a model that never
+    answers is left running in a daemon thread, which ends with the command)."""
+    done: list = []
+
+    def target() -> None:
+        try:
+            done.append(run())
+        except Exception as exc:  # the runtime's own error: the layout's default reading is kept
+            tqdm.write(f"running the model on a grey image failed: {exc}")
+            done.append(None)
+
+    worker = threading.Thread(target=target, daemon=True, name="models-add-probe")
+    worker.start()
+    worker.join(seconds)
+    return done[0] if done else None
 
 
 def _follows_grid(centres: np.ndarray, size: tuple[int, int]) -> bool:

@@ -177,9 +177,11 @@ def _add_model(model: Path, name: str, data_dir: Path, cache_dir: Path) -> None:
     labels = model.with_suffix(".txt")
     labels.write_text("\n".join(f"class{i}" for i in range(80)) + "\n")
     env = {**os.environ, "EDGEWATCH_DATA_DIR": str(data_dir), "EDGEWATCH_CACHE_DIR": str(cache_dir)}
-    # --no-int8: calibrating these deliberately slow or endless models would take for ever
+    # --no-int8: calibrating these deliberately slow or endless models would take for ever; --kind: so
+    # would the one run that tells pixel boxes from fractions of the input
     subprocess.run([sys.executable, "-m", "edgewatch.daemon.cli", "models", "add", str(model), "--name", name,
-                    "--labels", str(labels), "--no-int8"], check=True, env=env, capture_output=True, timeout=120)
+                    "--labels", str(labels), "--no-int8", "--kind", "yolov8"], check=True, env=env,
+                   capture_output=True, timeout=120)
 
 
 def test_sigterm_lets_the_request_in_flight_finish(notify: NotifySocket, data_dir: Path, cache_dir: Path,

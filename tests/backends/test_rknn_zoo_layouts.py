@@ -18,9 +18,11 @@ layout (layout_exports.py, as tests/test_layouts.py uses them), added as a user 
    on every evaluation view of the photos (72 views, about 130 NanoDet detections), and must find
    what NanoDet finds on ONNX Runtime: same label name, IoU >= 0.85, one to one, both ways.
 
-Two builds of each layout are judged. The float16 one (no quantisation) must match every
-detection: it shows the decoders read the toolkit's outputs exactly (median IoU 0.999 or more).
-The int8 one, what the zoo ships, is judged by share and by the statistics of tests/yolo_exports.py:
+The int8 build of each layout is judged, and a float16 build of the YOLOv8 layout (no
+quantisation: it must match every detection, median IoU 0.999 or more). float16 builds of all
+three matched every detection when measured; only YOLOv8's stays in the suite, for time (the
+YOLOv5 wrapper alone takes a minute to build). The int8 one, what the zoo ships, is judged by share
+and by the statistics of tests/yolo_exports.py:
 quantisation moves small boxes a little, so a few fall under IoU 0.85 (all are found at 0.5);
 measured 94.6 % (YOLOv8), 96.1 % (YOLOv5), 91.5 % (YOLOX) against 98.4 % for NanoDet's own int8
 .rknn on the same views. The wrapped graphs likely lose a little more than a real zoo export would
@@ -119,8 +121,7 @@ class Recording:
 
 
 @rknn_test
-@pytest.mark.parametrize("precision", ["int8", "fp16"])
-@pytest.mark.parametrize("kind", list(ZOO_CONFIG))
+@pytest.mark.parametrize("kind, precision", [(kind, "int8") for kind in ZOO_CONFIG] + [("rknn_yolov8", "fp16")])
 def test_zoo_rknn_build_is_recognised_and_finds_what_nanodet_finds(
         kind: str, precision: str, store: ModelStore, nanodet: ModelManifest, cache_dir: Path,
         photos: dict[str, Path], views, nanodet_found: Found, labels_file: Path, user_store: ModelStore,

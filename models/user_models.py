@@ -31,7 +31,7 @@ from edgewatch.models.files import atomic_dir, atomic_write_json, sha256_file
 from edgewatch.models.layout_recognition import Color, InputRange, Layout, LayoutError, recognise
 from edgewatch.models.manifest import ModelManifest, Source, Variant, check_model_name
 from edgewatch.models.model_files import Facts, ModelFileError, read_io
-from edgewatch.models.runtime.layouts import STRIDES
+from edgewatch.models.runtime.layouts import cell_grid
 from edgewatch.models.store import ModelStore
 from edgewatch.models.tensor_info import TensorInfo
 
@@ -356,8 +356,8 @@ def _with_timeout(run, seconds: float):
 
 def _follows_grid(centres: np.ndarray, size: tuple[int, int]) -> bool:
     """Whether box centres (as fractions of the width) follow their cells' x, one row per cell."""
-    w, h = size
-    xs = np.concatenate([np.tile((np.arange(-(-w // s)) + 0.5) * s / w, -(-h // s)) for s in STRIDES])
+    cells, strides = cell_grid(size)
+    xs = (cells[:, 0] + 0.5) * strides / size[0]
     return xs.shape == centres.shape and float(np.corrcoef(xs, centres)[0, 1]) > 0.8
 
 

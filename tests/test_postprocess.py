@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from edgewatch.models.manifest import InputSpec, Preprocessing
-from edgewatch.models.runtime.heads import decode, detect_yolo_kind
+from edgewatch.models.layout_recognition import recognise
+from edgewatch.models.runtime.heads import decode
+from edgewatch.models.tensor_info import TensorInfo
 from edgewatch.models.runtime.preprocess import letterbox
 
 
@@ -110,8 +112,9 @@ def test_letterbox_round_trip_maps_boxes_to_original_pixels() -> None:
     np.testing.assert_allclose(geo.to_original(outside), [[0, 0, 599, 299]])
 
 
-def test_detect_yolo_kind_explains_mismatch() -> None:
-    assert detect_yolo_kind((1, 25200, 85), 80) == "yolov5"
-    assert detect_yolo_kind((1, 84, 8400), 80) == "yolov8"
+def test_yolo_kind_from_the_output_shape_explains_a_mismatch() -> None:
+    image = [TensorInfo("images", (1, 3, 640, 640), "float32")]
+    assert recognise(image, [TensorInfo("output0", (1, 25200, 85), "float32")], 80).kind == "yolov5"
+    assert recognise(image, [TensorInfo("output0", (1, 84, 8400), "float32")], 80).kind == "yolov8"
     with pytest.raises(ValueError, match="one class name per line"):
-        detect_yolo_kind((1, 84, 8400), 3)
+        recognise(image, [TensorInfo("output0", (1, 84, 8400), "float32")], 3)

@@ -28,14 +28,6 @@ def _empty() -> Decoded:
     return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
 
 
-def _best_class(scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of an N×C score matrix: indices of rows above ``min_conf``, their best score and class."""
-    class_ids = scores.argmax(axis=1)
-    best = scores[np.arange(scores.shape[0]), class_ids]
-    keep = np.nonzero(best >= min_conf)[0]
-    return keep, best[keep], class_ids[keep]
-
-
 def decode_nanodet_gfl(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
     """NanoDet-m: per stride a scores tensor (1×HW×C, sigmoid applied) and a
     distribution tensor (1×HW×4·(reg_max+1), sides left, top, right, bottom)."""
@@ -51,7 +43,7 @@ def decode_nanodet_gfl(outputs: list[np.ndarray], input_size: tuple[int, int], m
         level = by_len.get(fw * fh)
         if level is None or "scores" not in level or "dist" not in level:
             raise ValueError(f"NanoDet output for stride {stride} ({fw}x{fh} anchors) not found")
-        keep, best, cls = _best_class(level["scores"], min_conf)
+        keep, best, cls = layouts.best_per_row(level["scores"], min_conf)
         if keep.size == 0:
             continue
         ltrb = layouts.dfl_distances(level["dist"][keep].reshape(-1, 4, NANODET_REG_MAX + 1)) * stride  # pixels
@@ -91,7 +83,7 @@ def _yolov5_rows(pred: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndar
     pred = pred[pred[:, 4] >= min_conf]
     if pred.shape[0] == 0:
         return _empty()
-    keep, best, cls = _best_class(pred[:, 5:] * pred[:, 4:5], min_conf)
+    keep, best, cls = layouts.best_per_row(pred[:, 5:] * pred[:, 4:5], min_conf)
     return pred[keep, :4], best, cls
 
 
@@ -113,7 +105,7 @@ def decode_yolov5_normalized(outputs: list[np.ndarray], input_size: tuple[int, i
 def decode_yolov8(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
     """YOLOv8/11 export: 1×(4+C)×N columns of cx, cy, w, h, class scores (no objectness)."""
     pred = outputs[0].reshape(outputs[0].shape[-2], outputs[0].shape[-1]).T
-    keep, best, cls = _best_class(pred[:, 4:], min_conf)
+    keep, best, cls = layouts.best_per_row(pred[:, 4:], min_conf)
     return _cxcywh_to_xyxy(pred[keep, :4]), best, cls
 
 
@@ -367,17 +359,3 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray | None, min_
         kept = cv2.dnn.NMSBoxesBatched(xywh, scores.tolist(), classes.tolist(), float(min_conf), float(iou))
     idx = np.asarray(kept, dtype=np.int64).reshape(-1)
     return idx[np.argsort(-scores[idx], kind="stable")][:max_det]
-
-
-def detect_yolo_kind(output_shape: tuple[int | str | None, ...], num_classes: int) -> str:
-    """Tell a YOLOv5-style (…×N×(5+C)) from a YOLOv8-style (…×(4+C)×N) export by its output shape."""
-    dims = [d for d in output_shape if isinstance(d, int)]
-    if dims and dims[-1] == 5 + num_classes:
-        return "yolov5"
-    if len(dims) >= 2 and dims[-2] == 4 + num_classes:
-        return "yolov8"
-    raise ValueError(
-        f"output shape {tuple(output_shape)} fits neither a YOLOv5 export (1×N×{5 + num_classes}) "
-        f"nor a YOLOv8 export (1×{4 + num_classes}×N) for {num_classes} labels: check the labels file "
-        "has one class name per line, in training order"
-    )

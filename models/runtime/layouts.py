@@ -82,11 +82,13 @@ def stride_of(grid_w: int, grid_h: int, size: tuple[int, int]) -> int:
 
 
 @lru_cache(maxsize=16)
-def _cell_grid(size: tuple[int, int], strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """For rows ordered stride by stride, row-major within each: cell (x, y) N×2 and stride N."""
+def cell_grid(size: tuple[int, int], strides: tuple[int, ...] = STRIDES, floor: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """For rows ordered stride by stride, row-major within each: cell (x, y) N×2 and stride N.
+    ``floor``: maps that drop a partial last cell (some exporters') instead of padding it."""
     xy, st = [], []
     for s in strides:
-        gw, gh = grid(size, s)
+        gw, gh = (size[0] // s, size[1] // s) if floor else grid(size, s)
         ys, xs = np.divmod(np.arange(gw * gh), gw)
         xy.append(np.stack([xs, ys], axis=1))
         st.append(np.full(gw * gh, s))
@@ -103,16 +105,25 @@ def _levels(outputs: list[np.ndarray], size: tuple[int, int]) -> list[tuple[int,
     return sorted(((stride_of(gw, gh, size), group) for (gw, gh), group in groups.items()), key=lambda g: g[0])
 
 
-def _best(scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def row_max(a: np.ndarray) -> np.ndarray:
+    """Each row's maximum. numpy reduces a short contiguous last axis (80 classes) about 7x slower
+    than it reduces across rows, so a C-contiguous float32 matrix is transposed first (OpenCV's
+    transpose is blocked and cheap): 0.26 ms instead of 0.55 for 8400×80 here."""
+    if a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous and a.shape[1] > 1:
+        return cv2.transpose(a).max(axis=0)
+    return a.max(axis=1)
+
+
+def best_per_row(scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of a K×C score matrix whose best class reaches ``min_conf``: (row indices, best score,
     class). The max is a fast pass; the argmax, a slow one, runs on the kept rows only."""
-    best = scores.max(axis=1)
+    best = row_max(scores)
     keep = np.flatnonzero(best >= min_conf)
     return keep, best[keep], scores[keep].argmax(axis=1)
 
 
 def _best_columns(scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_best` of a C×K matrix (a [1,C,H,W] map's classes by cells), without transposing it."""
+    """:func:`best_per_row` of a C×K matrix (a [1,C,H,W] map's classes by cells), without transposing it."""
     best = scores.max(axis=0)
     keep = np.flatnonzero(best >= min_conf)
     return keep, best[keep], scores[:, keep].argmax(axis=0)
@@ -193,7 +204,7 @@ def decode_rknn_yolov5(outputs: list[np.ndarray], input_size: tuple[int, int], m
         if a.size == 0:
             continue
         rows = t[a, :, cell].astype(np.float32)  # kept × (5 + C)
-        keep, best, klass = _best(rows[:, 5:] * rows[:, 4:5], min_conf)
+        keep, best, klass = best_per_row(rows[:, 5:] * rows[:, 4:5], min_conf)
         if keep.size == 0:
             continue
         rows, a, cell = rows[keep], a[keep], cell[keep]
@@ -216,7 +227,7 @@ def decode_rknn_yolox(outputs: list[np.ndarray], input_size: tuple[int, int], mi
         if cell.size == 0:
             continue
         rows = t[:, cell].T.astype(np.float32)
-        keep, best, klass = _best(rows[:, 5:] * rows[:, 4:5], min_conf)
+        keep, best, klass = best_per_row(rows[:, 5:] * rows[:, 4:5], min_conf)
         if keep.size == 0:
             continue
         rows, cell = rows[keep], cell[keep]
@@ -239,9 +250,9 @@ def decode_yolox(outputs: list[np.ndarray], input_size: tuple[int, int], min_con
     if rows_idx.size == 0:
         return _empty()
     rows = pred[rows_idx].astype(np.float32)
-    keep, best, klass = _best(rows[:, 5:] * rows[:, 4:5], min_conf)
+    keep, best, klass = best_per_row(rows[:, 5:] * rows[:, 4:5], min_conf)
     rows, rows_idx = rows[keep], rows_idx[keep]
-    xy, stride = _cell_grid(input_size, strides)
+    xy, stride = cell_grid(input_size, strides)
     s = stride[rows_idx, None]
     return _from_centre((rows[:, :2] + xy[rows_idx]) * s, np.exp(rows[:, 2:4]) * s), best, klass
 
@@ -260,7 +271,7 @@ def _pair(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def decode_yolo_nas(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf: float) -> Decoded:
     """YOLO-NAS export: boxes [1,N,4] x1,y1,x2,y2 in input pixels and class scores [1,N,C] (0–1)."""
     boxes, scores = _pair(outputs)
-    keep, best, klass = _best(scores, min_conf)
+    keep, best, klass = best_per_row(scores, min_conf)
     return boxes[keep].astype(np.float32), best, klass
 
 
@@ -270,7 +281,7 @@ def decode_detr(outputs: list[np.ndarray], input_size: tuple[int, int], min_conf
     A background column, when the model has one, is a class of its own (labelled "n/a" at install)."""
     boxes, logits = _pair(outputs)
     limit = np.log(min_conf / (1 - min_conf)) if 0 < min_conf < 1 else (-np.inf if min_conf <= 0 else np.inf)
-    keep, best, klass = _best(logits, limit)
+    keep, best, klass = best_per_row(logits, limit)
     w, h = input_size
     b = boxes[keep].astype(np.float32) * np.array([w, h, w, h], np.float32)
     return _from_centre(b[:, :2], b[:, 2:]), 1 / (1 + np.exp(-best.astype(np.float32))), klass

@@ -9,7 +9,8 @@
    (and new!=1: the people with no `new` or more than one, plus false objects that got one),
    count errors on the frames where no one came or left within the reporting delays (the truth
    being the people in view whom a detection has found by then: someone who walks in hidden
-   behind others cannot be counted before they are seen), and the tracker's time per frame.
+   behind others cannot be counted before they are seen, nor confirmed before their
+   `confirm_frames`-th detection), and the tracker's time per frame.
 2. The lobby: people cut out of real photos walking over a real photo, through the real default
    detector (nanodet) on every frame; the same figures, and the tracker's time as a share of one
    inference measured in the same run.

@@ -59,10 +59,23 @@ class Replay:
     def first_seen(self) -> dict[str, int]:
         """Each person's first frame in which a detection found them: until then, no detector (and so
         no tracker) can know they are there, hidden behind others since they came into view."""
+        return self._nth_seen(1)
+
+    @cached_property
+    def confirmable(self) -> dict[str, int]:
+        """Each person's frame of their ``confirm_frames``-th detection: from then on a tracker can have
+        confirmed them (someone hidden right after they were first found is not seen in a few frames
+        until later)."""
+        return self._nth_seen(self.config.confirm_frames)
+
+    def _nth_seen(self, n: int) -> dict[str, int]:
         out: dict[str, int] = {}
+        times: Counter[str] = Counter()
         for i, f in enumerate(self.scene.frames):
             for name in f.seen:
-                out.setdefault(name, i)
+                times[name] += 1
+                if times[name] == n:
+                    out[name] = i
         return out
 
     def visible_truth(self, i: int) -> set[str]:
@@ -75,14 +88,14 @@ class Replay:
         return [len(self.visible_truth(i)) for i in range(len(self.scene.frames))]
 
     def settled(self) -> list[int]:
-        """Frames whose truth has not changed for the reporting delays: ``confirm_frames`` after
-        someone is first found by a detection, ``count_grace_s`` after someone leaves the view."""
+        """Frames whose truth has not changed for the reporting delays: from someone's first detection
+        until their ``confirm_frames``-th, and ``count_grace_s`` after someone leaves the view."""
         grace = round(min(self.config.count_grace_s, self.end_after_s) * self.scene.fps)
-        frames, first, out = self.scene.frames, self.first_seen, []
+        frames, first, confirmable, out = self.scene.frames, self.first_seen, self.confirmable, []
         for i, f in enumerate(frames):
-            came = any(i - self.config.confirm_frames + 1 < first.get(n, -1) <= i for n in f.truth)
+            came = any(first.get(n, i + 1) <= i < confirmable.get(n, i + 1) for n in f.truth)
             left = any(n not in f.truth for j in range(max(0, i - grace), i) for n in frames[j].truth)
-            if not came and not left and i >= self.config.confirm_frames - 1:
+            if not came and not left:
                 out.append(i)
         return out
 

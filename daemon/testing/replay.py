@@ -89,12 +89,14 @@ class Replay:
 
     def settled(self) -> list[int]:
         """Frames whose truth has not changed for the reporting delays: from someone's first detection
-        until their ``confirm_frames``-th, and ``count_grace_s`` after someone leaves the view."""
+        until their ``confirm_frames``-th, and ``count_grace_s`` after someone leaves the view (or the
+        last detection that found them partly out of it)."""
         grace = round(min(self.config.count_grace_s, self.end_after_s) * self.scene.fps)
         frames, first, confirmable, out = self.scene.frames, self.first_seen, self.confirmable, []
         for i, f in enumerate(frames):
             came = any(first.get(n, i + 1) <= i < confirmable.get(n, i + 1) for n in f.truth)
-            left = any(n not in f.truth for j in range(max(0, i - grace), i) for n in frames[j].truth)
+            left = any(n not in f.truth for j in range(max(0, i - grace), i)
+                       for n in frames[j].truth.keys() | frames[j].seen)
             if not came and not left:
                 out.append(i)
         return out

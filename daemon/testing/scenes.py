@@ -49,7 +49,7 @@ class Frame:
     t: float
     truth: dict[str, Box]           # people in view (hidden ones included), by name
     detections: list[Located]
-    seen: frozenset[str]            # the people among the detections
+    seen: frozenset[str]            # the people among the detections (also someone mostly out of view)
 
 
 def area(b: Box) -> float:
@@ -60,7 +60,7 @@ def overlap(a: Box, b: Box) -> float:
     return area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
 
 
-def _clip(b: Box) -> Box:
+def clip(b: Box) -> Box:
     return max(0.0, b[0]), max(0.0, b[1]), min(float(WIDTH), b[2]), min(float(HEIGHT), b[3])
 
 
@@ -91,7 +91,7 @@ class Scene:
                     continue
                 w, h = box[2] - box[0], box[3] - box[1]
                 noisy = np.array(box) + rng.normal(0, JITTER, 4) * [w, h, w, h]
-                detections.append(_located(labels[name], float(rng.uniform(0.6, 0.95)), _clip(tuple(noisy))))
+                detections.append(_located(labels[name], float(rng.uniform(0.6, 0.95)), clip(tuple(noisy))))
                 seen.add(name)
             detections += [_located("person", 0.62, box) for frame, box in self.false_positives if frame == i]
             out.append(Frame(t, truth, detections, frozenset(seen)))
@@ -120,7 +120,7 @@ def in_view(walkers: tuple[Walker, ...], t: float) -> dict[str, Box]:
     for w in walkers:
         b = w.box(t)
         if b is not None and overlap(b, (0, 0, WIDTH, HEIGHT)) >= IN_VIEW * area(b):
-            out[w.name] = _clip(b)
+            out[w.name] = clip(b)
     return out
 
 

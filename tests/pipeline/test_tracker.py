@@ -76,9 +76,10 @@ def test_a_busy_hall(seed: int) -> None:
     assert r.per_person("end") == dict.fromkeys(people, 1)
     summary = r.summary()
     assert summary["num_switches"] <= summary["num_objects"] / 100
-    # rare, and allowed for: someone coming into view where another is hidden or has just left can be
-    # taken for them for a frame or two, which delays the newcomer's count or keeps the other's
-    assert len(r.count_errors()) <= 0.03 * len(r.settled())
+    # rare (0.27 % of settled frames over seeds 0-30), and allowed for: someone coming into view where
+    # another is hidden or has just left can be taken for them for a frame or two, which delays the
+    # newcomer's count or keeps the other's (README, Camera tracking)
+    assert len(r.count_errors()) <= 0.02 * len(r.settled())
     ghosts = sum(c > most for c, most in zip(r.counts, r.recently_in_view()))
     assert ghosts <= 0.01 * len(scene.frames)
 
@@ -187,3 +188,24 @@ def test_a_newcomer_hidden_before_confirmation_is_not_started_again() -> None:
         bobs = [e for e in events if e.kind == "new" and e.after.box == bob_box]
         assert [e.after.start_time for e in bobs] == expected  # his first sighting: the same object
         assert tracker.counts() == {"person": 1 + len(expected)}
+
+
+def test_scoring_waits_for_the_confirming_detections_and_for_the_last_one_at_the_edge() -> None:
+    """The scoring's own rules: a person counts as arrived at their confirm_frames-th detection (not
+    confirm_frames frames after their first), and as gone count_grace_s after the last detection
+    that found them, also one that found them mostly out of the frame."""
+    eve = scenes.Walker("eve", ((0.0, 300, 600), (30.0, 900, 600)))
+    scene = scenes.Scene("gap", 6, (eve,), dropouts=frozenset({("eve", 1)}))
+    r = replay(scene)
+    assert [i for i in range(6) if i not in r.settled()] == [0, 1, 2]  # her first detections: frames 0, 2, 3
+    assert r.confirmable == {"eve": 3} and r.count_errors() == []
+
+    frames = [scenes.Frame(i / scenes.FPS, {"eve": (300, 380, 380, 600)} if i < 10 else {},
+                           f.detections if i < 11 else [], frozenset({"eve"}) if i < 11 else frozenset())
+              for i, f in enumerate(scene.frames[:1] * 20)]
+    recorded = scenes.Recorded("edge", (eve,), frames)
+    r = replay(recorded)
+    grace = round(r.config.count_grace_s * scenes.FPS)
+    # she left the truth at frame 10 but a detection still found her there: gone from frame 11 + grace
+    assert [i for i in range(10, 20) if i not in r.settled()] == list(range(10, 11 + grace))
+    assert r.count_errors() == []

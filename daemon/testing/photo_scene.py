@@ -76,7 +76,8 @@ def detected(scene: PhotoScene, detect: Callable[[np.ndarray], list[Located]]) -
         truth, found = scene.truth(i), detect(scene.frame(i))
         # anyone the detections find, also someone mostly out of the frame (not in view by the truth's rule)
         present = {w.name: clip(b) for w in scene.walkers if (b := w.box(i / scene.fps)) is not None}
-        seen = {n for n, box in present.items() for d in found if area(box) and overlap(box, _box(d)) > 0.5 * area(box)}
+        seen = {n for n, box in present.items() for d in found
+                if area(box) and overlap(box, _box(d)) > 0.5 * area(box)}
         frames.append(Frame(i / scene.fps, truth, found, frozenset(seen)))
     return Recorded("lobby (real detector)", scene.walkers, frames, scene.fps)
 

@@ -21,6 +21,7 @@ from edgewatch.models.photos import FACE_PHOTOS, PLATE_PHOTOS, ensure_face_photo
 from edgewatch.models.runtime.heads import decode_ctc
 from edgewatch.models.runtime.plates import normalise_plate, plate_lines
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 MODULE = "ALPREdgewatch"
 MODELS = ("plate-detector", "ppocr-rec")
@@ -38,8 +39,8 @@ def box(p: dict) -> tuple[int, int, int, int]:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):
-    data = tmp_path_factory.mktemp("alpr-data")
+def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):
+    data = scratch_dir(request, tmp_path_factory, "alpr-data")
     store = ModelStore(data / "models")
     for name in MODELS:
         installer.install(name, store, cache_dir)

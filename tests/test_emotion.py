@@ -25,6 +25,7 @@ from edgewatch.models.runtime.emotion import (
 )
 from edgewatch.models.runtime.heads import HEADS
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 NAME = "iris-emotion"
 LABELS = ("joy", "fear", "anger", "sadness", "love", "surprise")
@@ -157,8 +158,8 @@ def test_catalogue_entry_names_the_package_labels_and_pins_every_file() -> None:
 # --- slow: the installed model ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
-    store = ModelStore(tmp_path_factory.mktemp("emotion") / "models")
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
+    store = ModelStore(scratch_dir(request, tmp_path_factory, "emotion") / "models")
     install(NAME, store, cache_dir)
     return store
 

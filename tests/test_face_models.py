@@ -30,6 +30,7 @@ from edgewatch.models.runtime.faces import ARCFACE_112, Faces, align, detect_fac
 from edgewatch.models.runtime.heads import HEADS, decode_embedding, decode_faces
 from edgewatch.models.runtime.preprocess import fit_pad, letterbox
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 FACE_MODELS = ("centerface", "mobilefacenet")
 
@@ -143,8 +144,8 @@ def test_face_models_say_which_targets_they_convert_for(tmp_path: Path) -> None:
 # -- the real models on real photos ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def face_store(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
-    store = ModelStore(tmp_path_factory.mktemp("faces") / "models")
+def face_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
+    store = ModelStore(scratch_dir(request, tmp_path_factory, "faces") / "models")
     for name in FACE_MODELS:
         install_result, _ = installer.install(name, store, cache_dir)
         assert sorted(install_result.variants) == ["fp32", "int8"]

@@ -13,6 +13,7 @@ from edgewatch.daemon.config import load_settings
 from edgewatch.models import installer
 from edgewatch.models.photos import ensure_face_photos, ensure_photos
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +21,8 @@ FACES = "FaceProcessingEdgewatch"
 
 
 @pytest.fixture(scope="module")
-def faces_data_dir(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    data = tmp_path_factory.mktemp("faces-data")
+def faces_data_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    data = scratch_dir(request, tmp_path_factory, "faces-data")
     store = ModelStore(data / "models")
     for name in ("centerface", "mobilefacenet"):
         installer.install(name, store, cache_dir)

@@ -45,6 +45,7 @@ from edgewatch.daemon.testing.daemon_process import DaemonProcess
 from edgewatch.models.installer import install
 from edgewatch.models.photos import ensure_face_photos
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.slow
 
@@ -87,10 +88,10 @@ def report_counts(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="module")
-def fuzz_data_dir(installed_data_dir: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fuzz_data_dir(request: pytest.FixtureRequest, installed_data_dir: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Detection models (nanodet, centernet) and face models: the routes with no model installed
     answer their documented 503, which is fuzzed too."""
-    data = tmp_path_factory.mktemp("fuzz") / "data"
+    data = scratch_dir(request, tmp_path_factory, "fuzz") / "data"
     shutil.copytree(installed_data_dir, data)
     store = ModelStore(data / "models")
     for name in ("centerface", "mobilefacenet"):

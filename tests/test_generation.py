@@ -21,6 +21,7 @@ from edgewatch.models.catalogue import catalogue
 from edgewatch.models.installer import LicenceNotAccepted, install
 from edgewatch.models.runtime.generation import Generator, gguf_metadata
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 PROMPT = "The camera at the front door saw"
 
@@ -36,8 +37,8 @@ def _section(text: str, start: str, end: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
-    store = ModelStore(tmp_path_factory.mktemp("llm") / "models")
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
+    store = ModelStore(scratch_dir(request, tmp_path_factory, "llm") / "models")
     install("smollm2-135m", store, cache_dir)
     return store
 

@@ -37,6 +37,7 @@ from edgewatch.models.tensor_info import TensorInfo
 from edgewatch.models.user_models import MIN_REFERENCE, PLACEHOLDER, AddError, add_user_model, read_labels
 from layout_exports import COCO_IDS, CONVENTIONS, KINDS, nanodet_as
 from yolo_exports import assert_default_follows_measurement, nanodet_as_yolo
+from scratch import scratch_dir
 
 REFERENCE_CONF, CANDIDATE_CONF, MATCH_IOU = 0.4, 0.3, 0.85
 Found = dict[str, tuple[np.ndarray, np.ndarray, list[str]]]  # photo → boxes, scores, label names
@@ -50,11 +51,11 @@ def nanodet(installed_data_dir: Path) -> tuple[ModelStore, ModelManifest]:
     return store, store.get("nanodet")
 
 
-@pytest.fixture(scope="session")
-def export(nanodet, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+@pytest.fixture(scope="module")
+def export(request: pytest.FixtureRequest, nanodet, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """``export(kind, **options)``: the wrapped model's path, built on first use."""
     store, manifest = nanodet
-    folder = tmp_path_factory.mktemp("layouts")
+    folder = scratch_dir(request, tmp_path_factory, "layouts")
     built: dict[str, Path] = {}
 
     def make(kind: str, **options) -> Path:
@@ -66,9 +67,9 @@ def export(nanodet, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
     return make
 
 
-@pytest.fixture(scope="session")
-def user_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
-    return ModelStore(tmp_path_factory.mktemp("user") / "models")
+@pytest.fixture(scope="module")
+def user_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
+    return ModelStore(scratch_dir(request, tmp_path_factory, "user") / "models")
 
 
 @pytest.fixture(scope="session")

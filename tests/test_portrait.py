@@ -18,6 +18,7 @@ from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
 from edgewatch.models.photos import FACE_PHOTOS, ensure_face_photos
 from edgewatch.models.runtime.segmentation import cpu_backend, segment
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +32,8 @@ def photos(cache_dir: Path) -> dict[str, Labelled]:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):
-    data = tmp_path_factory.mktemp("portrait-data")
+def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):
+    data = scratch_dir(request, tmp_path_factory, "portrait-data")
     install_segmenters(data, cache_dir)
     with TestClient(create_app(load_settings(data_dir=data, cache_dir=cache_dir))) as c:
         yield c

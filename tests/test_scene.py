@@ -27,6 +27,7 @@ from edgewatch.models.installer import install
 from edgewatch.models.packages import fetch_verified
 from edgewatch.models.runtime.classification import prepare
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +56,8 @@ SCENES = {
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    data = tmp_path_factory.mktemp("scene-data")
+def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    data = scratch_dir(request, tmp_path_factory, "scene-data")
     install("mobilenet-v2", ModelStore(data / "models"), cache_dir)
     return data
 

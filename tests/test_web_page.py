@@ -19,6 +19,7 @@ from litestar.testing import TestClient
 from edgewatch.daemon.app import create_app
 from edgewatch.daemon.config import load_settings
 from edgewatch.daemon.testing.daemon_process import DaemonProcess
+from scratch import scratch_dir
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PALETTE = {"#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"}  # app.js COLOURS
@@ -37,9 +38,9 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def daemon(installed_data_dir: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def daemon(request: pytest.FixtureRequest, installed_data_dir: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """conftest's daemon, started once for this file's browser tests (a start takes seconds)."""
-    data = tmp_path_factory.mktemp("web") / "data"
+    data = scratch_dir(request, tmp_path_factory, "web") / "data"
     shutil.copytree(installed_data_dir, data)
     proc = DaemonProcess(data, cache_dir)
     proc.start()

@@ -31,6 +31,7 @@ from edgewatch.models.catalogue import CatalogueEntry, catalogue, default_names,
 from edgewatch.models.installer import ACCEPT_ENV, LicenceNotAccepted, install
 from edgewatch.models.quantize import iou
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "edgewatch models install yolov5s --accept-licence AGPL-3.0"
@@ -117,9 +118,9 @@ def test_install_refused_without_acceptance(tmp_path: Path, monkeypatch: pytest.
 # -- installed with acceptance ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def yolov5s_data_dir(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, installed_data_dir: Path) -> Path:
+def yolov5s_data_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, installed_data_dir: Path) -> Path:
     """The installed data dir (nanodet, centernet) plus yolov5s, installed by the CLI with acceptance."""
-    data = tmp_path_factory.mktemp("y5") / "data"
+    data = scratch_dir(request, tmp_path_factory, "y5") / "data"
     shutil.copytree(installed_data_dir, data)
     r = cli("models", "install", "yolov5s", "--accept-licence", "AGPL-3.0", data_dir=data, cache_dir=cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]

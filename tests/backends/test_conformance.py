@@ -11,6 +11,7 @@ from edgewatch.backends.conformance import Conformance, ImageConformance
 from edgewatch.backends.ncnn import NcnnCpuBackend
 from edgewatch.backends.onnxruntime_cpu import OnnxRuntimeCpuBackend
 from edgewatch.backends.tflite import TfliteCpuBackend
+from scratch import scratch_dir
 
 CHECKS = ["outputs", "agreement", "concurrency", "reload", "corrupt"]
 
@@ -41,7 +42,7 @@ def test_backend_conforms(conformance: Conformance, check: str, tmp_path: Path) 
 
 
 @pytest.fixture(scope="module")
-def ncnn_conformance(tmp_path_factory, cache_dir, photos) -> ImageConformance:
+def ncnn_conformance(request: pytest.FixtureRequest, tmp_path_factory, cache_dir, photos) -> ImageConformance:
     """ncnn runs no detector (none ships as ncnn files), so it is checked on the model it serves, a
     super-resolution one, by the image-to-image meaning of each check (see ImageConformance)."""
     from edgewatch.models.installer import install
@@ -49,7 +50,7 @@ def ncnn_conformance(tmp_path_factory, cache_dir, photos) -> ImageConformance:
 
     if not NcnnCpuBackend.probe().available:
         pytest.fail(f"ncnn cannot run here: {NcnnCpuBackend.probe().reason}")
-    store = ModelStore(tmp_path_factory.mktemp("ncnn") / "models")
+    store = ModelStore(scratch_dir(request, tmp_path_factory, "ncnn") / "models")
     manifest, _ = install("realesr-animevideov3", store, cache_dir)
     return ImageConformance(NcnnCpuBackend, store.path(manifest), manifest, manifest.default_variant, photos)
 

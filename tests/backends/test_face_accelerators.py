@@ -33,13 +33,14 @@ from edgewatch.models.quantize import iou
 from edgewatch.models.photos import FACE_PHOTOS, ensure_face_photos
 from edgewatch.models.runtime.faces import align, detect_faces, embed
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 FACE_MODELS = ("centerface", "mobilefacenet")
 
 
 @pytest.fixture(scope="module")
-def face_store_dir(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("faces-npu") / "models"
+def face_store_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    root = scratch_dir(request, tmp_path_factory, "faces-npu") / "models"
     store = ModelStore(root)
     for name in FACE_MODELS:
         installer.install(name, store, cache_dir)

@@ -56,6 +56,7 @@ from edgewatch.models.runtime import run
 from edgewatch.models.runtime.heads import decode
 from edgewatch.models.store import ModelStore
 from edgewatch.models.user_models import add_user_model
+from scratch import scratch_dir
 
 PLATFORM = "rk3588"
 VARIANT = f"rknn-{PLATFORM}"
@@ -94,8 +95,8 @@ def labels_file(nanodet: ModelManifest, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def user_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
-    return ModelStore(tmp_path_factory.mktemp("zoo-user") / "models")
+def user_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
+    return ModelStore(scratch_dir(request, tmp_path_factory, "zoo-user") / "models")
 
 
 def matched(a: Found, b: Found, match_iou: float = MATCH_IOU) -> Comparison:

@@ -21,6 +21,7 @@ from edgewatch.models.photos import ensure_face_photos
 from edgewatch.models.runtime.faces import EMBED_BATCH, align, detect_faces, embed
 from edgewatch.models.runtime.preprocess import fit_pad
 from edgewatch.models.store import ModelStore
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.slow  # installs the face models (cached after the first run)
 
@@ -38,8 +39,8 @@ def jetson(fake_jetson):  # noqa: F811  (the imported fixture, by name)
 
 
 @pytest.fixture(scope="module")
-def face_store(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
-    store = ModelStore(tmp_path_factory.mktemp("faces") / "models")
+def face_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> ModelStore:
+    store = ModelStore(scratch_dir(request, tmp_path_factory, "faces") / "models")
     for name in ("centerface", "mobilefacenet"):
         installer.install(name, store, cache_dir)
     return store

@@ -41,16 +41,22 @@ def main() -> None:
     if args.install:
         from edgewatch.daemon.paths import default_cache_dir
 
-        store = ModelStore(Path(tempfile.mkdtemp(prefix="bench-llm-")) / "models")
-        for name in ("smollm2-135m", "gemma3-270m"):
-            try:
-                install(name, store, default_cache_dir())
-            except LicenceNotAccepted:
-                print(f"{name}: skipped (licence not accepted: set EDGEWATCH_ACCEPT_LICENCES=LicenseRef-Gemma)")
+        with tempfile.TemporaryDirectory(prefix="bench-llm-") as tmp:  # the models go with it
+            store = ModelStore(Path(tmp) / "models")
+            for name in ("smollm2-135m", "gemma3-270m"):
+                try:
+                    install(name, store, default_cache_dir())
+                except LicenceNotAccepted:
+                    print(f"{name}: skipped (licence not accepted: set EDGEWATCH_ACCEPT_LICENCES=LicenseRef-Gemma)")
+            measure(store, args.tokens, args.rounds)
     else:
         from edgewatch.daemon.paths import default_data_dir
 
-        store = ModelStore((args.data or default_data_dir()) / "models")
+        measure(ModelStore((args.data or default_data_dir()) / "models"), args.tokens, args.rounds)
+
+
+def measure(store: ModelStore, tokens: int, rounds: int) -> None:
+    """Print one line per text_generation model in ``store``."""
     models = [m for m in store.list() if m.task == "text_generation"]
     if not models:
         raise SystemExit("no text_generation model installed: edgewatch models install smollm2-135m (or --install)")
@@ -60,10 +66,10 @@ def main() -> None:
     for manifest in models:
         with Generator.from_store(store, manifest.name) as gen:
             runs = []
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 # a fresh prompt each round: prompt caching would otherwise skip the prompt
-                out = gen.chat([{"role": "user", "content": f"({len(runs)}) {prompt}"}], max_tokens=args.tokens,
-                               min_tokens=args.tokens, temperature=0.0)
+                out = gen.chat([{"role": "user", "content": f"({len(runs)}) {prompt}"}], max_tokens=tokens,
+                               min_tokens=tokens, temperature=0.0)
                 runs.append(out)
             pps = statistics.median(r.prompt_tokens_per_second for r in runs)
             tps = statistics.median(r.tokens_per_second for r in runs)

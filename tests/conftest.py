@@ -7,6 +7,8 @@ The first run fetches packages and converts (minutes); later runs reuse the conv
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,31 @@ from edgewatch.models.store import ModelStore
 
 
 TEST_CLIENT_HOST = "127.0.0.1"
+# Measured on a fresh clone (README): the run's own folders under the temp dir peak at about 4.5 GB
+# (removed as tests pass); a first run also caches packages and converter environments (about 6 GB;
+# the opt-in slow set adds rknn-toolkit2's 5.6 GB).
+RUN_DISK_GB, CACHE_DISK_GB = 5, 7
+
+
+def _free_gb(path: Path) -> float:
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free / 1e9
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Free disk first, so that a full disk reads as such rather than as failing tests."""
+    tmp = Path(tempfile.gettempdir())
+    cache = Path(os.environ.get("EDGEWATCH_CACHE_DIR") or default_cache_dir())
+    lines = [f"disk: {_free_gb(tmp):.1f} GB free for test folders ({tmp}), {_free_gb(cache):.1f} GB for the "
+             f"cache ({cache})"]
+    if _free_gb(tmp) < RUN_DISK_GB:
+        lines.append(f"WARNING: the tests need about {RUN_DISK_GB} GB free in {tmp} at once: free some, or set TMPDIR "
+                     "to a folder on a bigger disk")
+    if not (cache / "venvs").is_dir() and _free_gb(cache) < CACHE_DISK_GB:
+        lines.append(f"WARNING: a first run caches about {CACHE_DISK_GB} GB of packages and converter environments "
+                     f"in {cache}: free some, or set EDGEWATCH_CACHE_DIR to a folder on a bigger disk")
+    return lines
 
 
 @pytest.fixture(autouse=True)

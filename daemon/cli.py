@@ -34,6 +34,14 @@ def _settings(config_file: Path | None, **overrides: object) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def _stop_if_disk_full(exc: BaseException, cfg: Settings) -> None:
+    """A full disk gets one message saying so and what to free, whatever step ran into it."""
+    from edgewatch.models.files import disk_full, disk_full_advice
+
+    if disk_full(exc):
+        raise click.ClickException(disk_full_advice(cfg.data_dir, cfg.cache_dir)) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgewatch")
 def main() -> None:
@@ -245,6 +253,7 @@ def models_install(names: tuple[str, ...], default: bool, accept: tuple[str, ...
         except LicenceNotAccepted as exc:
             raise click.ClickException(f"not installing {name}: {exc}") from None
         except Exception as exc:  # every installer error carries its own next step
+            _stop_if_disk_full(exc, cfg)
             raise click.ClickException(f"installing {name} failed: {exc}") from None
         q = manifest.quantization_report
         state = "already installed" if already else "installed"
@@ -327,7 +336,11 @@ def faces_list(config_file: Path | None) -> None:
 @CONFIG_OPTION
 def faces_export(target: Path, config_file: Path | None) -> None:
     """Copy the face store to TARGET (consistent while the daemon runs): a backup, or for another box."""
-    people = _face_store(config_file).export(target)
+    try:
+        people = _face_store(config_file).export(target)
+    except Exception as exc:
+        _stop_if_disk_full(exc, _settings(config_file))
+        raise
     click.echo(f"exported {people} people to {target}; on another box: edgewatch faces import {target.name}")
 
 
@@ -343,6 +356,9 @@ def faces_import(source: Path, config_file: Path | None) -> None:
         added_people, added_faces = _face_store(config_file).import_(source)
     except FaceStoreError as exc:
         raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        _stop_if_disk_full(exc, _settings(config_file))
+        raise
     click.echo(f"imported {added_faces} face(s), {added_people} new people, from {source}")
 
 
@@ -362,6 +378,7 @@ def models_convert(name: str, target: str, platform: str, compiled: Path | None,
     try:
         _, line = convert(name, target, store, cfg.cache_dir, platform=platform, compiled=compiled)
     except Exception as exc:  # converter errors carry their own next step
+        _stop_if_disk_full(exc, cfg)
         raise click.ClickException(f"converting {name} for {target} failed: {exc}") from None
     click.echo(line)
 
@@ -412,6 +429,9 @@ def models_add(path: Path, name: str, labels: Path, int8: bool, calibration: Pat
                                   kind=kind, input_range=input_range, color=color)  # type: ignore[arg-type]
     except (AddError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        _stop_if_disk_full(exc, cfg)
+        raise
     q = manifest.quantization_report
     precision = f"default {manifest.default_variant}" + (f": {q['reason']}" if q.get("reason") else "")
     click.echo(f"{manifest.name}: added ({manifest.postprocessing}, {len(manifest.labels)} classes, "

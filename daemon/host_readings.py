@@ -1,15 +1,28 @@
 """Readings of this host and process that the metrics and the MQTT stats both report: the CPU's
-temperature from /sys/class/thermal, and the process's resident memory, threads and open
-descriptors from /proc."""
+temperature from /sys/class/thermal, the process's resident memory, threads and open
+descriptors from /proc, and the room left on the data dir's disk."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 THERMAL_ROOT = Path("/sys/class/thermal")
 CPU_ZONE_TYPES = ("cpu", "soc", "x86_pkg", "package", "core")  # a zone type naming the processor
 PLAUSIBLE_C = (-40.0, 150.0)  # outside it a zone reports a sentinel (-273 °C, 0 from a disabled sensor) or junk
+# Below this the data dir's disk is "low": a model install or an upload (tens to hundreds of MB) may
+# not fit, though face registrations and settings (KBs) still do.
+LOW_DISK_BYTES = 256 * 1024**2
+
+
+def disk_space(path: Path) -> tuple[int, int] | None:
+    """(free, total) bytes of the file system holding ``path``; None if it cannot be read."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return None
+    return usage.free, usage.total
 
 
 def cpu_temperature(root: Path = THERMAL_ROOT) -> float | None:

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edgewatch.daemon import __version__
-from edgewatch.daemon.host_readings import cpu_temperature, proc_status
+from edgewatch.daemon.host_readings import cpu_temperature, disk_space, proc_status
 from edgewatch.daemon.inference_queue import InferenceQueue
 
 if TYPE_CHECKING:
@@ -155,6 +155,11 @@ class _StateCollector(Collector):
         if celsius is not None:
             yield GaugeMetricFamily("edgewatch_cpu_temperature_celsius",
                                     "the CPU's temperature (the hottest cpu/soc thermal zone)", value=celsius)
+        space = disk_space(services.config.data_dir)
+        if space is not None:
+            yield GaugeMetricFamily("edgewatch_data_disk_free_bytes",
+                                    "free bytes on the data dir's disk (faces, settings, models)", value=space[0])
+            yield GaugeMetricFamily("edgewatch_data_disk_size_bytes", "size of the data dir's disk", value=space[1])
 
     def _cameras(self) -> Iterable:
         connected = GaugeMetricFamily("edgewatch_camera_connected", "1 while a camera's frames arrive", labels=["camera"])

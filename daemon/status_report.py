@@ -21,6 +21,7 @@ class Report:
     cameras: list[dict[str, Any]] = field(default_factory=list)
     mqtt: dict[str, Any] = field(default_factory=dict)
     access: dict[str, Any] = field(default_factory=dict)
+    storage: dict[str, Any] = field(default_factory=dict)  # the data dir's disk
     error: str | None = None
     todo: list[str] = field(default_factory=list)
 
@@ -44,6 +45,7 @@ def collect(url: str, timeout: float = 5.0) -> Report:
             report.inference = version.get("inference") or {}
             report.modules = version.get("modules") or []
             report.access = version.get("access") or {}
+            report.storage = version.get("storage") or {}
             report.models = client.post("/v1/vision/custom/list").json().get("models", [])
             report.cameras = client.get("/v1/cameras").json().get("cameras", [])
             report.mqtt = client.get("/v1/status/mqtt").json().get("mqtt", {})
@@ -66,6 +68,9 @@ def advice(r: Report) -> list[str]:
         if not b.get("available") and " but " in b.get("reason", ""):  # the device is there, its runtime is not
             todo.append(f"{b['type']}: {b['reason']}")
     todo += [f"backend: {note}" for note in r.inference.get("notes", [])]
+    if r.storage.get("low"):
+        todo.append(f"the data dir's disk has {_size(r.storage['freeBytes'])} free: model installs and uploads may "
+                    "not fit; free space (`edgewatch models remove NAME` drops a model you do not use)")
     for cam in r.cameras:
         if cam.get("enabled") and not cam.get("connected"):
             todo.append(f"camera {cam['name']} is not connected ({cam.get('last_error') or 'connecting'}): "
@@ -76,6 +81,10 @@ def advice(r: Report) -> list[str]:
     elif not r.mqtt.get("connected"):
         todo.append(f"MQTT broker {r.mqtt.get('host')}:{r.mqtt.get('port')} not connected: {r.mqtt.get('last_error')}")
     return todo
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 def describe_access(summary: dict[str, Any]) -> str:
@@ -101,6 +110,8 @@ def render(r: Report) -> str:
     for m in r.modules:
         lines.append(f"  module {m.get('moduleId')}: {'ready' if m.get('ready') else 'NOT ready'}, {m.get('summary')}")
     lines.append(f"  models: {', '.join(r.models) if r.models else 'none installed'}")
+    if r.storage:
+        lines.append(f"  disk: {_size(r.storage['freeBytes'])} free of {_size(r.storage['totalBytes'])} (data dir)")
     if r.cameras:
         lines.append("  cameras:")
         for c in r.cameras:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,3 +115,45 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it wraps, says the disk (or the user's quota) is full: an
+    OSError ENOSPC / EDQUOT, or SQLite's SQLITE_FULL (which SQLAlchemy wraps as ``.orig``)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return True
+        if isinstance(e, sqlite3.Error) and (getattr(e, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL:
+            return True
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    return False
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system holding ``path`` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def disk_full_advice(*paths: Path) -> str:
+    """What to tell a user whose write under ``paths`` (a data dir, a cache dir) found the disk full."""
+    disks: dict[int, str] = {}
+    for path in paths:
+        path = Path(path).absolute()
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        disks.setdefault(path.stat().st_dev, f"{free_bytes(path) / 1e6:.0f} MB free on the disk of {path}")
+    return (f"the disk is full ({'; '.join(disks.values())}), so nothing was changed: free space (`edgewatch "
+            "status` says how much is left; `edgewatch models remove NAME` drops a model you do not use; the "
+            "cache dir's conversions are rebuilt when needed), then try again")

@@ -88,28 +88,50 @@ class ModelStore:
         a file the current manifest points at; stale files are removed after the switch.
         """
         target = self._dir(manifest.name)
+        existed = target.is_dir()
         target.mkdir(parents=True, exist_ok=True)
         variants = {}
-        for key, src in files.items():
-            old = manifest.variants[key]
-            tmp_name = f".incoming-{key}{src.suffix}"
-            digest = atomic_copy(src, target / tmp_name)
-            if digest != old.sha256:
-                (target / tmp_name).unlink(missing_ok=True)
-                raise StoreError(f"{src} changed while installing (sha256 {digest[:12]} != {old.sha256[:12]}); run the install again")
-            final = f"{key}-{digest[:12]}{src.suffix}"
-            (target / tmp_name).replace(target / final)
-            variants[key] = Variant(**{**old.model_dump(), "file": final})
-        manifest = manifest.model_copy(update={
-            "variants": variants,
-            "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        })
-        atomic_write_json(target / MANIFEST, manifest.model_dump(mode="json"))
+        written: list[Path] = []
+        try:
+            for key, src in files.items():
+                old = manifest.variants[key]
+                tmp_name = f".incoming-{key}{src.suffix}"
+                digest = atomic_copy(src, target / tmp_name)
+                if digest != old.sha256:
+                    (target / tmp_name).unlink(missing_ok=True)
+                    raise StoreError(f"{src} changed while installing (sha256 {digest[:12]} != {old.sha256[:12]}); "
+                                     "run the install again")
+                final = f"{key}-{digest[:12]}{src.suffix}"
+                (target / tmp_name).replace(target / final)
+                written.append(target / final)
+                variants[key] = Variant(**{**old.model_dump(), "file": final})
+            manifest = manifest.model_copy(update={
+                "variants": variants,
+                "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            })
+            atomic_write_json(target / MANIFEST, manifest.model_dump(mode="json"))
+        except BaseException:  # a failed install (a full disk, say) leaves the store as it found it
+            kept = self._files_in_use(target)
+            for path in written:
+                if path.name not in kept:
+                    path.unlink(missing_ok=True)
+            if not existed:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
         keep = {MANIFEST, *(v.file for v in variants.values())}
         for stale in target.iterdir():
             if stale.name not in keep:
                 stale.unlink(missing_ok=True) if stale.is_file() else shutil.rmtree(stale, ignore_errors=True)
         return manifest
+
+    @staticmethod
+    def _files_in_use(folder: Path) -> set[str]:
+        """The files the manifest in ``folder`` points at (none if it has none, or a damaged one)."""
+        try:
+            variants = json.loads((folder / MANIFEST).read_text()).get("variants", {})
+            return {v["file"] for v in variants.values()}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            return set()
 
     def add_variant(self, name: str, key: str, variant: Variant, src: Path,
                     change: Callable[[ModelManifest], ModelManifest] | None = None) -> ModelManifest:

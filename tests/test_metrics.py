@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -146,9 +147,10 @@ class _Cameras:
                 "garage": {"connected": False}}  # not running: no counts yet
 
 
-def test_cameras_and_mqtt_are_read_at_scrape_time() -> None:
+def test_cameras_mqtt_and_the_disk_are_read_at_scrape_time(tmp_path: Path) -> None:
     mqtt = SimpleNamespace(state=lambda: SimpleNamespace(connected=True))
-    services = SimpleNamespace(queue=InferenceQueue(1, 1), cameras=_Cameras(), mqtt=mqtt)
+    services = SimpleNamespace(queue=InferenceQueue(1, 1), cameras=_Cameras(), mqtt=mqtt,
+                               config=SimpleNamespace(data_dir=tmp_path))
     found = samples(Metrics(services).scrape().decode())  # type: ignore[arg-type]
     assert value(found, "edgewatch_camera_connected", camera="porch") == 1
     assert value(found, "edgewatch_camera_connected", camera="garage") == 0
@@ -162,6 +164,8 @@ def test_cameras_and_mqtt_are_read_at_scrape_time() -> None:
     assert not [s for s in found["edgewatch_camera_objects_total"] if s[0]["camera"] == "garage"]
     assert not [s for s in found["edgewatch_camera_frames_total"] if s[0]["camera"] == "garage"]
     assert value(found, "edgewatch_mqtt_connected") == 1
+    assert value(found, "edgewatch_data_disk_size_bytes") == shutil.disk_usage(tmp_path).total
+    assert 0 < value(found, "edgewatch_data_disk_free_bytes") <= shutil.disk_usage(tmp_path).total
     services.mqtt = SimpleNamespace(state=lambda: SimpleNamespace(connected=False))
     assert value(samples(Metrics(services).scrape().decode()), "edgewatch_mqtt_connected") == 0  # type: ignore[arg-type]
 
@@ -194,10 +198,11 @@ def test_detections_count_labels_and_time_around_the_inference(data_dir: Path, c
     assert abs(spent * 1000 - answer["processMs"]) <= 1.0  # processMs is rounded to the millisecond
 
 
-def test_the_cpu_temperature_is_read_at_scrape_time(monkeypatch) -> None:
+def test_the_cpu_temperature_is_read_at_scrape_time(monkeypatch, tmp_path: Path) -> None:
     import edgewatch.daemon.metrics as metrics
 
-    services = SimpleNamespace(queue=InferenceQueue(1, 1), cameras=None, mqtt=None)
+    services = SimpleNamespace(queue=InferenceQueue(1, 1), cameras=None, mqtt=None,
+                               config=SimpleNamespace(data_dir=tmp_path))
     monkeypatch.setattr(metrics, "cpu_temperature", lambda: 47.5)
     assert value(samples(Metrics(services).scrape().decode()), "edgewatch_cpu_temperature_celsius") == 47.5  # type: ignore[arg-type]
     monkeypatch.setattr(metrics, "cpu_temperature", lambda: None)  # no thermal zone: no series

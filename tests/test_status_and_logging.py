@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,8 +31,10 @@ def test_status_of_a_running_daemon(daemon: DaemonProcess) -> None:
     assert f"running at {daemon.url}" in text and "accelerator in use: onnxruntime (CPU)" in text
     assert "models: " in text and "nanodet" in text and f"{daemon.url}/schema/swagger" in text
     assert "MQTT is off: set mqtt.host" in text, "it says what to do about what is missing"
+    assert re.search(r"disk: [\d.]+ [GM]B free of [\d.]+ [GM]B \(data dir\)", text), text
     report = json.loads(status("--url", daemon.url, "--json").stdout)
     assert report["running"] is True and report["inference"]["active"] == "onnxruntime"
+    assert 0 < report["storage"]["freeBytes"] <= report["storage"]["totalBytes"]
 
 
 def test_status_when_the_daemon_is_not_running() -> None:

@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from edgewatch.daemon.api.schemas import received_at
 from edgewatch.daemon.modules.errors import RequestError
 from edgewatch.daemon.redaction import printable, redact
+from edgewatch.models.files import disk_full
 
 log = logging.getLogger("edgewatch.api")
 
@@ -75,6 +76,12 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     return error_response(request, status, message, exc.headers)
 
 
+DISK_FULL = ("the box's disk is full, so nothing was stored: free space on it (`edgewatch status` says how "
+             "much is left; `edgewatch models remove NAME` drops a model you do not use), then try again")
+
+
 def handle_internal_error(request: Request, exc: Exception) -> Response:
+    if disk_full(exc):  # 507 Insufficient Storage: the request was fine, the box has no room for it
+        return error_response(request, 507, DISK_FULL)
     log.exception("internal error on %s %s", printable(request.method, 16), printable(request.url.path))
     return error_response(request, 500, f"internal error ({type(exc).__name__}); the daemon log has details")

@@ -51,6 +51,8 @@ WHY = {  # the description of each status, as a client reading the docs needs it
     501: "Not available on this box; `error` says what to do instead",
     503: "Busy or not ready (the inference queue full, too many connections, the model not installed or "
          "loading): retry after the Retry-After header's seconds, or install what `error` names",
+    507: "The box's disk is full, so nothing was stored: free space on it (`edgewatch status` says how much "
+         "is left), then send the request again",
 }
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -71,6 +73,8 @@ def error_statuses(handler: HTTPRouteHandler, path: str) -> set[int]:
         statuses.add(404)  # an unknown item named in the path or the form; a module that is off
     if methods & BODY_METHODS:
         statuses |= {413, 415}
+    if methods - SAFE_METHODS:
+        statuses.add(507)  # a write (faces, settings, cameras, models, uploads) that found the disk full
     return statuses  # 503 also: a module's model not installed or its queue full, the daemon still starting
 
 

@@ -43,6 +43,13 @@ class InferenceSummary(msgspec.Struct):
     modelReason: str = ""      # why: set in the config, or what `auto` measured and chose
 
 
+class StorageSummary(msgspec.Struct):
+    """The data dir's disk (faces, settings, models, uploads)."""
+    freeBytes: int
+    totalBytes: int
+    low: bool  # under 256 MB free: model installs and uploads may not fit
+
+
 class AccessSummary(msgspec.Struct):
     detect: str                   # open | key
     admin: str                    # trusted only | key
@@ -56,6 +63,7 @@ class VersionResponse(msgspec.Struct):
     inference: InferenceSummary | None = None
     modules: list[ModuleStatus] | None = None  # each capability module: ready, or what to do
     access: AccessSummary | None = None  # what needs a key (never a key, hash or key name)
+    storage: StorageSummary | None = None  # the data dir's disk, when it can be read
     code: int = 200
 
 

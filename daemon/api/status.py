@@ -8,10 +8,12 @@ from litestar.params import Parameter
 
 from edgewatch.daemon import __version__
 from edgewatch.daemon.access import access_summary
-from edgewatch.daemon.api.schemas import (AccessSummary, BackendsResponse, LogEntry, LogResponse, MqttResponse, UpdateResponse,
-                                          VersionInfo, VersionResponse, inference_summary)
+from edgewatch.daemon.api.schemas import (AccessSummary, BackendsResponse, LogEntry, LogResponse, MqttResponse,
+                                          StorageSummary, UpdateResponse, VersionInfo, VersionResponse,
+                                          inference_summary)
+from edgewatch.daemon.host_readings import LOW_DISK_BYTES, disk_space
 from edgewatch.daemon.mqtt.state import MqttState
-from edgewatch.daemon.services import ServicesDep
+from edgewatch.daemon.services import Services, ServicesDep
 
 
 def version_info() -> VersionInfo:
@@ -19,6 +21,15 @@ def version_info() -> VersionInfo:
     nums = [int(p) if p.isdigit() else 0 for p in core.split(".")[:3]] + [0, 0, 0]
     return VersionInfo(major=nums[0], minor=nums[1], patch=nums[2], preRelease=pre or None, securityUpdate=False,
                        build=0, file=f"edgewatch-{__version__}", releaseNotes="edgewatch edge AI daemon")
+
+
+def storage_summary(services: Services) -> StorageSummary | None:
+    """The data dir's disk, for /v1/status/version and `edgewatch status`."""
+    space = disk_space(services.config.data_dir)
+    if space is None:
+        return None
+    free, total = space
+    return StorageSummary(freeBytes=free, totalBytes=total, low=free < LOW_DISK_BYTES)
 
 
 class StatusController(Controller):
@@ -35,7 +46,8 @@ class StatusController(Controller):
         return VersionResponse(success=True, message=__version__, version=version_info(),
                                inference=inference_summary(services),
                                modules=[m.status() for m in services.modules.values()],
-                               access=msgspec.convert(access_summary(services.config.access), AccessSummary))
+                               access=msgspec.convert(access_summary(services.config.access), AccessSummary),
+                               storage=storage_summary(services))
 
     @get("/updateavailable", summary="Whether an update is available (cannot be checked offline)")
     async def update_available(self) -> UpdateResponse:

@@ -21,12 +21,13 @@ class DaemonProcess:
     """`edgewatch serve` as a real process on a free loopback port."""
 
     def __init__(self, data_dir: Path, cache_dir: Path, env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
+                 args: list[str] | None = None, wrapper: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "EDGEWATCH_DATA_DIR": str(data_dir), "EDGEWATCH_CACHE_DIR": str(cache_dir),
                     **(env or {})}
         self.args = args or []
+        self.wrapper = wrapper or []  # a command that execs the daemon's command line after it (unshare …)
         self.proc: subprocess.Popen[bytes] | None = None
         # the output goes to a file, not a pipe: a pipe nobody reads fills up and blocks a chatty daemon
         self.output = tempfile.TemporaryFile()
@@ -39,7 +40,7 @@ class DaemonProcess:
 
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgewatch.daemon.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            [*self.wrapper, sys.executable, "-m", "edgewatch.daemon.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              *self.args], env=self.env, stdout=self.output, stderr=self.stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

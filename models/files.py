@@ -138,21 +138,23 @@ def disk_full(exc: BaseException) -> bool:
     return False
 
 
-def free_bytes(path: Path) -> int:
-    """Free bytes on the file system holding ``path`` (or its nearest existing parent)."""
+def _existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (a data dir not made yet lives on its parent's disk)."""
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    return shutil.disk_usage(path).free
+    return path
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system holding ``path`` (or its nearest existing parent)."""
+    return shutil.disk_usage(_existing(path)).free
 
 
 def disk_full_advice(*paths: Path) -> str:
     """What to tell a user whose write under ``paths`` (a data dir, a cache dir) found the disk full."""
     disks: dict[int, str] = {}
-    for path in paths:
-        path = Path(path).absolute()
-        while not path.exists() and path != path.parent:
-            path = path.parent
+    for path in map(_existing, paths):
         disks.setdefault(path.stat().st_dev, f"{free_bytes(path) / 1e6:.0f} MB free on the disk of {path}")
     return (f"the disk is full ({'; '.join(disks.values())}), so nothing was changed: free space (`edgewatch "
             "status` says how much is left; `edgewatch models remove NAME` drops a model you do not use; the "

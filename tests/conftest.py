@@ -7,7 +7,6 @@ The first run fetches packages and converts (minutes); later runs reuse the conv
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from edgewatch.daemon.paths import default_cache_dir
 from edgewatch.daemon.testing.daemon_process import DaemonProcess
+from edgewatch.models.files import free_bytes
 from edgewatch.models.installer import install
 from edgewatch.models.photos import ensure_photos
 from edgewatch.models.store import ModelStore
@@ -28,9 +28,7 @@ RUN_DISK_GB, CACHE_DISK_GB = 5, 7
 
 
 def _free_gb(path: Path) -> float:
-    while not path.exists():
-        path = path.parent
-    return shutil.disk_usage(path).free / 1e9
+    return free_bytes(path) / 1e9
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -155,7 +155,7 @@ def disk_full_advice(*paths: Path) -> str:
     """What to tell a user whose write under ``paths`` (a data dir, a cache dir) found the disk full."""
     disks: dict[int, str] = {}
     for path in map(_existing, paths):
-        disks.setdefault(path.stat().st_dev, f"{free_bytes(path) / 1e6:.0f} MB free on the disk of {path}")
+        disks.setdefault(path.stat().st_dev, f"{shutil.disk_usage(path).free / 1e6:.0f} MB free on the disk of {path}")
     return (f"the disk is full ({'; '.join(disks.values())}), so nothing was changed: free space (`edgewatch "
             "status` says how much is left; `edgewatch models remove NAME` drops a model you do not use; the "
             "cache dir's conversions are rebuilt when needed), then try again")

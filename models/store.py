@@ -111,7 +111,10 @@ class ModelStore:
             })
             atomic_write_json(target / MANIFEST, manifest.model_dump(mode="json"))
         except BaseException:  # a failed install (a full disk, say) leaves the store as it found it
-            kept = self._files_in_use(target)
+            try:
+                kept = {v.file for v in self.get(manifest.name).variants.values()}
+            except (ModelNotFound, StoreError):
+                kept = set()  # no model installed before (or a damaged one): none of its files to keep
             for path in written:
                 if path.name not in kept:
                     path.unlink(missing_ok=True)
@@ -123,15 +126,6 @@ class ModelStore:
             if stale.name not in keep:
                 stale.unlink(missing_ok=True) if stale.is_file() else shutil.rmtree(stale, ignore_errors=True)
         return manifest
-
-    @staticmethod
-    def _files_in_use(folder: Path) -> set[str]:
-        """The files the manifest in ``folder`` points at (none if it has none, or a damaged one)."""
-        try:
-            variants = json.loads((folder / MANIFEST).read_text()).get("variants", {})
-            return {v["file"] for v in variants.values()}
-        except (OSError, ValueError, AttributeError, KeyError, TypeError):
-            return set()
 
     def add_variant(self, name: str, key: str, variant: Variant, src: Path,
                     change: Callable[[ModelManifest], ModelManifest] | None = None) -> ModelManifest:

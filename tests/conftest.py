@@ -27,20 +27,16 @@ TEST_CLIENT_HOST = "127.0.0.1"
 RUN_DISK_GB, CACHE_DISK_GB = 5, 7
 
 
-def _free_gb(path: Path) -> float:
-    return free_bytes(path) / 1e9
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Free disk first, so that a full disk reads as such rather than as failing tests."""
     tmp = Path(tempfile.gettempdir())
     cache = Path(os.environ.get("EDGEWATCH_CACHE_DIR") or default_cache_dir())
-    lines = [f"disk: {_free_gb(tmp):.1f} GB free for test folders ({tmp}), {_free_gb(cache):.1f} GB for the "
-             f"cache ({cache})"]
-    if _free_gb(tmp) < RUN_DISK_GB:
+    tmp_gb, cache_gb = free_bytes(tmp) / 1e9, free_bytes(cache) / 1e9
+    lines = [f"disk: {tmp_gb:.1f} GB free for test folders ({tmp}), {cache_gb:.1f} GB for the cache ({cache})"]
+    if tmp_gb < RUN_DISK_GB:
         lines.append(f"WARNING: the tests need about {RUN_DISK_GB} GB free in {tmp} at once: free some, or set TMPDIR "
                      "to a folder on a bigger disk")
-    if not (cache / "venvs").is_dir() and _free_gb(cache) < CACHE_DISK_GB:
+    if not (cache / "venvs").is_dir() and cache_gb < CACHE_DISK_GB:
         lines.append(f"WARNING: a first run caches about {CACHE_DISK_GB} GB of packages and converter environments "
                      f"in {cache}: free some, or set EDGEWATCH_CACHE_DIR to a folder on a bigger disk")
     return lines

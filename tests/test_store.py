@@ -52,6 +52,29 @@ def test_reinstall_replaces_and_cleans_old_files(tmp_path: Path) -> None:
     assert store.path(m2).read_bytes() == b"v2"
 
 
+def test_a_failed_commit_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    """A commit that fails after writing some files (here the second variant's source changed; a full
+    disk does the same) removes what it wrote: the installed model stays whole, a new one leaves no folder."""
+    store = ModelStore(tmp_path / "models")
+    a, b, c = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "c.onnx"
+    a.write_bytes(b"v1"); b.write_bytes(b"v2"); c.write_bytes(b"int8")
+
+    def two_variants(name: str, fp32: Path) -> ModelManifest:
+        m = _manifest(name, fp32)
+        wrong = m.default.model_copy(update={"sha256": "0" * 64, "precision": "int8"})
+        return m.model_copy(update={"variants": {**m.variants, "int8": wrong}})
+
+    installed = store.commit(_manifest("m", a), {"fp32": a})
+    before = sorted(p.name for p in (tmp_path / "models" / "m").iterdir())
+    with pytest.raises(StoreError, match="changed while installing"):
+        store.commit(two_variants("m", b), {"fp32": b, "int8": c})
+    assert sorted(p.name for p in (tmp_path / "models" / "m").iterdir()) == before
+    assert store.verify(store.get("m")) == [] and store.path(installed).read_bytes() == b"v1"
+    with pytest.raises(StoreError, match="changed while installing"):
+        store.commit(two_variants("fresh", b), {"fp32": b, "int8": c})
+    assert not (tmp_path / "models" / "fresh").exists() and [m.name for m in store.list()] == ["m"]
+
+
 def test_damaged_manifest_says_how_to_fix(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
     d = tmp_path / "models" / "broken"
